@@ -1,0 +1,41 @@
+# The README's two commands:
+#   make run    set up, then run the main job on the embedded default store
+#   make test   set up, then run the whole test suite (what CI runs)
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup run test lint browser bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[all]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/scalinglab demo
+
+# Debian's Chromium for the real-browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup browser
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --timeout=900
+
+bench: setup
+	$(BIN)/python bench/store_bench.py
+	$(BIN)/python bench/fitting_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,30 @@
+"""The `scalinglab` command. Each verb group lives in its own module with `register(app)`."""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli import fit_cmds, serve_cmds, store_cmds, train_cmds
+from store.errors import ScalinglabError
+
+app = typer.Typer(
+    name="scalinglab",
+    help="Train model families, store their loss curves, fit scaling laws, and explore them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (store_cmds, fit_cmds, train_cmds, serve_cmds):
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry: user-facing errors exit 2 with the message on stderr."""
+    import sys
+
+    try:
+        app()
+    except ScalinglabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
