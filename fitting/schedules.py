@@ -273,8 +273,12 @@ class ScheduleSpec:
             start, total = int(m[2]), int(m[3])
             shape = "exponential" if m[1] == "wsd" else "linear"
             return cls(
-                "wsd", total_steps=total, final_lr=cls.LUO2025_FINAL,
-                decay_steps=total - start, decay_shape=shape, **common,
+                "wsd",
+                total_steps=total,
+                final_lr=cls.LUO2025_FINAL,
+                decay_steps=total - start,
+                decay_shape=shape,
+                **common,
             )
         if m := re.fullmatch(r"wsdcon_(\d+(?:\.\d+)?)", stem):
             gamma = float(m[1]) * 1e-5 / cls.LUO2025_PEAK

@@ -36,18 +36,24 @@ def test_cosine_and_linear_hit_peak_then_final() -> None:
 )
 def test_wsd_shapes(shape: str, mid: float) -> None:
     spec = ScheduleSpec(
-        "wsd", peak_lr=1.0, total_steps=200, warmup_steps=20, final_lr=0.1,
-        decay_steps=100, decay_shape=shape,
+        "wsd",
+        peak_lr=1.0,
+        total_steps=200,
+        warmup_steps=20,
+        final_lr=0.1,
+        decay_steps=100,
+        decay_shape=shape,
     )
-    np.testing.assert_allclose(spec.lr(np.array([20, 100, 150, 200, 300])),
-                               [1.0, 1.0, mid, 0.1, 0.1])
+    np.testing.assert_allclose(
+        spec.lr(np.array([20, 100, 150, 200, 300])), [1.0, 1.0, mid, 0.1, 0.1]
+    )
 
 
 def test_multistep_milestone_step_takes_new_lr() -> None:
-    spec = ScheduleSpec("multistep", peak_lr=1.0, total_steps=100, milestones=(30, 60),
-                        gamma=0.5)
-    np.testing.assert_allclose(spec.lr(np.array([0, 29, 30, 59, 60, 99])),
-                               [1, 1, 0.5, 0.5, 0.25, 0.25])
+    spec = ScheduleSpec("multistep", peak_lr=1.0, total_steps=100, milestones=(30, 60), gamma=0.5)
+    np.testing.assert_allclose(
+        spec.lr(np.array([0, 29, 30, 59, 60, 99])), [1, 1, 0.5, 0.5, 0.25, 0.25]
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,8 +117,7 @@ def test_luo2025_schedules_match_the_logged_lr() -> None:
     for path in files:
         data = np.genfromtxt(path, delimiter=",", names=True)
         spec = ScheduleSpec.luo2025(path.name)
-        np.testing.assert_allclose(spec.lr(data["step"]), data["lr"], rtol=1e-9,
-                                   err_msg=path.name)
+        np.testing.assert_allclose(spec.lr(data["step"]), data["lr"], rtol=1e-9, err_msg=path.name)
 
 
 def test_luo2025_names() -> None:
