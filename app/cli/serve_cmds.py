@@ -1,9 +1,216 @@
-"""CLI verbs (placeholder until its owner fills it in)."""
+"""CLI verbs: `serve`, `demo`, and the `jobs` sub-app (list, add, run, pause, resume, delete)."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated, Any
+
 import typer
+
+from app.cli.common import JsonOption, StoreOption, fail
+
+PortOption = Annotated[int, typer.Option("--port", help="Dashboard port.")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Interface to bind (0.0.0.0 in a container).", show_default=False
+    ),
+]
+
+jobs_app = typer.Typer(
+    help="Scheduled fitting jobs (they run inside `scalinglab serve`).", no_args_is_help=True
+)
+
+
+def _store(path: Any) -> Any:
+    from store import Store
+
+    return Store(path)
+
+
+def serve(
+    store: StoreOption = None,
+    port: PortOption = 8501,
+    address: AddressOption = None,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False,
+) -> None:
+    """Run the dashboard and the job scheduler (Ctrl-C stops both)."""
+    from app.serve import serve as run_serve
+
+    raise typer.Exit(
+        run_serve(_store(store), port=port, address=address, scheduler=not no_scheduler)
+    )
+
+
+def demo(
+    store: StoreOption = None,
+    port: PortOption = 8501,
+    address: AddressOption = None,
+    no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Do not train.")] = False,
+) -> None:
+    """Set up the live demo (a CPU sweep on a known-entropy source, refit every minute)
+    and serve the dashboard. Never opens a browser: open the printed URL."""
+    from app import demo as demo_mod
+    from app.serve import serve as run_serve
+
+    st = _store(store)
+    job_id = demo_mod.ensure_demo_job(st)
+    print(f"demo job {job_id}: {demo_mod.DEMO_JOB_NAME}")
+    proc, message = (None, "sweep skipped (--no-sweep)") if no_sweep else demo_mod.start_sweep(st)
+    print(message, flush=True)
+    raise typer.Exit(
+        run_serve(st, port=port, address=address, children=[proc] if proc is not None else None)
+    )
+
+
+@jobs_app.command("list")
+def jobs_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Jobs with their schedule, next and last run, status, duration and error."""
+    from store import jobs
+
+    frame = jobs.list_jobs(_store(store))
+    cols = [
+        "id",
+        "name",
+        "project",
+        "law",
+        "schedule",
+        "paused",
+        "status",
+        "next_run_at",
+        "last_run_at",
+        "last_duration_s",
+        "last_fit_id",
+        "last_error",
+    ]
+    frame = frame[[c for c in cols if c in frame.columns]]
+    if as_json:
+        print(frame.to_json(orient="records", date_format="iso"))
+        return
+    if frame.empty:
+        print("no jobs")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*frame.columns)
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None or v != v else str(v) for v in row])
+    Console(width=200).print(table)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            fail(f"--option expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@jobs_app.command("add")
+def jobs_add(
+    name: Annotated[str, typer.Option("--name")],
+    project: Annotated[str, typer.Option("--project")],
+    law: Annotated[str, typer.Option("--law")],
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="Cron or 'on-new-data'.")
+    ] = "on-new-data",
+    runs: Annotated[
+        str | None, typer.Option("--runs", help="Comma-separated runs (default all).")
+    ] = None,
+    splits: Annotated[str | None, typer.Option("--splits", help="Comma-separated splits.")] = None,
+    reduce: Annotated[str, typer.Option("--reduce", help="final | all")] = "final",
+    x: Annotated[str | None, typer.Option("--x", help="x column for power_law.")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="KEY=VALUE fit option.")
+    ] = None,
+    include_running: Annotated[bool, typer.Option("--include-running")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Save a fit spec with a schedule; `scalinglab serve` runs it when due."""
+    import fitting
+    from app.scheduler import validate_schedule
+    from store import jobs
+
+    if law not in fitting.LAWS:
+        fail(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
+    if reduce not in ("final", "all"):
+        fail(f"--reduce must be 'final' or 'all', got {reduce!r}")
+    selection = {
+        "runs": _split_list(runs),
+        "splits": _split_list(splits),
+        "reduce": reduce,
+        "finished": not include_running,
+    }
+    options = _parse_options(option or [])
+    if x:
+        options["x"] = x
+    job_id = jobs.add_job(
+        _store(store),
+        name=name,
+        project=project,
+        law=law,
+        selection=selection,
+        options=options,
+        schedule=validate_schedule(schedule),
+    )
+    print(f"job {job_id} added")
+
+
+@jobs_app.command("run")
+def jobs_run(job_id: int, store: StoreOption = None) -> None:
+    """Run a job now, in this process, and print the new fit's id."""
+    from fitting.jobs import run_job
+
+    fit_id = run_job(_store(store), job_id)
+    print(f"job {job_id}: fit {fit_id} saved")
+
+
+def _set_paused(job_id: int, paused: bool, store: Any) -> None:
+    from store import jobs
+
+    st = _store(store)
+    if jobs.get_job(st, job_id) is None:
+        fail(f"no job with id {job_id}")
+    jobs.update_job(st, job_id, paused=paused)
+    print(f"job {job_id} {'paused' if paused else 'resumed'}")
+
+
+@jobs_app.command("pause")
+def jobs_pause(job_id: int, store: StoreOption = None) -> None:
+    """Stop a job from running on its schedule (it can still be run by hand)."""
+    _set_paused(job_id, True, store)
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: int, store: StoreOption = None) -> None:
+    """Put a paused job back on its schedule."""
+    _set_paused(job_id, False, store)
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: int, store: StoreOption = None) -> None:
+    """Delete a job (its saved fits stay)."""
+    from store import jobs
+
+    st = _store(store)
+    if jobs.get_job(st, job_id) is None:
+        fail(f"no job with id {job_id}")
+    jobs.delete_job(st, job_id)
+    print(f"job {job_id} deleted")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's verbs to the app."""
+    """Add `serve`, `demo` and `jobs` to the app."""
+    app.command("serve")(serve)
+    app.command("demo")(demo)
+    app.add_typer(jobs_app, name="jobs")

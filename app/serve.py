@@ -1,0 +1,133 @@
+"""`scalinglab serve`: the Streamlit dashboard plus one job scheduler, in one command.
+
+The dashboard runs as a `streamlit run` child process (it owns the HTTP server and the
+`/_stcore/health` endpoint); this process owns the scheduler thread, so fits never run
+on the UI's script threads. Both talk to the same store through short-lived connections.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from app.scheduler import Scheduler
+
+APP_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = APP_DIR.parent
+ENTRY = APP_DIR / "streamlit_app.py"
+CONFIG = PROJECT_ROOT / ".streamlit" / "config.toml"
+# Fallbacks for when the repo's .streamlit/config.toml is not beside the package
+# (a wheel install): the settings the app relies on.
+DEFAULT_FLAGS = {"server.maxUploadSize": "200", "browser.gatherUsageStats": "false"}
+
+
+def streamlit_command(port: int, address: str | None = None) -> list[str]:
+    """The child command line: headless, on `port`, optionally bound to `address`."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ENTRY),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
+    if not CONFIG.exists():
+        for key, value in DEFAULT_FLAGS.items():
+            cmd += [f"--{key}", value]
+    if address:
+        cmd += ["--server.address", address]
+    return cmd
+
+
+def health_url(port: int, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/_stcore/health"
+
+
+def wait_healthy(
+    port: int, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None
+) -> bool:
+    """Poll the health endpoint until it answers 'ok' (False on timeout or child exit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(health_url(port), timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def start_dashboard(
+    store_root: Path, port: int, address: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the Streamlit child with the store path in its environment."""
+    env = {**os.environ, "SCALINGLAB_STORE": str(store_root)}
+    # The child reads .streamlit/config.toml from its working directory.
+    cwd = PROJECT_ROOT if CONFIG.exists() else None
+    return subprocess.Popen(streamlit_command(port, address), env=env, cwd=cwd)
+
+
+def serve(
+    store: Any,
+    *,
+    port: int = 8501,
+    address: str | None = None,
+    scheduler: bool = True,
+    poll_seconds: float = 2.0,
+    children: list[subprocess.Popen[Any]] | None = None,
+) -> int:
+    """Run the dashboard and the scheduler until interrupted; returns the exit code.
+
+    `children` are extra processes (the demo sweep) to stop on the way out.
+    """
+    root = Path(store.root)
+    proc = start_dashboard(root, port, address)
+    sched = Scheduler(store, poll_seconds=poll_seconds) if scheduler else None
+    if sched is not None:
+        sched.start()
+    stopping = False
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if wait_healthy(port, proc=proc):
+            shown = address if address and address != "0.0.0.0" else "localhost"
+            print(f"scalinglab dashboard: http://{shown}:{port}  (store: {root})", flush=True)
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        code = 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for child in [proc, *(children or [])]:
+            _stop_child(child)
+        if sched is not None:
+            sched.stop(wait=False)
+    return 0 if stopping else code
+
+
+def _stop_child(child: subprocess.Popen[Any]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()

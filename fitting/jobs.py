@@ -1,0 +1,138 @@
+"""Fitting jobs: run one saved fit specification against the store.
+
+A job (a row of the store's `jobs` table) names a project, a law, a selection and fit
+options. Running it loads the selection, fits, saves the result with the job's id and
+records status, duration and error on the job. The scheduler in `app.scheduler` decides
+*when*; this module only knows *how*.
+
+Selection (JSON object, every key optional):
+    runs:      list of run names (default: all runs of the project)
+    splits:    list of splits (default: ["eval"] falling back to ["train"] when no eval)
+    reduce:    "final" (one row per run and split: its last logged loss; the usual
+               scaling-law table) or "all" (every point; for the LR-schedule laws)
+    finished:  with reduce="final", keep only runs that are no longer running (default true)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from store.errors import BadInputError, ScalinglabError
+
+DEFAULT_SELECTION: dict[str, Any] = {
+    "runs": None,
+    "splits": None,
+    "reduce": "final",
+    "finished": True,
+}
+LIVE_STATUSES = ("running", "failed")
+
+
+def now_utc() -> datetime:
+    """Naive UTC now: the store keeps timestamps without a zone."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def parse_json(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON column as a dict (the store may hand back text or an already decoded value)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
+        return dict(default or {})
+    if isinstance(value, dict):
+        return dict(value)
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict):
+        raise BadInputError(f"expected a JSON object, got {value!r}")
+    return parsed
+
+
+def final_losses(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, split): the last step that has a loss."""
+    if points.empty:
+        return points
+    have = points.dropna(subset=["loss"]).sort_values(["run", "split", "step"])
+    return have.groupby(["run", "split"], as_index=False, sort=True).tail(1).reset_index(drop=True)
+
+
+def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> pd.DataFrame:
+    """The canonical frame a job (or the Fit page) fits on."""
+    from store import queries
+
+    sel = {**DEFAULT_SELECTION, **(selection or {})}
+    runs = sel.get("runs") or None
+    splits = sel.get("splits") or None
+    points = queries.points_frame(store, project=project, runs=runs, splits=splits)
+    if splits is None and not points.empty:
+        # Prefer held-out losses; a table of final losses has only "train".
+        has_eval = points["split"].astype(str).str.startswith("eval")
+        points = points[has_eval] if has_eval.any() else points[points["split"] == "train"]
+    if sel.get("reduce", "final") == "final":
+        if sel.get("finished", True) and "status" in points.columns:
+            points = points[~points["status"].isin(LIVE_STATUSES)]
+        points = final_losses(points)
+    return points.reset_index(drop=True)
+
+
+def fit_selection(
+    store: Any,
+    project: str,
+    law: str,
+    selection: dict[str, Any] | None,
+    options: dict[str, Any] | None,
+) -> tuple[Any, pd.DataFrame]:
+    """Load the selection and fit it: (FitResult, the frame it saw)."""
+    import fitting
+
+    if law not in fitting.LAWS:
+        raise BadInputError(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
+    data = select_data(store, project, selection)
+    if data.empty:
+        raise BadInputError(f"no data to fit in project {project!r} for this selection")
+    return fitting.fit(law, data, **(options or {})), data
+
+
+def run_job(store: Any, job_id: int) -> int:
+    """Run one job now: fit, save the fit with the job id, record the outcome on the job.
+
+    Returns the new fit's id. On failure the job gets status 'error' and the message in
+    `last_error`, and the error is raised again for the caller to report.
+    """
+    from fitting import persist
+    from store import jobs, queries
+
+    job = jobs.get_job(store, job_id)
+    if job is None:
+        raise BadInputError(f"no job with id {job_id}")
+    started, t0 = now_utc(), time.perf_counter()
+    jobs.update_job(store, job_id, status="running", last_run_at=started)
+    try:
+        version = queries.data_version(store, job["project"])
+        selection = parse_json(job.get("selection"), DEFAULT_SELECTION)
+        result, _ = fit_selection(
+            store, job["project"], job["law"], selection, parse_json(job.get("options"))
+        )
+        fit_id = persist.save_result(store, result, job["project"], selection, job_id=job_id)
+    except Exception as err:
+        message = str(err) if isinstance(err, ScalinglabError) else f"{type(err).__name__}: {err}"
+        jobs.update_job(
+            store,
+            job_id,
+            status="error",
+            last_error=message[:2000],
+            last_duration_s=time.perf_counter() - t0,
+        )
+        raise
+    jobs.update_job(
+        store,
+        job_id,
+        status="ok",
+        last_error=None,
+        last_fit_id=int(fit_id),
+        last_duration_s=time.perf_counter() - t0,
+        last_data_version=str(version),
+    )
+    return int(fit_id)
