@@ -1,0 +1,214 @@
+"""`InboxWriter`: how a live run streams its points and facts into the store.
+
+It never opens the database: it buffers rows and appends Parquet shards to
+`inbox/`, which every read already sees and `store.ingest.ingest_inbox` moves into the
+tables. A crash loses at most the rows not yet flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from store import shards
+from store.errors import BadInputError
+from store.schema import JSON_FACTS, POINT_COLUMNS, RUN_FACT_COLUMNS, RUN_STATUSES
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from store.core import Store
+
+_ROW_FIELDS = ("split", "step", "tokens", "flops", "lr", "loss", "family", "sampling_ratio")
+_FLOAT_FIELDS = ("tokens", "flops", "lr", "loss", "sampling_ratio")
+
+
+def normalise_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """Check fact names and values; dicts for schedule/config/source become JSON text."""
+    unknown = sorted(set(facts) - set(RUN_FACT_COLUMNS))
+    if unknown:
+        raise BadInputError(
+            f"unknown run facts {unknown}; expected some of {sorted(RUN_FACT_COLUMNS)}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in facts.items():
+        if key in JSON_FACTS and value is not None and not isinstance(value, str):
+            value = json.dumps(value, sort_keys=True, default=str)
+        if key == "status" and value not in RUN_STATUSES:
+            raise BadInputError(f"run status must be one of {RUN_STATUSES}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInputError(f"run fact {key!r} must be finite, got {value!r}")
+        out[key] = value
+    return out
+
+
+class InboxWriter:
+    """Buffer a run's points and write them as atomic Parquet shards in the inbox."""
+
+    def __init__(
+        self,
+        store_or_root: Store | str | os.PathLike[str] | None,
+        project: str,
+        run: str,
+        facts: dict[str, Any] | None = None,
+        flush_seconds: float = 2.0,
+        flush_rows: int = 10_000,
+    ) -> None:
+        from store.core import as_store
+
+        if not project or not run:
+            raise BadInputError("an InboxWriter needs a non-empty project and run name")
+        self.store = as_store(store_or_root)
+        self.project = project
+        self.run = run
+        self.flush_seconds = flush_seconds
+        self.flush_rows = flush_rows
+        self._rows: dict[str, list[Any]] = {name: [] for name in _ROW_FIELDS}
+        self._tables: list[pa.Table] = []
+        self._buffered = 0
+        self._last_flush = time.monotonic()
+        self._closed = False
+        self.shards_written = 0
+        self.set_facts(status="running", **(facts or {}))
+
+    def log(
+        self,
+        step: int,
+        *,
+        split: str = "train",
+        loss: float | None = None,
+        lr: float | None = None,
+        tokens: float | None = None,
+        flops: float | None = None,
+        family: str | None = None,
+        sampling_ratio: float | None = None,
+    ) -> None:
+        """Buffer one point; flushes when `flush_rows` or `flush_seconds` is reached."""
+        if int(step) != step or step < 0:
+            raise BadInputError(f"step must be a non-negative integer, got {step!r}")
+        row = (split, int(step), tokens, flops, lr, loss, family, sampling_ratio)
+        for name, value in zip(_ROW_FIELDS, row, strict=True):
+            self._rows[name].append(value)
+        self._buffered += 1
+        self._maybe_flush()
+
+    def log_many(self, columns: Any) -> None:
+        """Buffer many points at once: a dict of columns (scalars broadcast) or a frame."""
+        table = _to_points_table(columns, self.project, self.run)
+        if table.num_rows:
+            self._tables.append(table)
+            self._buffered += table.num_rows
+        self._maybe_flush()
+
+    def set_facts(self, **facts: Any) -> None:
+        """Record per-run facts (N, schedule, config, source, entropy, seed, ...) at once."""
+        import pyarrow as pa
+
+        clean = normalise_facts(facts)
+        if not clean:
+            return
+        table = pa.table(
+            {"project": [self.project], "run": [self.run], "facts": [json.dumps(clean)]},
+            schema=shards.facts_schema(),
+        )
+        shards.write_atomic(self.store.inbox_dir, shards.FACTS_PREFIX, table)
+
+    def flush(self) -> None:
+        """Write everything buffered as one shard (no-op when nothing is buffered)."""
+        import pyarrow as pa
+
+        if self._rows["step"]:
+            rows = dict(self._rows)
+            n = len(rows["step"])
+            rows["project"] = [self.project] * n
+            rows["run"] = [self.run] * n
+            self._tables.append(_clean_table(pa.table(rows), self.project, self.run))
+            self._rows = {name: [] for name in _ROW_FIELDS}
+        if self._tables:
+            table = self._tables[0] if len(self._tables) == 1 else pa.concat_tables(self._tables)
+            shards.write_atomic(self.store.inbox_dir, shards.POINTS_PREFIX, table)
+            self.shards_written += 1
+        self._tables = []
+        self._buffered = 0
+        self._last_flush = time.monotonic()
+
+    def close(self, status: str = "finished") -> None:
+        """Flush, then record the run's final status. Safe to call twice."""
+        if self._closed:
+            return
+        self.flush()
+        self.set_facts(status=status)
+        self._closed = True
+
+    def _maybe_flush(self) -> None:
+        if self._buffered >= self.flush_rows or (
+            self._buffered and time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+
+    def __enter__(self) -> InboxWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(status="failed" if exc_type is not None else "finished")
+
+
+def _to_points_table(columns: Any, project: str, run: str) -> pa.Table:
+    """Turn a dict of columns or a pandas/polars frame into a points shard table."""
+    import numpy as np
+    import pyarrow as pa
+
+    if hasattr(columns, "to_arrow"):  # polars
+        columns = columns.to_arrow()
+    elif hasattr(columns, "to_dict") and hasattr(columns, "columns"):  # pandas
+        columns = pa.Table.from_pandas(columns, preserve_index=False)
+    if isinstance(columns, pa.Table):
+        columns = {name: columns.column(name) for name in columns.column_names}
+    if "step" not in columns:
+        raise BadInputError("log_many needs a 'step' column")
+    unknown = sorted(set(columns) - set(_ROW_FIELDS))
+    if unknown:
+        raise BadInputError(f"log_many got unknown columns {unknown}; expected {_ROW_FIELDS}")
+    n = len(columns["step"])
+    data: dict[str, Any] = {"project": pa.repeat(project, n), "run": pa.repeat(run, n)}
+    for name in _ROW_FIELDS:
+        value = columns.get(name, "train" if name == "split" else None)
+        if value is None or isinstance(value, (str, int, float)):
+            data[name] = pa.repeat(value, n) if value is not None else pa.nulls(n)
+        else:
+            data[name] = (
+                value if isinstance(value, (pa.Array, pa.ChunkedArray)) else np.asarray(value)
+            )
+    return _clean_table(pa.table(data), project, run)
+
+
+def _clean_table(table: pa.Table, project: str, run: str) -> pa.Table:
+    """Cast to the shard schema, check steps, and turn non-finite floats into nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = shards.points_schema()
+    try:
+        table = table.select(list(POINT_COLUMNS)).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise BadInputError(f"run {run!r}: points do not fit the curve schema: {err}") from err
+    steps = table.column("step")
+    if steps.null_count or (len(steps) and pc.min(steps).as_py() < 0):
+        raise BadInputError(f"run {run!r}: steps must be non-negative integers")
+    for name in _FLOAT_FIELDS:
+        col = table.column(name)
+        finite = pc.is_finite(col)
+        if col.null_count != len(col) and not pc.all(pc.fill_null(finite, True)).as_py():
+            # A diverged run logs NaN/inf: keep the step, record "no value".
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, pc.if_else(finite, col, None))
+    return table

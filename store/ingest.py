@@ -1,0 +1,148 @@
+"""Move inbox shards into the tables: one transaction, idempotent, crash-safe.
+
+Each shard's name is recorded in `ingested_shards` in the same transaction that adds its
+rows; shard files are deleted only after the commit. A crash before the commit leaves
+the shards to be ingested next time; a crash after it leaves files whose names are
+already recorded, which are skipped (and removed) by the next ingest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from store import shards
+from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
+from store.summary import refresh_summaries, replace_points
+
+if TYPE_CHECKING:
+    from store.core import Store
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    point_shards: int = 0
+    fact_shards: int = 0
+    points: int = 0
+    skipped_shards: int = 0
+    runs: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
+    """Ingest every completed inbox shard not yet recorded; delete them after commit."""
+    from store.core import as_store
+
+    store = as_store(store)
+    start = time.perf_counter()
+    store.ensure()
+    point_files = shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)
+    fact_files = shards.list_shards(store.inbox_dir, shards.FACTS_PREFIX)
+    report = IngestReport()
+    if not point_files and not fact_files:
+        return report
+    with store.transaction() as con:
+        done = _already_ingested(con, [p.name for p in point_files + fact_files])
+        new_points = [p for p in point_files if p.name not in done]
+        new_facts = [p for p in fact_files if p.name not in done]
+        report.skipped_shards = len(done)
+        touched: set[tuple[str, str]] = set()
+        if new_points:
+            report.points = _ingest_points(con, new_points)
+            touched |= set(con.execute("SELECT project, run FROM _touched").fetchall())
+        if new_facts:
+            touched |= _ingest_facts(con, new_facts)
+        _record(con, new_points, "points")
+        _record(con, new_facts, "facts")
+        report.point_shards, report.fact_shards = len(new_points), len(new_facts)
+        report.runs = sorted(touched)
+    for path in point_files + fact_files:
+        path.unlink(missing_ok=True)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[str]:
+    rows = con.execute(
+        "SELECT name FROM ingested_shards WHERE list_contains(?, name)", [names]
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+    """Stage the shards' rows (last write wins within the batch) and upsert them."""
+    cols = ", ".join(POINT_COLUMNS)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT {cols}, filename, file_row_number "
+        "FROM read_parquet(?, filename = true, file_row_number = true)",
+        [[str(p) for p in files]],
+    )
+    dupes = con.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM _raw GROUP BY project, run, split, step "
+        "HAVING count(*) > 1)"
+    ).fetchone()
+    if dupes and dupes[0]:
+        # A resumed run re-logged some steps: keep the latest value of each.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM _raw "
+            "QUALIFY row_number() OVER (PARTITION BY project, run, split, step "
+            "ORDER BY filename DESC, file_row_number DESC) = 1"
+        )
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM _raw")
+    n = replace_points(con, "_staged")
+    refresh_summaries(con, "_touched")
+    return n
+
+
+def merge_fact_shards(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict:
+    """Facts per (project, run), later shards overriding earlier ones key by key."""
+    rows = con.execute(
+        "SELECT project, run, facts FROM read_parquet(?, filename = true) ORDER BY filename",
+        [[str(p) for p in files]],
+    ).fetchall()
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for project, run, text in rows:
+        merged.setdefault((project, run), {}).update(json.loads(text))
+    return merged
+
+
+def _ingest_facts(con: duckdb.DuckDBPyConnection, files: list[Path]) -> set[tuple[str, str]]:
+    merged = merge_fact_shards(con, files)
+    for (project, run), facts in merged.items():
+        upsert_run_facts(con, project, run, facts)
+    return set(merged)
+
+
+def upsert_run_facts(
+    con: duckdb.DuckDBPyConnection, project: str, run: str, facts: dict[str, Any]
+) -> None:
+    """Create the run if needed and set the given facts (others are left as they are)."""
+    facts = {k: v for k, v in facts.items() if k in RUN_FACT_COLUMNS}
+    con.execute("INSERT INTO projects (project) VALUES (?) ON CONFLICT DO NOTHING", [project])
+    names = ["project", "run", *facts]
+    marks = ", ".join("?" for _ in names)
+    updates = ", ".join(f"{k} = excluded.{k}" for k in facts)
+    update_clause = f"DO UPDATE SET {updates}, updated_at = now()" if facts else ("DO NOTHING")
+    con.execute(
+        f"INSERT INTO runs ({', '.join(names)}) VALUES ({marks}) "
+        f"ON CONFLICT (project, run) {update_clause}",
+        [project, run, *facts.values()],
+    )
+
+
+def _record(con: duckdb.DuckDBPyConnection, files: list[Path], kind: str) -> None:
+    if not files:
+        return
+    con.execute(
+        "INSERT INTO ingested_shards (name, kind) SELECT unnest(?), ? ON CONFLICT DO NOTHING",
+        [[p.name for p in files], kind],
+    )

@@ -1,0 +1,107 @@
+"""Reads that include inbox shards not yet ingested, so a live run shows at once.
+
+The inbox is listed in Python (completed shards only), names already recorded in
+`ingested_shards` are dropped (a crash between an ingest's commit and its file deletes
+leaves such files), and the rest are read with `read_parquet` beside the tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import duckdb
+
+from store import shards
+from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
+
+if TYPE_CHECKING:
+    from store.core import Store
+
+T = TypeVar("T")
+POINT_COLS = ", ".join(POINT_COLUMNS)
+
+
+@dataclass
+class Pending:
+    """The inbox shards a read must union with the tables."""
+
+    point_files: list[str]
+    fact_files: list[str]
+
+
+def pending(store: Store, con: duckdb.DuckDBPyConnection) -> Pending:
+    """Completed inbox shards whose names are not yet recorded as ingested."""
+    points = shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)
+    facts = shards.list_shards(store.inbox_dir, shards.FACTS_PREFIX)
+    if not points and not facts:
+        return Pending([], [])
+    names = [p.name for p in points + facts]
+    done = {
+        row[0]
+        for row in con.execute(
+            "SELECT name FROM ingested_shards WHERE list_contains(?, name)", [names]
+        ).fetchall()
+    }
+    return Pending(
+        [str(p) for p in points if p.name not in done],
+        [str(p) for p in facts if p.name not in done],
+    )
+
+
+def points_source(p: Pending) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) for all points: the table plus pending point shards."""
+    if not p.point_files:
+        return "points", []
+    sql = (
+        f"(SELECT {POINT_COLS} FROM points UNION ALL "
+        f"SELECT {POINT_COLS} FROM read_parquet(?, union_by_name = true))"
+    )
+    return sql, [p.point_files]
+
+
+def register_pending_facts(con: duckdb.DuckDBPyConnection, p: Pending) -> str:
+    """SQL for all runs' facts: `runs`, overridden by facts in pending shards."""
+    if not p.fact_files:
+        return "runs"
+    import pyarrow as pa
+
+    rows = con.execute(
+        "SELECT project, run, facts FROM read_parquet(?, filename = true) ORDER BY filename",
+        [p.fact_files],
+    ).fetchall()
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for project, run, text in rows:
+        merged.setdefault((project, run), {}).update(json.loads(text))
+    types = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}
+    fields = [("project", pa.string()), ("run", pa.string())]
+    fields += [(name, types[sql]) for name, sql in RUN_FACT_COLUMNS.items()]
+    data = {
+        "project": [k[0] for k in merged],
+        "run": [k[1] for k in merged],
+        **{name: [f.get(name) for f in merged.values()] for name in RUN_FACT_COLUMNS},
+    }
+    con.register("_pending_facts", pa.table(data, schema=pa.schema(fields)))
+    facts = ", ".join(f"coalesce(f.{c}, r.{c}) AS {c}" for c in RUN_FACT_COLUMNS)
+    rest = "r.n_points, r.last_step, r.last_loss, r.last_tokens, r.last_flops, "
+    rest += "coalesce(r.created_at, now()::TIMESTAMP) AS created_at, coalesce(r.updated_at, now()::TIMESTAMP) AS updated_at"
+    return (
+        "(SELECT coalesce(r.project, f.project) AS project, coalesce(r.run, f.run) AS run, "
+        f"{facts}, {rest} FROM runs r FULL OUTER JOIN _pending_facts f "
+        "ON r.project = f.project AND r.run = f.run)"
+    )
+
+
+def with_inbox_retry(read: Callable[[], T], attempts: int = 5) -> T:
+    """Run a read again when an ingest deleted a shard between listing and reading it."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except duckdb.IOException as err:
+            text = str(err).lower()
+            gone = "no files found" in text or "no such file" in text or "cannot open" in text
+            if not gone or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

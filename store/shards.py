@@ -1,0 +1,68 @@
+"""Inbox shard files: names, the Arrow schema of point shards, atomic writes, listing.
+
+A shard is written under a hidden temporary name and renamed into place, so a reader
+(or ingest) sees it whole or not at all. Names sort by creation time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+POINTS_PREFIX = "pts-"
+FACTS_PREFIX = "run-"
+SUFFIX = ".parquet"
+
+_SEQ = itertools.count()
+_TOKEN = uuid.uuid4().hex[:8]
+
+
+def new_name(prefix: str) -> str:
+    """A unique shard name that sorts by creation time (nanoseconds, then sequence)."""
+    return f"{prefix}{time.time_ns():020d}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
+
+
+def points_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    from store.schema import POINT_COLUMNS
+
+    types = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}
+    return pa.schema([(name, types[sql]) for name, sql in POINT_COLUMNS.items()])
+
+
+def facts_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("project", pa.string()), ("run", pa.string()), ("facts", pa.string())])
+
+
+def write_atomic(inbox: Path, prefix: str, table: pa.Table) -> Path:
+    """Write `table` as a Parquet shard in `inbox`: temporary name, fsync-free rename."""
+    import pyarrow.parquet as pq
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    name = new_name(prefix)
+    tmp = inbox / f".tmp-{name}"
+    pq.write_table(table, tmp, compression="snappy")
+    final = inbox / name
+    os.replace(tmp, final)
+    return final
+
+
+def list_shards(inbox: Path, prefix: str) -> list[Path]:
+    """Completed shards of one kind, oldest first (temporary files are skipped)."""
+    try:
+        entries = os.scandir(inbox)
+    except FileNotFoundError:
+        return []
+    with entries:
+        names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(SUFFIX)]
+    return [inbox / name for name in sorted(names)]

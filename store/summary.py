@@ -1,0 +1,69 @@
+"""Write-side helpers shared by ingest and import: replace points, keep run summaries.
+
+Every write stages its points in a temporary table, then calls `replace_points`, which
+deletes the (project, run, split, step) keys it is about to insert and inserts the new
+rows, so re-ingesting or re-importing the same points changes nothing.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from store.schema import POINT_COLUMNS
+
+_COLS = ", ".join(POINT_COLUMNS)
+
+
+def replace_points(con: duckdb.DuckDBPyConnection, staged: str) -> int:
+    """Upsert the points of table `staged` (canonical columns, unique keys) into `points`."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM {staged}"
+    )
+    existing = con.execute(
+        "SELECT count(*) FROM points p SEMI JOIN _touched t "
+        "ON p.project = t.project AND p.run = t.run"
+    ).fetchone()
+    if existing and existing[0]:
+        con.execute(
+            f"DELETE FROM points p USING {staged} s WHERE p.project = s.project "
+            "AND p.run = s.run AND p.split = s.split AND p.step = s.step"
+        )
+    con.execute(f"INSERT INTO points ({_COLS}) SELECT {_COLS} FROM {staged}")
+    ensure_runs(con, "_touched", status="running")
+    row = con.execute(f"SELECT count(*) FROM {staged}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def ensure_runs(con: duckdb.DuckDBPyConnection, source: str, *, status: str) -> None:
+    """Create missing project and run rows for the (project, run) pairs in `source`."""
+    con.execute(
+        f"INSERT INTO projects (project) SELECT DISTINCT project FROM {source} "
+        "ON CONFLICT DO NOTHING"
+    )
+    con.execute(
+        f"INSERT INTO runs (project, run, status) SELECT DISTINCT project, run, ? "
+        f"FROM {source} ON CONFLICT DO NOTHING",
+        [status],
+    )
+
+
+def refresh_summaries(con: duckdb.DuckDBPyConnection, touched: str = "_touched") -> None:
+    """Recompute n_points / last_* on the runs listed in `touched` from their points."""
+    con.execute(
+        f"""
+        UPDATE runs SET n_points = s.n_points, last_step = s.last_step,
+            last_loss = s.last_loss, last_tokens = s.last_tokens,
+            last_flops = s.last_flops, updated_at = now()
+        FROM (
+            SELECT p.project, p.run, count(*) AS n_points, max(step) AS last_step,
+                coalesce(
+                    arg_max(loss, step) FILTER (WHERE split = 'train' AND loss IS NOT NULL),
+                    arg_max(loss, step) FILTER (WHERE loss IS NOT NULL)) AS last_loss,
+                arg_max(tokens, step) FILTER (WHERE tokens IS NOT NULL) AS last_tokens,
+                arg_max(flops, step) FILTER (WHERE flops IS NOT NULL) AS last_flops
+            FROM points p SEMI JOIN {touched} t ON p.project = t.project AND p.run = t.run
+            GROUP BY p.project, p.run
+        ) s
+        WHERE runs.project = s.project AND runs.run = s.run
+        """
+    )
