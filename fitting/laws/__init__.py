@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from fitting.laws.base import Law, Parameter, Prepared
+from fitting.laws.chinchilla import Chinchilla
+from fitting.laws.kaplan import Kaplan
+from fitting.laws.multilingual import Multilingual
+from fitting.laws.nmt import Nmt
+from fitting.laws.power_law import PowerLaw
 
-LAWS: dict[str, Law] = {}
+_ALL: list[Law] = [PowerLaw(), Chinchilla(), Kaplan(), Nmt(), Multilingual()]
+# Curve laws (lr_annealing, multi_power) are appended here by their module's owner.
+
+LAWS: dict[str, Law] = {law.name: law for law in _ALL}
 
 __all__ = ["LAWS", "Law", "Parameter", "Prepared"]

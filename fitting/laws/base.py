@@ -21,6 +21,7 @@ never looks inside a law's formula; it only calls these methods:
 - ``starts(prep) -> (K, P)``: the start grid in natural units (Chinchilla's 4,500 starts
   for ``chinchilla``). Values outside the bounds are clipped by the engine.
 - ``guess(prep) -> (P,)``: one data-driven start (always tried besides the grid).
+- ``blocks(prep)`` (optional): independent parameter blocks, see the method.
 - ``example(rng) -> (true_params, frame)``: synthetic data with known parameters and small
   noise, used by the generic registry test (the fit must recover ``true_params`` within
   3 standard errors).
@@ -92,6 +93,9 @@ class Law(ABC):
     formula: ClassVar[str]
     description: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]]  # canonical columns needed besides loss
+    # "points": one row per model (the data loader keeps each run's final loss);
+    # "curves": every step of each run (the loader passes whole curves, LR rows included).
+    kind: ClassVar[str] = "points"
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         """Options completed from the data; stored with the fit and reused to predict."""
@@ -133,6 +137,12 @@ class Law(ABC):
     @abstractmethod
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         """Synthetic data with known true parameters and small noise."""
+
+    def blocks(self, prep: Prepared) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Optional: independent (parameter indices, row mask) blocks whose objectives add
+        up (e.g. one per language family), so the engine can pick the best start per
+        block. None (the default) means the parameters are coupled."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Name, formula, inputs and parameters, for `scalinglab laws` and the UI."""
