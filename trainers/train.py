@@ -1,0 +1,313 @@
+"""The training loop: `train(TrainConfig) -> RunSummary`.
+
+One function reads top to bottom: build data, model and optimizer, maybe resume, then for
+each step set the LR from the schedule spec, run the micro-batches (gradient
+accumulation), clip, step, and log loss / lr / tokens / FLOPs through the sink; evaluate
+and checkpoint periodically. The loss is always `trainers.cce.linear_cross_entropy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fitting.schedules import ScheduleSpec
+from trainers import checkpoint, distributed
+from trainers.data import Source, make_source
+from trainers.models import ModelConfig, build_model, flops_per_token, param_counts
+from trainers.presets import resolve
+from trainers.sink import Logger, NullSink, StoreSink
+from trainers.version import code_version
+
+
+@dataclass
+class TrainConfig:
+    project: str = "default"
+    run: str = ""  # empty: derived from preset, data and seed
+    preset: str = "cpu-tiny"  # a preset name or a family member like "cpu/3"
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    data: str | dict[str, Any] = "markov:vocab=256"
+    schedule: str | dict[str, Any] = ""  # empty: cosine with 5% warmup to 10% of peak
+    lr: float = 3e-3  # peak LR of the default schedule
+    steps: int = 200
+    batch_size: int = 32  # sequences per optimizer step, over all ranks
+    micro_batch: int = 0  # sequences per forward/backward on one rank; 0 = all of them
+    seq_len: int = 64
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 50  # 0: only after the last step
+    eval_batches: int = 4
+    checkpoint_every: int = 0  # 0: no checkpoints
+    store: str | None = None  # None: no store (metrics go to the given sink only)
+    seed: int = 0
+    device: str = "auto"
+    compile: bool | None = None  # None: on CUDA only
+    threads: int = 0  # torch.set_num_threads when > 0
+    loss_impl: str = "cce"  # "cce" or "materialized" (F.cross_entropy on full logits)
+    resume: bool = True
+
+    def run_name(self) -> str:
+        if self.run:
+            return self.run
+        data = self.data if isinstance(self.data, str) else self.data.get("kind", "data")
+        return f"{self.preset.replace('/', '-')}-{data.split(':')[0]}-s{self.seed}"
+
+    def schedule_spec(self) -> ScheduleSpec:
+        if not self.schedule:
+            warm = max(self.steps // 20, 1) if self.steps > 1 else 0
+            return ScheduleSpec(
+                "cosine",
+                peak_lr=self.lr,
+                total_steps=self.steps,
+                warmup_steps=warm,
+                final_lr=self.lr / 10,
+            )
+        if isinstance(self.schedule, str) and "total" not in self.schedule:
+            sep = "," if ":" in self.schedule else ":"
+            return ScheduleSpec.parse(f"{self.schedule}{sep}total={self.steps}")
+        return ScheduleSpec.coerce(self.schedule)
+
+
+@dataclass
+class RunSummary:
+    project: str
+    run: str
+    steps_done: int
+    start_step: int
+    train_loss: float
+    eval_loss: dict[str, float]
+    counts: dict[str, int]
+    tokens: float
+    flops: float
+    wall_s: float
+    tokens_per_s: float
+    entropy: float | None
+    status: str
+
+
+class LossModel(nn.Module):
+    """Model plus loss in one forward, so DDP sees every parameter used inside it."""
+
+    def __init__(self, model: nn.Module, impl: str = "cce") -> None:
+        super().__init__()
+        self.model, self.impl = model, impl
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "src" in batch:
+            hidden, targets = self.model(batch["src"], batch["tgt_in"]), batch["tgt_out"]
+        else:
+            hidden, targets = self.model(batch["x"]), batch["y"]
+        weight = self.model.output_weight()
+        if self.impl == "materialized":
+            return F.cross_entropy((hidden @ weight.T).float().flatten(0, -2), targets.flatten())
+        from trainers.cce import linear_cross_entropy
+
+        return linear_cross_entropy(hidden, weight, targets)
+
+
+def to_device(batch: dict[str, np.ndarray], device: torch.device, rows: slice) -> dict:
+    return {k: torch.from_numpy(np.ascontiguousarray(v[rows])).to(device) for k, v in batch.items()}
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; no weight decay on norms (1-d parameters), as in GPT-2 / nanoGPT."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
+
+
+@torch.no_grad()
+def evaluate(
+    loss_model: LossModel,
+    sets: dict[str, list[dict]],
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | Callable,
+) -> dict[str, float]:
+    """Mean loss over each held-out set: {"loss/eval": ..., "loss/eval/<family>": ...}."""
+    loss_model.eval()
+    out = {}
+    for split, batches in sets.items():
+        losses = []
+        for b in batches:
+            with autocast():
+                losses.append(loss_model(to_device(b, device, slice(None))).item())
+        out[f"loss/{split}"] = float(np.mean(losses))
+    loss_model.train()
+    return out
+
+
+def run_facts(
+    cfg: TrainConfig, model_cfg: ModelConfig, source: Source, counts: dict, schedule: ScheduleSpec
+) -> dict[str, Any]:
+    """What the store records about the run (per-run facts)."""
+    facts: dict[str, Any] = dict(counts)
+    families = source.families()
+    config = {**asdict(cfg), "model": model_cfg.to_dict(), "betas": list(cfg.betas)}
+    config["family_entropy"] = source.family_entropy(cfg.seq_len)
+    facts.update(
+        schedule=schedule.to_dict(),
+        config=config,
+        source=source.describe(),
+        entropy=source.entropy(cfg.seq_len),
+        seed=cfg.seed,
+        code_version=code_version(),
+    )
+    if len(families) == 1:
+        facts.update(family=next(iter(families)), sampling_ratio=1.0)
+    return facts
+
+
+def make_sink(cfg: TrainConfig, info: distributed.DistInfo, facts: dict, source: Source) -> Logger:
+    if not info.is_main or cfg.store is None:
+        return NullSink()
+    return StoreSink(
+        cfg.store, cfg.project, cfg.run_name(), facts=facts, families=source.families()
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    sink: Logger | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunSummary:
+    """Train one model; stream every step to `sink` (default: the store's inbox)."""
+    info = distributed.setup(cfg.device)
+    dev = info.device
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if cfg.batch_size % info.world:
+        raise ValueError(f"batch_size {cfg.batch_size} not divisible by {info.world} ranks")
+    per_rank = cfg.batch_size // info.world
+    micro = cfg.micro_batch or per_rank
+    if per_rank % micro:
+        raise ValueError(f"per-rank batch {per_rank} not divisible by micro_batch {micro}")
+    n_micro = per_rank // micro
+
+    # Data, model, schedule, optimizer.
+    source = make_source(cfg.data)
+    model_cfg = resolve(
+        cfg.preset, **{"vocab_size": source.vocab_size, "context": cfg.seq_len, **cfg.model}
+    )
+    model = build_model(model_cfg).to(dev)
+    counts = param_counts(model)
+    schedule = cfg.schedule_spec()
+    lrs = schedule.lr(np.arange(cfg.steps))
+    optimizer = make_optimizer(model, cfg, dev)
+    tokens_per_step = cfg.batch_size * cfg.seq_len  # target tokens, all ranks
+    flops_per_step = tokens_per_step * flops_per_token(model_cfg, counts)
+
+    # Resume: model/optimizer state and the next step; the data stream is keyed by step.
+    ckpt_dir = (
+        checkpoint.checkpoint_dir(cfg.store, cfg.project, cfg.run_name()) if cfg.store else None
+    )
+    start = 0
+    if cfg.resume and ckpt_dir is not None and (state := checkpoint.load(ckpt_dir, dev)):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"]) + 1
+
+    use_bf16 = dev.type == "cuda"
+
+    def autocast() -> contextlib.AbstractContextManager:
+        if use_bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    loss_model = LossModel(model, cfg.loss_impl)
+    if cfg.compile if cfg.compile is not None else dev.type == "cuda":
+        loss_model.model = torch.compile(model)  # type: ignore[assignment]
+    train_model: nn.Module = loss_model
+    if info.active:
+        ids = [dev.index] if dev.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(loss_model, device_ids=ids)
+
+    facts = run_facts(cfg, model_cfg, source, counts, schedule)
+    sink = sink if sink is not None else make_sink(cfg, info, facts, source)
+    eval_sets = (
+        source.eval_sets(cfg.eval_batches, cfg.batch_size, cfg.seq_len) if info.is_main else {}
+    )
+    rows = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
+    t0, last_train, last_eval, status = time.perf_counter(), math.nan, {}, "failed"
+    try:
+        for step in range(start, cfg.steps):
+            lr = float(lrs[step])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = source.batch(step, cfg.batch_size, cfg.seq_len)  # the global batch
+            local = to_device(batch, dev, rows)
+            loss_sum = torch.zeros((), device=dev)
+            for m in range(n_micro):
+                part = {k: v[m * micro : (m + 1) * micro] for k, v in local.items()}
+                # Only the last micro-batch all-reduces gradients across ranks.
+                sync = m == n_micro - 1 or not info.active
+                with contextlib.nullcontext() if sync else train_model.no_sync(), autocast():
+                    loss = train_model(part) / n_micro
+                loss.backward()
+                loss_sum += loss.detach()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            # .item() is a CPU-GPU sync point; we log every step, so we pay it every step.
+            last_train = distributed.mean_across(loss_sum, info).item()
+            metrics = {
+                "loss/train": last_train,
+                "lr": lr,
+                "tokens": float((step + 1) * tokens_per_step),
+                "flops": float((step + 1) * flops_per_step),
+            }
+            last_step = step == cfg.steps - 1
+            if info.is_main and (
+                last_step or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)
+            ):
+                last_eval = evaluate(loss_model, eval_sets, dev, autocast)
+                metrics.update(last_eval)
+            sink.log(metrics, step)
+            if on_step is not None:
+                on_step(step, metrics)
+            if (
+                info.is_main
+                and ckpt_dir is not None
+                and cfg.checkpoint_every
+                and ((step + 1) % cfg.checkpoint_every == 0 or last_step)
+            ):
+                checkpoint.save(ckpt_dir, model, optimizer, step)
+        status = "finished"
+    finally:
+        sink.close(status=status)
+        distributed.teardown(info)
+
+    wall = time.perf_counter() - t0
+    done = cfg.steps - start
+    return RunSummary(
+        project=cfg.project,
+        run=cfg.run_name(),
+        steps_done=done,
+        start_step=start,
+        train_loss=last_train,
+        eval_loss={k[5:]: v for k, v in last_eval.items()},
+        counts=counts,
+        tokens=float(cfg.steps * tokens_per_step),
+        flops=float(cfg.steps * flops_per_step),
+        wall_s=wall,
+        tokens_per_s=done * tokens_per_step / wall if wall > 0 else 0.0,
+        entropy=source.entropy(cfg.seq_len),
+        status=status,
+    )
