@@ -72,10 +72,17 @@ def wait_healthy(
 
 
 def start_dashboard(
-    store_root: Path, port: int, address: str | None = None
+    store_root: Path, port: int, address: str | None = None, scheduler: bool = True
 ) -> subprocess.Popen[bytes]:
-    """Start the Streamlit child with the store path in its environment."""
-    env = {**os.environ, "SCALINGLAB_STORE": str(store_root)}
+    """Start the Streamlit child with the store path in its environment.
+
+    SCALINGLAB_SCHEDULER tells the pages that a scheduler owns the jobs ("run now" then
+    queues the job for it instead of running a second instance)."""
+    env = {
+        **os.environ,
+        "SCALINGLAB_STORE": str(store_root),
+        "SCALINGLAB_SCHEDULER": "1" if scheduler else "0",
+    }
     # The child reads .streamlit/config.toml from its working directory.
     cwd = PROJECT_ROOT if CONFIG.exists() else None
     return subprocess.Popen(streamlit_command(port, address), env=env, cwd=cwd)
@@ -95,7 +102,7 @@ def serve(
     `children` are extra processes (the demo sweep) to stop on the way out.
     """
     root = Path(store.root)
-    proc = start_dashboard(root, port, address)
+    proc = start_dashboard(root, port, address, scheduler)
     sched = Scheduler(store, poll_seconds=poll_seconds) if scheduler else None
     if sched is not None:
         sched.start()

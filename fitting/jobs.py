@@ -101,7 +101,6 @@ def run_job(store: Any, job_id: int) -> int:
     Returns the new fit's id. On failure the job gets status 'error' and the message in
     `last_error`, and the error is raised again for the caller to report.
     """
-    from fitting import persist
     from store import jobs, queries
 
     job = jobs.get_job(store, job_id)
@@ -110,6 +109,8 @@ def run_job(store: Any, job_id: int) -> int:
     started, t0 = now_utc(), time.perf_counter()
     jobs.update_job(store, job_id, status="running", last_run_at=started)
     try:
+        from fitting import persist
+
         version = queries.data_version(store, job["project"])
         selection = parse_json(job.get("selection"), DEFAULT_SELECTION)
         result, _ = fit_selection(

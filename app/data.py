@@ -1,0 +1,118 @@
+"""The dashboard's access to the store: the store from the environment, brief caches.
+
+Pages call these instead of the store directly. Caches live a few seconds at most so a
+live run never looks stale; every write clears them (`invalidate`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+LIVE_TTL_S = 2
+LIST_TTL_S = 3
+
+
+def store_root() -> str:
+    """`$SCALINGLAB_STORE` (set by `scalinglab serve`), else the store's default."""
+    from store.paths import resolve_root
+
+    return str(resolve_root(os.environ.get("SCALINGLAB_STORE") or None))
+
+
+def get_store() -> Any:
+    from store import Store
+
+    return Store(store_root())
+
+
+def invalidate() -> None:
+    """Forget cached reads after a write made here."""
+    st.cache_data.clear()
+
+
+@st.cache_data(ttl=LIST_TTL_S, show_spinner=False)
+def projects(root: str) -> list[str]:
+    from store import Store, queries
+
+    frame = queries.list_projects(Store(root))
+    if isinstance(frame, pd.DataFrame):
+        return [str(p) for p in frame["project"]] if len(frame) else []
+    return [str(p) for p in frame]
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def runs(root: str, project: str | None) -> pd.DataFrame:
+    from store import Store, queries
+
+    return queries.list_runs(Store(root), project=project)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def curve(
+    root: str,
+    project: str,
+    run_names: tuple[str, ...],
+    x: str,
+    splits: tuple[str, ...] | None,
+    max_points: int = 2000,
+) -> pd.DataFrame:
+    from store import Store, queries
+
+    return queries.curve(
+        Store(root),
+        project,
+        list(run_names),
+        x=x,
+        max_points=max_points,
+        splits=list(splits) if splits else None,
+    )
+
+
+@st.cache_data(ttl=LIST_TTL_S, show_spinner=False)
+def fits(root: str, project: str | None = None, job_id: int | None = None) -> pd.DataFrame:
+    from store import Store
+    from store import fits as store_fits
+
+    return store_fits.list_fits(Store(root), project=project, job_id=job_id)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def jobs(root: str) -> pd.DataFrame:
+    from store import Store
+    from store import jobs as store_jobs
+
+    return store_jobs.list_jobs(Store(root))
+
+
+def load_result(fit_id: int) -> Any:
+    from fitting.persist import load_result as _load
+
+    return _load(get_store(), int(fit_id))
+
+
+def json_field(value: Any) -> dict[str, Any]:
+    """A JSON column (text or already decoded) as a dict; {} when empty or unreadable."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str) or not value:
+        return {}
+    try:
+        out = json.loads(value)
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def project_picker(label: str = "Project", *, key: str, allow_all: bool = False) -> str | None:
+    """A project selectbox in the sidebar; None means every project."""
+    names = projects(store_root())
+    options = (["(all projects)"] if allow_all else []) + names
+    if not options:
+        return None
+    choice = st.sidebar.selectbox(label, options, key=key)
+    return None if choice == "(all projects)" else choice

@@ -1,0 +1,189 @@
+"""What the Fit, Predict and Jobs pages show about a FitResult, as plain frames and figures.
+
+No Streamlit here: these are tested directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from app import figures
+
+# Laws whose data are whole loss curves (x = step), not one point per model.
+CURVE_LAWS = ("lr_annealing", "multi_power")
+IRREDUCIBLE_NAMES = ("L_inf", "E", "L0")
+EXTRAPOLATE_FACTOR = 10.0
+
+
+def main_x(result: Any, data: pd.DataFrame) -> str:
+    """The size column a law's fit is best drawn against."""
+    x = (getattr(result, "options", None) or {}).get("x")
+    if x:
+        return str(x)
+    if result.law in CURVE_LAWS:
+        return "step"
+    for col in ("params", "encoder_params", "tokens", "flops", "step"):
+        if col in data.columns and data[col].notna().any():
+            return col
+    return "step"
+
+
+def params_table(result: Any) -> pd.DataFrame:
+    """One row per parameter: value, standard error, interval."""
+    rows = []
+    for name, value in result.params.items():
+        lo, hi = (result.intervals or {}).get(name, (np.nan, np.nan))
+        rows.append(
+            {
+                "parameter": name,
+                "value": float(value),
+                "stderr": float((result.stderr or {}).get(name, np.nan)),
+                "lower 95%": float(lo),
+                "upper 95%": float(hi),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def irreducible(result: Any) -> float | None:
+    """The fitted irreducible loss (L_inf / E / L0) when the law has one."""
+    for name in IRREDUCIBLE_NAMES:
+        if name in result.params:
+            return float(result.params[name])
+    return None
+
+
+def true_entropy(data: pd.DataFrame) -> float | None:
+    """The source's exact entropy rate when every run in the data declares the same one."""
+    if "entropy" not in data.columns:
+        return None
+    values = pd.to_numeric(data["entropy"], errors="coerce").dropna().unique()
+    return float(np.median(values)) if len(values) else None
+
+
+def extrapolation_grid(
+    data: pd.DataFrame, x: str, factor: float = EXTRAPOLATE_FACTOR, n: int = 120
+) -> pd.DataFrame:
+    """Rows from the smallest x to `factor` times the largest, other inputs scaled along.
+
+    Other size columns follow x at their median ratio to it in the data (e.g. a fixed
+    tokens-per-parameter ratio), so laws in several variables draw a sensible curve.
+    """
+    xs = pd.to_numeric(data[x], errors="coerce")
+    xs = xs[xs > 0]
+    grid = np.geomspace(float(xs.min()), float(xs.max()) * factor, n)
+    out = pd.DataFrame({x: grid})
+    for col in (
+        "params",
+        "params_non_embedding",
+        "tokens",
+        "flops",
+        "encoder_params",
+        "decoder_params",
+    ):
+        if col == x or col not in data.columns:
+            continue
+        vals = pd.to_numeric(data[col], errors="coerce")
+        ratio = (vals / pd.to_numeric(data[x], errors="coerce")).replace([np.inf, -np.inf], np.nan)
+        if ratio.notna().any():
+            out[col] = grid * float(ratio.median())
+    for col in ("family", "sampling_ratio", "run"):
+        if col in data.columns and data[col].notna().any():
+            out[col] = data[col].dropna().iloc[0]
+    return out
+
+
+def point_fit_figure(
+    result: Any, data: pd.DataFrame, *, held_out: np.ndarray | None = None, level: float = 0.95
+) -> go.Figure:
+    """Data, fitted curve and extrapolation band for a point law (log-log)."""
+    x = main_x(result, data)
+    grid = extrapolation_grid(data, x)
+    pred = np.asarray(result.predict(grid), dtype=float)
+    try:
+        band = tuple(np.asarray(b, dtype=float) for b in result.predict_band(grid, level=level))
+    except Exception:  # a band needs the bootstrap; a fit without it still draws
+        band = None
+    return figures.fit_figure(
+        pd.to_numeric(data[x]).to_numpy(float),
+        data["loss"].to_numpy(float),
+        grid[x].to_numpy(float),
+        pred,
+        band,
+        x_name=x,
+        labels=data["run"].astype(str).tolist() if "run" in data else None,
+        held_out=held_out,
+        l_inf=irreducible(result),
+        entropy=true_entropy(data),
+        x_max_seen=float(pd.to_numeric(data[x]).max()),
+    )
+
+
+def curve_fit_figure(result: Any, data: pd.DataFrame) -> go.Figure:
+    """Observed loss curves with the law's predicted curve for each run."""
+    observed = data.dropna(subset=["loss"])[["run", "split", "step", "loss"]].copy()
+    predicted = data[["run", "step"]].copy()
+    predicted["loss"] = np.asarray(result.predict(data), dtype=float)
+    predicted["run"] = predicted["run"].astype(str) + " (fit)"
+    predicted["split"] = "fit"
+    frame = pd.concat([observed, predicted], ignore_index=True)
+    return figures.curves_figure(frame, x="step", log_x=False, log_y=False, smoothing=0.0)
+
+
+def residuals_figure(result: Any, data: pd.DataFrame) -> go.Figure:
+    x = main_x(result, data)
+    fit_rows = data.dropna(subset=["loss"])
+    res = np.asarray(result.residuals, dtype=float)
+    xs = pd.to_numeric(fit_rows[x]).to_numpy(float)
+    if len(res) != len(xs):  # residuals may be reported on all rows
+        xs = pd.to_numeric(data[x]).to_numpy(float)[: len(res)]
+    return figures.residuals_figure(xs, res, x_name=x)
+
+
+def kl_frame(result: Any, data: pd.DataFrame) -> pd.DataFrame | None:
+    """Loss at each data size split into irreducible (L_inf) and reducible (KL) parts."""
+    l_inf = irreducible(result)
+    if l_inf is None:
+        return None
+    x = main_x(result, data)
+    rows = data.drop_duplicates(subset=[x]).sort_values(x)
+    pred = np.asarray(result.predict(rows), dtype=float)
+    return pd.DataFrame(
+        {
+            x: rows[x].to_numpy(float),
+            "irreducible": l_inf,
+            "reducible": np.maximum(pred - l_inf, 0.0),
+            "predicted": pred,
+        }
+    )
+
+
+def history_frame(fits: pd.DataFrame, at: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per saved fit of a job: its time, parameters with intervals, and (when `at`
+    holds one row of inputs) the prediction there with its band."""
+    from fitting import FitResult
+
+    rows = []
+    for rec in fits.sort_values("created_at").to_dict("records"):
+        result = FitResult.from_json(rec["result_json"])
+        row: dict[str, Any] = {
+            "fit_id": rec["id"],
+            "created_at": rec["created_at"],
+            "n_points": getattr(result, "n_points", None),
+        }
+        for name, value in result.params.items():
+            lo, hi = (result.intervals or {}).get(name, (np.nan, np.nan))
+            row.update({name: value, f"{name} lo": lo, f"{name} hi": hi})
+        if at is not None:
+            try:
+                row["prediction"] = float(np.asarray(result.predict(at))[0])
+                lo, hi = result.predict_band(at)
+                row["prediction lo"], row["prediction hi"] = float(lo[0]), float(hi[0])
+            except Exception:  # an older fit may lack what the band needs
+                pass
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,159 @@
+"""Fit: pick runs and a law, fit with uncertainty, inspect the fit, and save it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import data, figures, fitview
+from store.errors import ScalinglabError
+
+X_OPTIONS = {"params": "parameters N", "tokens": "tokens D", "flops": "FLOPs C", "step": "step"}
+
+
+def law_picker() -> tuple[str, Any]:
+    import fitting
+
+    names = sorted(fitting.LAWS)
+    default = names.index("power_law") if "power_law" in names else 0
+    name = st.selectbox("Law", names, index=default, key="fit-law")
+    law = fitting.LAWS[name]
+    st.code(law.formula, language=None)
+    st.caption(law.description)
+    return name, law
+
+
+def selection_controls(project: str, law_name: str) -> dict[str, Any]:
+    runs = data.runs(data.store_root(), project)
+    names = list(runs["run"].astype(str))
+    chosen = st.multiselect("Runs (empty = all runs of the project)", names, key="fit-runs")
+    curve_law = law_name in fitview.CURVE_LAWS
+    c1, c2 = st.columns(2)
+    split = c1.selectbox("Loss from", ["auto (eval, else train)", "eval", "train"], key="fit-split")
+    reduce = c2.radio(
+        "Points",
+        ["final", "all"],
+        index=1 if curve_law else 0,
+        horizontal=True,
+        key="fit-reduce",
+        help="final: each run's last loss; all: every step",
+    )
+    return {
+        "runs": chosen or None,
+        "splits": None if split.startswith("auto") else [split],
+        "reduce": reduce,
+        "finished": not st.checkbox("Include running runs", key="fit-running"),
+    }
+
+
+def option_controls(law_name: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    c1, c2, c3 = st.columns(3)
+    if law_name == "power_law":
+        options["x"] = c1.radio(
+            "x axis", list(X_OPTIONS), format_func=X_OPTIONS.get, horizontal=True, key="fit-x"
+        )
+    options["n_bootstrap"] = int(
+        c2.number_input("Bootstrap resamples", 0, 2000, 200, 50, key="fit-boot")
+    )
+    options["objective"] = c3.selectbox("Objective", ["huber", "least_squares"], key="fit-obj")
+    return options
+
+
+def run_fit(
+    project: str, law_name: str, selection: dict[str, Any], options: dict[str, Any]
+) -> None:
+    from fitting.jobs import fit_selection
+
+    with st.status(f"Fitting {law_name}…", expanded=False) as status:
+        try:
+            status.write("loading the selection from the store")
+            result, frame = fit_selection(data.get_store(), project, law_name, selection, options)
+            status.update(label=f"Fitted {law_name} on {len(frame)} points", state="complete")
+        except ScalinglabError as err:
+            status.update(label="Fit failed", state="error")
+            st.error(str(err))
+            return
+    st.session_state["fit"] = {
+        "result": result,
+        "data": frame,
+        "project": project,
+        "selection": selection,
+    }
+
+
+def extrapolation(law_name: str, frame: pd.DataFrame, options: dict[str, Any]) -> None:
+    from fitting import analyses
+
+    try:
+        test = analyses.extrapolation_test(law_name, frame, **options)
+    except (ScalinglabError, TypeError, ValueError) as err:
+        st.caption(f"Extrapolation test not available: {err}")
+        return
+    shown = (
+        test
+        if isinstance(test, pd.DataFrame)
+        else pd.DataFrame([dict(test)])
+        if isinstance(test, dict)
+        else pd.DataFrame([vars(test)])
+    )
+    st.dataframe(shown, hide_index=True, width="stretch")
+
+
+def show_result(fit: dict[str, Any]) -> None:
+    result, frame = fit["result"], fit["data"]
+    st.subheader("Parameters")
+    st.dataframe(fitview.params_table(result), hide_index=True, width="stretch")
+    st.caption(f"{result.n_points} points · objective {result.objective:.4g}")
+    if result.law in fitview.CURVE_LAWS:
+        st.plotly_chart(fitview.curve_fit_figure(result, frame), key="fit-curves")
+    else:
+        st.plotly_chart(fitview.point_fit_figure(result, frame), key="fit-plot")
+    l_inf, entropy = fitview.irreducible(result), fitview.true_entropy(frame)
+    if l_inf is not None and entropy is not None:
+        st.metric(
+            "Fitted irreducible loss vs true entropy",
+            f"{l_inf:.4f}",
+            delta=f"{l_inf - entropy:+.4f} nats vs {entropy:.4f}",
+            delta_color="off",
+        )
+    tab_res, tab_kl, tab_ext = st.tabs(["Residuals", "KL decomposition", "Extrapolation test"])
+    tab_res.plotly_chart(fitview.residuals_figure(result, frame), key="fit-res")
+    kl = fitview.kl_frame(result, frame)
+    x = fitview.main_x(result, frame)
+    if kl is not None:
+        tab_kl.plotly_chart(
+            figures.kl_figure(
+                kl[x].to_numpy(), kl["irreducible"].to_numpy(), kl["reducible"].to_numpy(), x_name=x
+            ),
+            key="fit-kl",
+        )
+    with tab_ext:
+        extrapolation(result.law, frame, dict(result.options or {}))
+    if st.button("Save fit", key="fit-save"):
+        from fitting.persist import save_result
+
+        fit_id = save_result(data.get_store(), result, fit["project"], fit["selection"])
+        data.invalidate()
+        st.success(f"Saved as fit {fit_id}: use it on the Predict page.")
+
+
+def main() -> None:
+    st.title("Fit")
+    project = data.project_picker(key="fit-project")
+    if project is None:
+        st.info("No data yet: upload CSV files or run `scalinglab demo`.")
+        return
+    law_name, _ = law_picker()
+    selection = selection_controls(project, law_name)
+    options = option_controls(law_name)
+    if st.button("Fit", type="primary", key="fit-go"):
+        run_fit(project, law_name, selection, options)
+    fit = st.session_state.get("fit")
+    if fit is not None and fit["project"] == project:
+        show_result(fit)
+
+
+main()

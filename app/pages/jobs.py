@@ -1,0 +1,180 @@
+"""Jobs: scheduled fits (a saved fit spec plus a cron schedule or 'when new data arrives'),
+their status, and the history of each job's fits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import data, figures, fitview
+from store.errors import ScalinglabError
+
+REFRESH_S = 5.0
+SCHEDULES = {
+    "every minute": "* * * * *",
+    "every 5 minutes": "*/5 * * * *",
+    "hourly": "0 * * * *",
+    "daily": "0 3 * * *",
+    "when new data arrives": "on-new-data",
+    "custom cron": "",
+}
+LIST_COLUMNS = [
+    "id",
+    "name",
+    "project",
+    "law",
+    "schedule",
+    "paused",
+    "status",
+    "next_run_at",
+    "last_run_at",
+    "last_duration_s",
+    "last_fit_id",
+    "last_error",
+]
+
+
+def create_form() -> None:
+    import fitting
+    from app.scheduler import validate_schedule
+    from store import jobs
+
+    projects = data.projects(data.store_root())
+    with st.form("job-create", clear_on_submit=False):
+        st.markdown("**New job**")
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("Name", key="job-name")
+        project = c2.selectbox("Project", projects, key="job-project")
+        law = c3.selectbox("Law", sorted(fitting.LAWS), key="job-law")
+        c4, c5, c6 = st.columns(3)
+        when = c4.selectbox("Schedule", list(SCHEDULES), key="job-when")
+        cron = c5.text_input("Cron (custom)", placeholder="*/10 * * * *", key="job-cron")
+        x = c6.selectbox("x (power_law)", ["params", "tokens", "flops", "step"], key="job-x")
+        reduce = st.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
+        submitted = st.form_submit_button("Create job")
+    if not submitted:
+        return
+    try:
+        schedule = validate_schedule(SCHEDULES[when] or cron)
+        options = {"x": x} if law == "power_law" else {}
+        job_id = jobs.add_job(
+            data.get_store(),
+            name=name.strip() or f"{law} on {project}",
+            project=project or "",
+            law=law,
+            options=options,
+            schedule=schedule,
+            selection={"reduce": reduce, "finished": reduce == "final"},
+        )
+    except ScalinglabError as err:
+        st.error(str(err))
+        return
+    data.invalidate()
+    st.success(f"Job {job_id} created.")
+
+
+def run_now(job: dict[str, Any]) -> str:
+    """Under `serve` the one scheduler runs it (one instance at a time); on a bare
+    `streamlit run` a background thread does, never the UI's script thread."""
+    from store import jobs
+
+    store = data.get_store()
+    if job.get("status") == "running":
+        return "already running"
+    if os.environ.get("SCALINGLAB_SCHEDULER") == "1":
+        jobs.update_job(store, int(job["id"]), next_run_at=None, last_data_version=None)
+        return "queued for the scheduler"
+    from fitting.jobs import run_job
+
+    def work() -> None:
+        # A failure is recorded on the job by run_job; the page shows it from there.
+        with contextlib.suppress(Exception):
+            run_job(store, int(job["id"]))
+
+    threading.Thread(target=work, name=f"job-{job['id']}", daemon=True).start()
+    return "started"
+
+
+def actions(job: dict[str, Any]) -> None:
+    from store import jobs
+
+    c1, c2, c3 = st.columns(3)
+    jid = int(job["id"])
+    if c1.button("Run now", key=f"job-run-{jid}"):
+        st.toast(f"Job {jid}: {run_now(job)}")
+    paused = bool(job.get("paused"))
+    if c2.button("Resume" if paused else "Pause", key=f"job-pause-{jid}"):
+        jobs.update_job(data.get_store(), jid, paused=not paused)
+        data.invalidate()
+        st.rerun()
+    if c3.button("Delete", key=f"job-delete-{jid}"):
+        jobs.delete_job(data.get_store(), jid)
+        data.invalidate()
+        st.rerun()
+
+
+def history(job: dict[str, Any]) -> None:
+    fits = data.fits(data.store_root(), job_id=int(job["id"]))
+    if fits is None or len(fits) == 0:
+        st.info("No fits from this job yet.")
+        return
+    at = _prediction_point(job)
+    hist = fitview.history_frame(fits, at)
+    params = [c for c in hist.columns if f"{c} lo" in hist.columns and c != "prediction"]
+    choices = (["prediction"] if "prediction" in hist.columns else []) + params
+    value = st.selectbox("Plot over the job's history", choices, key=f"job-hist-{job['id']}")
+    title = None
+    if value == "prediction" and at is not None:
+        title = "predicted loss at " + ", ".join(f"{k}={v:.3g}" for k, v in at.iloc[0].items())
+    st.plotly_chart(
+        figures.history_figure(hist, value, lo=f"{value} lo", hi=f"{value} hi", title=title),
+        key=f"job-hist-fig-{job['id']}",
+    )
+    st.dataframe(hist, hide_index=True, width="stretch")
+
+
+def _prediction_point(job: dict[str, Any]) -> pd.DataFrame | None:
+    """Where to track the job's prediction: 10x the largest run of its project."""
+    runs = data.runs(data.store_root(), job["project"])
+    x = data.json_field(job.get("options")).get("x", "params")
+    if runs is None or len(runs) == 0 or x not in ("params", "tokens", "flops"):
+        return None
+    col = {"params": "params", "tokens": "last_tokens", "flops": "last_flops"}[x]
+    biggest = pd.to_numeric(runs[col], errors="coerce").max()
+    return None if pd.isna(biggest) else pd.DataFrame({x: [float(biggest) * 10.0]})
+
+
+def job_list() -> None:
+    frame = data.jobs(data.store_root())
+    if frame is None or len(frame) == 0:
+        st.info("No jobs yet: create one above, or run `scalinglab demo`.")
+        return
+    st.dataframe(
+        frame[[c for c in LIST_COLUMNS if c in frame.columns]], hide_index=True, width="stretch"
+    )
+    labels = {int(r["id"]): f"{r['id']}: {r['name']}" for r in frame.to_dict("records")}
+    jid = st.selectbox("Job", list(labels), format_func=labels.get, key="job-selected")
+    job = frame[frame["id"] == jid].to_dict("records")[0]
+    if isinstance(job.get("last_error"), str) and job["last_error"]:
+        st.error(f"Last error: {job['last_error']}")
+    actions(job)
+    history(job)
+
+
+def main() -> None:
+    st.title("Jobs")
+    st.caption(
+        "Scheduled fits run inside `scalinglab serve`; their fits land in the store "
+        "with the job's id, so a prediction can be followed as runs finish."
+    )
+    with st.expander("Create a job", expanded=False):
+        create_form()
+    st.fragment(job_list, run_every=REFRESH_S)()
+
+
+main()

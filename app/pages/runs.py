@@ -1,0 +1,133 @@
+"""Runs: projects and runs with their facts, curves of the selected runs, export."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import data, figures
+
+X_CHOICES = {"step": "step", "tokens": "tokens (D)", "flops": "FLOPs (C)"}
+REFRESH_S = 3.0
+MAX_DEFAULT_RUNS = 6
+
+
+def _kind(value: Any, key: str) -> str:
+    """A short label from a JSON fact (the schedule's kind, the source's name)."""
+    fact = data.json_field(value)
+    return str(fact.get(key) or fact.get("name") or fact.get("kind") or "") if fact else ""
+
+
+def facts_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The run facts a researcher scans: N, D, C, schedule, source, status, last loss."""
+    out = pd.DataFrame(
+        {
+            "project": runs.get("project"),
+            "run": runs["run"],
+            "N": runs.get("params"),
+            "D (tokens)": runs.get("last_tokens"),
+            "C (FLOPs)": runs.get("last_flops"),
+            "schedule": [_kind(v, "kind") for v in runs.get("schedule", [None] * len(runs))],
+            "source": [_kind(v, "name") for v in runs.get("source", [None] * len(runs))],
+            "status": runs.get("status"),
+            "points": runs.get("n_points"),
+            "last step": runs.get("last_step"),
+            "last loss": runs.get("last_loss"),
+        }
+    )
+    return out
+
+
+def _filter(runs: pd.DataFrame, search: str, statuses: list[str]) -> pd.DataFrame:
+    if search:
+        runs = runs[runs["run"].astype(str).str.contains(search, case=False, regex=False)]
+    if statuses:
+        runs = runs[runs["status"].isin(statuses)]
+    return runs
+
+
+def _plot(
+    root: str,
+    project: str,
+    chosen: tuple[str, ...],
+    x: str,
+    splits: tuple[str, ...],
+    log_x: bool,
+    log_y: bool,
+    smoothing: float,
+) -> None:
+    frame = data.curve(root, project, chosen, x, splits or None)
+    if x not in frame.columns and "x" in frame.columns:
+        frame = frame.rename(columns={"x": x})
+    if frame.empty:
+        st.info("No points yet for these runs (with this x axis and split).")
+        return
+    fig = figures.curves_figure(frame, x=x, log_x=log_x, log_y=log_y, smoothing=smoothing)
+    st.plotly_chart(fig, key=f"curves-{project}", width="stretch")
+    st.caption(f"{len(frame):,} plotted points (downsampled in the database)")
+
+
+def _export(project: str, chosen: list[str]) -> None:
+    from store import queries
+
+    fmt = st.radio("Format", ["csv", "parquet"], horizontal=True, key="export-format")
+    if st.button("Prepare full-resolution export", key="export-go"):
+        out = Path(tempfile.mkdtemp(prefix="scalinglab-export-")) / f"{project}.{fmt}"
+        queries.export(data.get_store(), out, project=project, runs=chosen or None)
+        st.session_state["export"] = (out.name, out.read_bytes())
+    if "export" in st.session_state:
+        name, payload = st.session_state["export"]
+        mime = "text/csv" if name.endswith(".csv") else "application/octet-stream"
+        st.download_button(f"Download {name}", payload, file_name=name, mime=mime)
+
+
+def main() -> None:
+    st.title("Runs")
+    root = data.store_root()
+    project = data.project_picker(key="runs-project", allow_all=True)
+    all_runs = data.runs(root, project)
+    if all_runs is None or len(all_runs) == 0:
+        st.info(
+            "The store is empty. Upload CSV files on the Upload page, or run "
+            "`scalinglab demo` to train a small model family live."
+        )
+        return
+    search = st.sidebar.text_input("Search runs", key="runs-search")
+    statuses = st.sidebar.multiselect(
+        "Status", sorted(all_runs["status"].dropna().unique()), key="runs-status"
+    )
+    shown = _filter(all_runs, search, statuses)
+    st.dataframe(facts_table(shown), hide_index=True, width="stretch", height=260)
+    if project is None:
+        st.info("Pick a project in the sidebar to plot its runs.")
+        return
+    names = list(shown["run"].astype(str))
+    chosen = st.multiselect(
+        "Runs to plot", names, default=names[:MAX_DEFAULT_RUNS], key=f"runs-chosen-{project}"
+    )
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 3])
+    x = c1.radio(
+        "x axis", list(X_CHOICES), format_func=X_CHOICES.get, horizontal=True, key="runs-x"
+    )
+    splits = c2.multiselect(
+        "Splits", ["train", "eval"], default=["train", "eval"], key="runs-splits"
+    )
+    log_x = c3.toggle("log x", value=True, key="runs-logx")
+    log_y = c3.toggle("log y", value=True, key="runs-logy")
+    smoothing = c4.slider("EMA smoothing", 0.0, 0.99, 0.6, 0.01, key="runs-smooth")
+    if not chosen:
+        st.info("Select runs to plot.")
+        return
+    live = bool(shown[shown["run"].isin(chosen)]["status"].eq("running").any())
+    # Live runs redraw themselves; finished ones do not poll the store.
+    plot = st.fragment(_plot, run_every=REFRESH_S if live else None)
+    plot(root, project, tuple(chosen), x, tuple(splits), log_x, log_y, smoothing)
+    with st.expander("Export (full resolution)"):
+        _export(project, chosen)
+
+
+main()

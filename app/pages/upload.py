@@ -1,0 +1,170 @@
+"""Upload: drop CSV files, see the detected format and a preview, map unknown columns,
+and import only when the user confirms. Nothing is written before that."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import data
+from store.errors import ScalinglabError
+
+FORMATS = ["auto", "long", "wandb", "tensorboard", "table"]
+CANONICAL = [
+    "(ignore)",
+    "run",
+    "step",
+    "loss",
+    "split",
+    "lr",
+    "tokens",
+    "flops",
+    "params",
+    "params_non_embedding",
+    "encoder_params",
+    "decoder_params",
+    "family",
+    "sampling_ratio",
+    "entropy",
+]
+STAGING = Path(tempfile.gettempdir()) / "scalinglab-upload-staging"
+
+
+def stage(uploaded: Any) -> Path:
+    """Write an uploaded file to a private staging folder (not the store) under its name."""
+    payload = uploaded.getvalue()
+    folder = STAGING / hashlib.sha256(payload).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / Path(uploaded.name).name
+    if not path.exists():
+        path.write_bytes(payload)
+    return path
+
+
+def raw_columns(path: Path) -> list[str]:
+    """The header of a CSV/TSV as written (for the mapping step)."""
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0, comment=None).columns]
+    except (ValueError, pd.errors.ParserError):
+        return []
+
+
+def mapping_editor(path: Path, parsed: Any, key: str) -> dict[str, str]:
+    """Let the user say what the columns the importer did not recognise mean."""
+    used = dict(getattr(parsed, "mapping", None) or {}) if parsed is not None else {}
+    known = set(used) | set(used.values())
+    columns = [c for c in raw_columns(path) if c not in known]
+    if not columns:
+        return {}
+    st.caption("Columns not recognised: say what they hold (or leave them ignored).")
+    out: dict[str, str] = {}
+    cols = st.columns(min(4, len(columns)))
+    for i, column in enumerate(columns):
+        target = cols[i % len(cols)].selectbox(column, CANONICAL, key=f"{key}-map-{column}")
+        if target != "(ignore)":
+            out[column] = target
+    return out
+
+
+def show_parsed(parsed: Any) -> None:
+    points, runs = parsed.points, parsed.runs
+    st.success(
+        f"Detected format: **{parsed.format}** · {len(runs)} run(s), {len(points):,} point(s)"
+    )
+    for warning in getattr(parsed, "warnings", []) or []:
+        st.warning(warning)
+    tab_points, tab_runs = st.tabs(["Points preview", "Runs"])
+    tab_points.dataframe(points.head(50), hide_index=True, width="stretch")
+    tab_runs.dataframe(runs, hide_index=True, width="stretch")
+
+
+def parse_one(path: Path, fmt: str, bits: bool, mapping: dict[str, str] | None) -> Any:
+    from store.importers import parse_file
+
+    return parse_file(path, format=fmt, bits=bits, mapping=mapping or None)
+
+
+def review(uploaded: Any, fmt: str, bits: bool) -> tuple[Path, dict[str, str], bool]:
+    """Parse one file, show what was found; returns (path, mapping, ok)."""
+    path = stage(uploaded)
+    key = f"up-{path.parent.name}"
+    st.subheader(uploaded.name)
+    parsed, error = None, None
+    try:
+        parsed = parse_one(path, fmt, bits, None)
+    except ScalinglabError as err:
+        error = err
+    mapping = mapping_editor(path, parsed, key)
+    if mapping:
+        try:
+            parsed, error = parse_one(path, fmt, bits, mapping), None
+        except ScalinglabError as err:
+            parsed, error = None, err
+    if error is not None:
+        st.error(f"Cannot import: {error}")
+        return path, mapping, False
+    show_parsed(parsed)
+    return path, mapping, True
+
+
+def main() -> None:
+    st.title("Upload")
+    st.write(
+        "Drop CSV files: long format (run, step, loss...), a W&B or TensorBoard export, "
+        "or a table with one row per model. Nothing is stored until you confirm."
+    )
+    files = st.file_uploader(
+        "CSV files", type=["csv", "tsv", "txt"], accept_multiple_files=True, key="upload-files"
+    )
+    c1, c2, c3 = st.columns([2, 2, 1])
+    project = c1.text_input("Project", value="uploads", key="upload-project").strip()
+    fmt = c2.selectbox("Format", FORMATS, key="upload-format")
+    bits = c3.checkbox(
+        "Loss in bits", key="upload-bits", help="Convert bits/token to nats/token on import."
+    )
+    if not files:
+        return
+    reviewed = [review(f, fmt, bits) for f in files]
+    ok = all(r[2] for r in reviewed)
+    if not project:
+        st.error("Give the project a name.")
+        ok = False
+    if not ok:
+        st.info("Fix the errors above (or remove those files) to import.")
+        return
+    if st.button(
+        f"Import {len(reviewed)} file(s) into project '{project}'",
+        type="primary",
+        key="upload-confirm",
+    ):
+        do_import(project, fmt, bits, reviewed)
+
+
+def do_import(
+    project: str, fmt: str, bits: bool, reviewed: list[tuple[Path, dict[str, str], bool]]
+) -> None:
+    from store.importers import import_files
+
+    store = data.get_store()
+    total_runs = total_points = 0
+    try:
+        for path, mapping, _ in reviewed:
+            report = import_files(
+                store, [path], project=project, format=fmt, bits=bits, mapping=mapping or None
+            )
+            total_runs += int(getattr(report, "n_runs", 0) or 0)
+            total_points += int(getattr(report, "n_points", 0) or 0)
+    except ScalinglabError as err:
+        st.error(f"Import failed, nothing from that file was written: {err}")
+        return
+    data.invalidate()
+    st.success(f"Imported into '{project}': {total_runs} run(s), {total_points:,} point(s).")
+
+
+main()

@@ -1,0 +1,31 @@
+"""The scalinglab dashboard: `streamlit run app/streamlit_app.py` (or `scalinglab serve`).
+
+The store comes from `$SCALINGLAB_STORE`; each page is a script under `app/pages/`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts app/ on sys.path, not the project root the packages live in.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from app import data  # noqa: E402
+
+PAGES = [
+    st.Page("pages/runs.py", title="Runs", icon=":material/show_chart:", default=True),
+    st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
+    st.Page("pages/fit.py", title="Fit", icon=":material/functions:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/insights:"),
+    st.Page("pages/jobs.py", title="Jobs", icon=":material/schedule:"),
+]
+
+st.set_page_config(page_title="scalinglab", page_icon=":material/trending_down:", layout="wide")
+page = st.navigation(PAGES)
+st.sidebar.caption(f"store: `{data.store_root()}`")
+page.run()

@@ -1,0 +1,77 @@
+"""fitting.jobs: selecting a job's data and running one job against a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fitting.persist", reason="fitting.persist has not landed yet")
+
+from fitting.jobs import run_job, select_data
+from store.errors import ScalinglabError
+from tests.app.builders import ENTROPY, SIZES, build_store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> object:
+    return build_store(tmp_path / "store", running=("n10000000",))
+
+
+def test_select_final_eval_losses_of_finished_runs(store: object) -> None:
+    frame = select_data(store, "demo", None)
+    assert sorted(frame["run"]) == sorted(f"n{int(n)}" for n in SIZES[:-1])
+    assert set(frame["split"]) == {"eval"}
+    assert (frame["step"] == 40).all()
+    with_running = select_data(store, "demo", {"finished": False})
+    assert len(with_running) == len(SIZES)
+
+
+def test_select_all_points_and_train_split(store: object) -> None:
+    frame = select_data(store, "demo", {"reduce": "all", "splits": ["train"], "runs": ["n100000"]})
+    assert len(frame) == 40 and set(frame["run"]) == {"n100000"}
+
+
+def test_run_job_saves_the_fit_with_the_job_id_and_records_status(store: object) -> None:
+    from store import fits, jobs, queries
+
+    job_id = jobs.add_job(
+        store,
+        name="pl",
+        project="demo",
+        law="power_law",
+        selection={"finished": False},
+        options={"x": "params"},
+        schedule="on-new-data",
+    )
+    fit_id = run_job(store, job_id)
+    job = jobs.get_job(store, job_id)
+    assert job["status"] == "ok" and job["last_fit_id"] == fit_id
+    assert job["last_duration_s"] > 0 and job["last_run_at"] is not None
+    assert job["last_data_version"] == queries.data_version(store, "demo")
+    saved = fits.list_fits(store, job_id=job_id)
+    assert list(saved["id"]) == [fit_id]
+    from fitting.persist import load_result
+
+    result = load_result(store, fit_id)
+    assert result.params["L_inf"] == pytest.approx(ENTROPY, abs=0.1)
+
+
+def test_run_job_records_the_error(store: object) -> None:
+    from store import jobs
+
+    job_id = jobs.add_job(
+        store,
+        name="bad",
+        project="demo",
+        law="no_such_law",
+        selection={},
+        options={},
+        schedule="* * * * *",
+    )
+    with pytest.raises(ScalinglabError, match="unknown law"):
+        run_job(store, job_id)
+    job = jobs.get_job(store, job_id)
+    assert job["status"] == "error" and "unknown law" in job["last_error"]
+    with pytest.raises(ScalinglabError, match="no job"):
+        run_job(store, 999)
