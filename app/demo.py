@@ -61,7 +61,7 @@ def trainers_available() -> bool:
 def sweep_file() -> Path | None:
     """The demo sweep's TOML, from the source tree or the installed trainers package."""
     spec = importlib.util.find_spec("trainers")
-    roots = [Path(__file__).resolve().parent.parent]
+    roots = [Path(__file__).resolve().parent.parent, Path.cwd()]
     if spec is not None and spec.submodule_search_locations:
         roots += [Path(p).parent for p in spec.submodule_search_locations]
     for root in roots:

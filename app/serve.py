@@ -22,7 +22,17 @@ from app.scheduler import Scheduler
 APP_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = APP_DIR.parent
 ENTRY = APP_DIR / "streamlit_app.py"
-CONFIG = PROJECT_ROOT / ".streamlit" / "config.toml"
+
+
+def config_dir() -> Path | None:
+    """Where .streamlit/config.toml is: the source tree, else the working directory (the
+    Docker image's WORKDIR when the package is installed into site-packages)."""
+    for root in (PROJECT_ROOT, Path.cwd()):
+        if (root / ".streamlit" / "config.toml").exists():
+            return root
+    return None
+
+
 # Fallbacks for when the repo's .streamlit/config.toml is not beside the package
 # (a wheel install): the settings the app relies on.
 DEFAULT_FLAGS = {"server.maxUploadSize": "200", "browser.gatherUsageStats": "false"}
@@ -41,7 +51,7 @@ def streamlit_command(port: int, address: str | None = None) -> list[str]:
         "--server.headless",
         "true",
     ]
-    if not CONFIG.exists():
+    if config_dir() is None:
         for key, value in DEFAULT_FLAGS.items():
             cmd += [f"--{key}", value]
     if address:
@@ -84,7 +94,7 @@ def start_dashboard(
         "SCALINGLAB_SCHEDULER": "1" if scheduler else "0",
     }
     # The child reads .streamlit/config.toml from its working directory.
-    cwd = PROJECT_ROOT if CONFIG.exists() else None
+    cwd = config_dir()
     return subprocess.Popen(streamlit_command(port, address), env=env, cwd=cwd)
 
 
