@@ -1,0 +1,107 @@
+"""The Triton kernels against the reference: on a GPU when present, else interpreted.
+
+On CPU the kernels run under TRITON_INTERPRET=1 (set in conftest.py) in fp32 only, on
+small shapes whose sizes divide no block size; on a GPU the same tests also run in
+fp16 and bf16 and with the default (large) blocks.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from tests.trainers.cce.cases import IGNORE, assert_close_to_truth, make_inputs
+from trainers.cce import capabilities, linear_cross_entropy
+from trainers.cce.triton_config import BlockConfig, use_configs
+
+ON_GPU = torch.cuda.is_available()
+DEVICE = "cuda" if ON_GPU else "cpu"
+pytestmark = pytest.mark.skipif(
+    not capabilities.triton_supports(torch.device(DEVICE)),
+    reason="needs triton on a CUDA GPU (sm80+) or TRITON_INTERPRET=1",
+)
+# The interpreter computes bf16 tl.dot wrongly and is slow: fp32 only there.
+DTYPES = [torch.float32, torch.float16, torch.bfloat16] if ON_GPU else [torch.float32]
+# Small tiles so the interpreter runs a handful of programs; two vocab splits so the
+# forward's cross-split combine is exercised.
+SMALL = BlockConfig(block_n=64, block_v=128, block_d=32, vocab_splits=2, group_n=2)
+
+triton_impl = functools.partial(linear_cross_entropy, impl="triton")
+
+
+@pytest.fixture(params=["small"] + (["default"] if ON_GPU else []))
+def blocks(request: pytest.FixtureRequest):
+    if request.param == "default":
+        yield
+        return
+    with use_configs(SMALL, SMALL):
+        yield
+
+
+CASES = {
+    "plain-mean": {},
+    "plain-sum": {"reduction": "sum"},
+    "plain-none": {"reduction": "none"},
+    "softcap": {"softcap": 3.0},
+    "z_loss": {"z_loss": 1e-2},
+    "smoothing": {"label_smoothing": 0.1},
+    "all-none": {"reduction": "none", "softcap": 5.0, "z_loss": 1e-3, "label_smoothing": 0.2},
+    "exact-sum": {"exact": True, "reduction": "sum", "softcap": 4.0},
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_reference(case: str, dtype: torch.dtype, blocks: None) -> None:
+    inputs = make_inputs(252, 123, 507, dtype, device=DEVICE)
+    assert_close_to_truth(triton_impl, inputs, **CASES[case])
+
+
+def test_batch_dimension_without_bias(blocks: None) -> None:
+    inputs = make_inputs(3 * 41, 50, 200, bias=False, seed=2, device=DEVICE)
+    batched = {
+        "hidden": inputs["hidden"].reshape(3, 41, 50),
+        "weight": inputs["weight"],
+        "targets": inputs["targets"].reshape(3, 41),
+        "bias": None,
+    }
+    assert_close_to_truth(triton_impl, batched, reduction="none")
+
+
+def test_only_hidden_needs_grad() -> None:
+    inputs = make_inputs(70, 40, 150, seed=3, device=DEVICE)
+    with use_configs(SMALL, SMALL):
+        h = inputs["hidden"].clone().requires_grad_()
+        loss = triton_impl(h, inputs["weight"], inputs["targets"], bias=inputs["bias"])
+        (d_h,) = torch.autograd.grad(loss, [h])
+    h_ref = inputs["hidden"].clone().requires_grad_()
+    ref = linear_cross_entropy(
+        h_ref, inputs["weight"], inputs["targets"], bias=inputs["bias"], impl="torch"
+    )
+    (d_ref,) = torch.autograd.grad(ref, [h_ref])
+    torch.testing.assert_close(loss, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(d_h, d_ref, atol=1e-5, rtol=1e-4)
+
+
+def test_module_and_auto_on_this_device() -> None:
+    from trainers.cce import LinearCrossEntropy
+
+    inputs = make_inputs(40, 24, 90, seed=4, device=DEVICE)
+    args = (inputs["hidden"], inputs["weight"], inputs["targets"], inputs["bias"])
+    with use_configs(SMALL, SMALL):
+        got = LinearCrossEntropy(impl="triton", softcap=2.0)(*args)
+    want = LinearCrossEntropy(impl="torch", softcap=2.0)(*args)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_all_tokens_ignored() -> None:
+    inputs = make_inputs(30, 16, 40, ignore_frac=1.0, device=DEVICE)
+    with use_configs(SMALL, SMALL):
+        h = inputs["hidden"].clone().requires_grad_()
+        loss = triton_impl(h, inputs["weight"], inputs["targets"], reduction="sum")
+        loss.backward()
+    assert loss.item() == 0.0
+    assert torch.count_nonzero(h.grad) == 0
+    assert (inputs["targets"] == IGNORE).all()

@@ -1,0 +1,179 @@
+"""The Triton path as registered custom ops, so `torch.compile` traces it as one node.
+
+`scalinglab::cce_forward` returns per-token (loss, lse); `scalinglab::cce_backward`
+returns (d_hidden, d_weight, d_bias). Both have fake (meta) implementations for
+tracing, and the forward's autograd formula calls the backward op. Only the per-token
+scalar math lives here; the N x V work is in `triton_forward.py` / `triton_backward.py`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainers.cce import filtering, triton_config
+from trainers.cce.torch_chunked import LossSpec
+
+# 0.0 stands for "no softcap" in the op schemas (a cap must be positive).
+_NO_CAP = 0.0
+
+
+def _cap(softcap: float) -> float | None:
+    return None if softcap == _NO_CAP else softcap
+
+
+@torch.library.custom_op("scalinglab::cce_forward", mutates_args=())
+def cce_forward(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    ignore_index: int,
+    softcap: float,
+    z_loss: float,
+    label_smoothing: float,
+    exact: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (loss, lse), fp32; `exact` only matters to the backward."""
+    from trainers.cce.triton_forward import forward_stats
+
+    hidden, weight = hidden.contiguous(), weight.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    cfg = triton_config.forward_config(hidden.dtype)
+    lse, z_target, z_sum = forward_stats(
+        hidden, weight, bias, targets.contiguous(), _cap(softcap), cfg
+    )
+    # F.cross_entropy with smoothing eps: lse - (1 - eps) z_t - eps * mean_j z_j
+    loss = lse - (1.0 - label_smoothing) * z_target
+    if label_smoothing:
+        loss = loss - (label_smoothing / weight.shape[0]) * z_sum
+    if z_loss:
+        loss = loss + z_loss * lse.square()
+    return torch.where(targets != ignore_index, loss, 0.0), lse
+
+
+@cce_forward.register_fake
+def _(hidden, weight, bias, targets, ignore_index, softcap, z_loss, label_smoothing, exact):
+    n = hidden.shape[0]
+    return hidden.new_empty(n, dtype=torch.float32), hidden.new_empty(n, dtype=torch.float32)
+
+
+def backward_coefs(
+    targets: torch.Tensor,
+    lse: torch.Tensor,
+    grad_loss: torch.Tensor,
+    grad_lse: torch.Tensor,
+    vocab: int,
+    dtype: torch.dtype,
+    ignore_index: int,
+    z_loss: float,
+    label_smoothing: float,
+    exact: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token (coef_p, coef_onehot, coef_uniform, threshold) of the logit gradient.
+
+    d(g_loss * loss + g_lse * lse)/dz_j = g_loss * ((1 + 2 z_loss lse) p_j
+    - (1 - eps) [j = t] - eps / V) + g_lse * p_j, with g_loss = 0 at ignored tokens.
+    """
+    g_loss = torch.where(targets != ignore_index, grad_loss.float(), 0.0)
+    c_p = g_loss * (1.0 + 2.0 * z_loss * lse) + grad_lse.float()
+    c_onehot = g_loss * (1.0 - label_smoothing)
+    c_uniform = g_loss * (label_smoothing / vocab)
+    thr = filtering.token_thresholds(c_p, c_onehot, dtype, exact)
+    return c_p.contiguous(), c_onehot.contiguous(), c_uniform.contiguous(), thr.contiguous()
+
+
+@torch.library.custom_op("scalinglab::cce_backward", mutates_args=())
+def cce_backward(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    lse: torch.Tensor,
+    grad_loss: torch.Tensor,
+    grad_lse: torch.Tensor,
+    ignore_index: int,
+    softcap: float,
+    z_loss: float,
+    label_smoothing: float,
+    exact: bool,
+    needs: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients; the ones not asked for (`needs` = [hidden, weight, bias]) are empty."""
+    from trainers.cce.triton_backward import backward_grads
+
+    hidden, weight = hidden.contiguous(), weight.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    coefs = backward_coefs(
+        targets, lse, grad_loss, grad_lse, weight.shape[0], hidden.dtype,
+        ignore_index, z_loss, label_smoothing, exact,
+    )  # fmt: skip
+    # Exact mode and fp32 inputs accumulate in fp32; otherwise in the input dtype, so the
+    # extra memory is the gradients' own size (see the module docs of `api.py`).
+    acc = torch.float32 if exact else hidden.dtype
+    cfg = triton_config.backward_config(hidden.dtype)
+    d_h, d_w, d_b = backward_grads(
+        hidden, weight, bias, targets.contiguous(), lse.contiguous(),
+        coefs,
+        _cap(softcap), acc, (needs[0], needs[1], needs[2]), cfg,
+    )  # fmt: skip
+    # Gradients not asked for come back empty (each its own tensor: outputs may not alias).
+    return (
+        d_h.to(hidden.dtype) if d_h is not None else hidden.new_empty(0),
+        d_w.to(weight.dtype) if d_w is not None else weight.new_empty(0),
+        d_b.to(bias.dtype) if d_b is not None and bias is not None else hidden.new_empty(0),
+    )
+
+
+@cce_backward.register_fake
+def _(hidden, weight, bias, targets, lse, grad_loss, grad_lse, ignore_index, softcap,
+      z_loss, label_smoothing, exact, needs):  # fmt: skip
+    return (
+        torch.empty_like(hidden) if needs[0] else hidden.new_empty(0),
+        torch.empty_like(weight) if needs[1] else weight.new_empty(0),
+        torch.empty_like(bias) if needs[2] and bias is not None else hidden.new_empty(0),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    hidden, weight, bias, targets, ignore_index, softcap, z_loss, label_smoothing, exact = inputs
+    ctx.save_for_backward(hidden, weight, bias, targets, output[1])
+    ctx.scalars = (ignore_index, softcap, z_loss, label_smoothing)
+    ctx.exact = exact
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad_loss, grad_lse):
+    hidden, weight, bias, targets, lse = ctx.saved_tensors
+    need_h, need_w, need_b = ctx.needs_input_grad[:3]
+    if grad_loss is None:
+        grad_loss = torch.zeros_like(lse)
+    if grad_lse is None:
+        grad_lse = torch.zeros_like(lse)
+    d_h, d_w, d_b = cce_backward(
+        hidden, weight, bias, targets, lse, grad_loss, grad_lse, *ctx.scalars,
+        ctx.exact, [bool(need_h), bool(need_w), bool(need_b and ctx.has_bias)],
+    )  # fmt: skip
+    return (
+        d_h if need_h else None,
+        d_w if need_w else None,
+        d_b if need_b and ctx.has_bias else None,
+        None, None, None, None, None, None,
+    )  # fmt: skip
+
+
+cce_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def triton_linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    spec: LossSpec,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token (loss, lse) of 2-D `hidden` through the registered op."""
+    return cce_forward(
+        hidden, weight, bias, targets, spec.ignore_index,
+        _NO_CAP if spec.softcap is None else spec.softcap,
+        spec.z_loss, spec.label_smoothing, spec.exact,
+    )  # fmt: skip

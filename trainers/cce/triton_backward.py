@@ -1,0 +1,163 @@
+"""Triton backward: recompute each logit tile, form its gradient, skip it if negligible.
+
+Grid: one program per (token block, vocab block) tile, swizzled in groups of
+`group_n` token blocks so that concurrently running programs share weight tiles in L2.
+A program recomputes its logit tile, forms the gradient of the per-token outputs with
+respect to the (pre-softcap) logits
+
+    g = coef_p * softmax - coef_onehot * onehot(target) - coef_uniform
+    g *= 1 - (z / softcap)^2          (when soft-capped)
+
+and, unless every |g| is below its token's threshold (`filtering.py`), adds
+`g @ weight_tile` into d_hidden and `g.T @ hidden_tile` into d_weight with atomics,
+one BLOCK_D slice at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from trainers.cce.triton_common import logit_tile
+from trainers.cce.triton_config import BlockConfig
+
+
+@triton.jit
+def _tile_grad(z, offs_v, n_mask, v_mask, targets, lse, c_p, c_onehot, c_uniform, softcap,
+               HAS_SOFTCAP: tl.constexpr):  # fmt: skip
+    p = tl.exp(z - lse[:, None])
+    g = c_p[:, None] * p - c_uniform[:, None]
+    g = tl.where(offs_v[None, :] == targets[:, None], g - c_onehot[:, None], g)
+    if HAS_SOFTCAP:
+        r = z / softcap
+        g = g * (1.0 - r * r)
+    return tl.where(n_mask[:, None] & v_mask[None, :], g, 0.0)
+
+
+@triton.jit
+def _backward_kernel(
+    h_ptr, w_ptr, b_ptr, t_ptr, lse_ptr, cp_ptr, co_ptr, cu_ptr, thr_ptr,
+    dh_ptr, dw_ptr, db_ptr, live_ptr,
+    N, V, D, stride_hn, stride_wv, softcap,
+    HAS_BIAS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, COUNT_LIVE: tl.constexpr,
+    COMPUTE_DH: tl.constexpr, COMPUTE_DW: tl.constexpr, COMPUTE_DB: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
+    GROUP_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    # Swizzle: walk GROUP_N token blocks down one vocab column before moving right.
+    pid = tl.program_id(0)
+    n_blocks_n = tl.cdiv(N, BLOCK_N)
+    n_blocks_v = tl.cdiv(V, BLOCK_V)
+    per_group = GROUP_N * n_blocks_v
+    first_n = (pid // per_group) * GROUP_N
+    group_size = tl.minimum(n_blocks_n - first_n, GROUP_N)
+    pid_n = first_n + (pid % per_group) % group_size
+    pid_v = (pid % per_group) // group_size
+
+    offs_n = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_v = pid_v.to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
+    n_mask = offs_n < N
+    v_mask = offs_v < V
+    z = logit_tile(
+        h_ptr, w_ptr, b_ptr, offs_n, offs_v, n_mask, v_mask, D, stride_hn, stride_wv,
+        softcap, HAS_BIAS, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
+    )
+    targets = tl.load(t_ptr + offs_n, mask=n_mask, other=-1).to(tl.int64)
+    lse = tl.load(lse_ptr + offs_n, mask=n_mask, other=0.0)
+    c_p = tl.load(cp_ptr + offs_n, mask=n_mask, other=0.0)
+    c_onehot = tl.load(co_ptr + offs_n, mask=n_mask, other=0.0)
+    c_uniform = tl.load(cu_ptr + offs_n, mask=n_mask, other=0.0)
+    g = _tile_grad(z, offs_v, n_mask, v_mask, targets, lse, c_p, c_onehot, c_uniform,
+                   softcap, HAS_SOFTCAP)  # fmt: skip
+
+    # Filtering: thresholds are -1 in exact mode, so every tile is live there.
+    thr = tl.load(thr_ptr + offs_n, mask=n_mask, other=0.0)
+    if tl.max(tl.max(tl.abs(g) - thr[:, None], axis=1), axis=0) > 0:
+        if COUNT_LIVE:  # tests and the benchmark: how many tiles survived filtering
+            tl.atomic_add(live_ptr, 1)
+        if COMPUTE_DB:
+            tl.atomic_add(db_ptr + offs_v, tl.sum(g, axis=0), mask=v_mask, sem="relaxed")
+        g_in = g.to(h_ptr.dtype.element_ty)
+        for d0 in range(0, D, BLOCK_D):
+            offs_d = d0 + tl.arange(0, BLOCK_D)
+            d_mask = offs_d < D
+            if COMPUTE_DH:
+                w = tl.load(
+                    w_ptr + offs_v[:, None] * stride_wv + offs_d[None, :],
+                    mask=v_mask[:, None] & d_mask[None, :],
+                    other=0.0,
+                )
+                d_h = tl.dot(g_in, w, input_precision=DOT_PRECISION)
+                tl.atomic_add(
+                    dh_ptr + offs_n[:, None] * D + offs_d[None, :],
+                    d_h.to(dh_ptr.dtype.element_ty),
+                    mask=n_mask[:, None] & d_mask[None, :],
+                    sem="relaxed",
+                )
+            if COMPUTE_DW:
+                h = tl.load(
+                    h_ptr + offs_n[:, None] * stride_hn + offs_d[None, :],
+                    mask=n_mask[:, None] & d_mask[None, :],
+                    other=0.0,
+                )
+                d_w = tl.dot(tl.trans(g_in), h, input_precision=DOT_PRECISION)
+                tl.atomic_add(
+                    dw_ptr + offs_v[:, None] * D + offs_d[None, :],
+                    d_w.to(dw_ptr.dtype.element_ty),
+                    mask=v_mask[:, None] & d_mask[None, :],
+                    sem="relaxed",
+                )
+
+
+def backward_grads(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    lse: torch.Tensor,
+    coefs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    softcap: float | None,
+    accumulate: torch.dtype,
+    needs: tuple[bool, bool, bool],
+    cfg: BlockConfig,
+    live_tiles: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(d_hidden, d_weight, d_bias) accumulated in `accumulate` (bias: fp32).
+
+    `coefs` = (coef_p, coef_onehot, coef_uniform, threshold), fp32 (N,) each; `needs`
+    says which of the three gradients to compute (None for the others). When given,
+    the int32 scalar tensor `live_tiles` is increased by the number of tiles that were
+    not filtered out (out of `tile_count(...)`).
+    """
+    n, d = hidden.shape
+    v = weight.shape[0]
+    need_h, need_w, need_b = needs
+    need_b = need_b and bias is not None
+    dev = hidden.device
+    d_h = torch.zeros((n, d), dtype=accumulate, device=dev) if need_h else None
+    d_w = torch.zeros((v, d), dtype=accumulate, device=dev) if need_w else None
+    d_b = torch.zeros((v,), dtype=torch.float32, device=dev) if need_b else None
+    if n == 0 or not (need_h or need_w or need_b):
+        return d_h, d_w, d_b
+    c_p, c_onehot, c_uniform, thr = coefs
+    grid = (tile_count(n, v, cfg),)
+    _backward_kernel[grid](
+        hidden, weight, bias if bias is not None else hidden, targets, lse,
+        c_p, c_onehot, c_uniform, thr,
+        d_h if d_h is not None else lse, d_w if d_w is not None else lse,
+        d_b if d_b is not None else lse, live_tiles if live_tiles is not None else targets,
+        n, v, d, hidden.stride(0), weight.stride(0), float(softcap or 1.0),
+        HAS_BIAS=bias is not None, HAS_SOFTCAP=softcap is not None,
+        COUNT_LIVE=live_tiles is not None, COMPUTE_DH=need_h, COMPUTE_DW=need_w, COMPUTE_DB=need_b,
+        BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_D=cfg.block_d,
+        GROUP_N=cfg.group_n,
+        DOT_PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32",
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )  # fmt: skip
+    return d_h, d_w, d_b
+
+
+def tile_count(n: int, v: int, cfg: BlockConfig) -> int:
+    """Programs (token block x vocab block tiles) the backward launches."""
+    return triton.cdiv(n, cfg.block_n) * triton.cdiv(v, cfg.block_v)

@@ -1,0 +1,61 @@
+"""Block sizes for the Triton kernels: a fixed heuristic, overridable (tests, tuning).
+
+Kept free of triton imports so the benchmark and tests can set configs anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """Tile shape and launch settings of one kernel."""
+
+    block_n: int
+    block_v: int
+    block_d: int
+    num_warps: int = 8
+    num_stages: int = 3
+    group_n: int = 8  # backward: token blocks per swizzle group (L2 reuse of weight tiles)
+    vocab_splits: int = 0  # forward: programs sharing one token block's vocab; 0 = auto
+
+
+# Starting points for Hopper, bf16/fp16 (fp32 halves block_d to fit shared memory).
+_FORWARD = BlockConfig(block_n=128, block_v=128, block_d=64, num_warps=8, num_stages=3)
+_BACKWARD = BlockConfig(block_n=128, block_v=128, block_d=64, num_warps=8, num_stages=3)
+
+_override: dict[str, BlockConfig] = {}
+
+
+def forward_config(dtype: torch.dtype) -> BlockConfig:
+    if "forward" in _override:
+        return _override["forward"]
+    return _FORWARD if dtype != torch.float32 else replace(_FORWARD, block_d=32)
+
+
+def backward_config(dtype: torch.dtype) -> BlockConfig:
+    if "backward" in _override:
+        return _override["backward"]
+    return _BACKWARD if dtype != torch.float32 else replace(_BACKWARD, block_d=32)
+
+
+@contextlib.contextmanager
+def use_configs(
+    forward: BlockConfig | None = None, backward: BlockConfig | None = None
+) -> Iterator[None]:
+    """Run the kernels with these block sizes inside the `with` block."""
+    saved = dict(_override)
+    if forward is not None:
+        _override["forward"] = forward
+    if backward is not None:
+        _override["backward"] = backward
+    try:
+        yield
+    finally:
+        _override.clear()
+        _override.update(saved)

@@ -1,0 +1,121 @@
+"""Triton forward: per-token log-sum-exp, target logit and logit sum, block by block.
+
+Grid: (token blocks, vocab splits). Each program sweeps its share of the vocabulary
+with an online log-sum-exp, keeping one (BLOCK_N, BLOCK_V) logit tile on chip at a
+time, and writes partial (max, sum-exp, target logit, logit sum) per token; the
+partials of the splits are combined on the host side in O(splits x N). Splitting the
+vocabulary keeps every SM busy when N / BLOCK_N is small.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from trainers.cce.triton_common import logit_tile
+from trainers.cce.triton_config import BlockConfig
+
+
+@triton.jit
+def _forward_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    t_ptr,
+    out_ptr,  # (4, splits, N) fp32: max, sum-exp, target logit, logit sum
+    N,
+    V,
+    D,
+    stride_hn,
+    stride_wv,
+    blocks_per_split,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    HAS_SOFTCAP: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    n_splits = tl.num_programs(1)
+    offs_n = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_mask = offs_n < N
+    targets = tl.load(t_ptr + offs_n, mask=n_mask, other=-1).to(tl.int64)
+
+    run_max = tl.full((BLOCK_N,), float("-inf"), dtype=tl.float32)
+    run_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    z_target = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    z_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    v_begin = pid_s.to(tl.int64) * blocks_per_split * BLOCK_V
+    for vb in range(0, blocks_per_split):
+        offs_v = v_begin + vb * BLOCK_V + tl.arange(0, BLOCK_V)
+        v_mask = offs_v < V
+        z = logit_tile(
+            h_ptr, w_ptr, b_ptr, offs_n, offs_v, n_mask, v_mask, D, stride_hn, stride_wv,
+            softcap, HAS_BIAS, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
+        )  # fmt: skip
+        # The host makes sure every split's blocks start below V, so each tile has at
+        # least one live column and the running max stays finite after the first tile.
+        z_live = tl.where(v_mask[None, :], z, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(z_live, axis=1))
+        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(
+            tl.exp(z_live - new_max[:, None]), axis=1
+        )
+        run_max = new_max
+        is_target = offs_v[None, :] == targets[:, None]
+        z_target += tl.sum(tl.where(is_target, z, 0.0), axis=1)
+        z_sum += tl.sum(tl.where(v_mask[None, :], z, 0.0), axis=1)
+
+    plane = n_splits.to(tl.int64) * N
+    base = out_ptr + pid_s.to(tl.int64) * N + offs_n
+    tl.store(base, run_max, mask=n_mask)
+    tl.store(base + plane, run_sum, mask=n_mask)
+    tl.store(base + 2 * plane, z_target, mask=n_mask)
+    tl.store(base + 3 * plane, z_sum, mask=n_mask)
+
+
+def _split_count(n_token_blocks: int, n_vocab_blocks: int, cfg: BlockConfig, device) -> int:
+    if cfg.vocab_splits:
+        return max(1, min(cfg.vocab_splits, n_vocab_blocks))
+    if device.type != "cuda":
+        return 1  # the interpreter runs programs one by one: fewer is faster
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    wanted = triton.cdiv(4 * sms, max(1, n_token_blocks))  # about 4 waves of programs
+    return max(1, min(wanted, n_vocab_blocks))
+
+
+def forward_stats(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    softcap: float | None,
+    cfg: BlockConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lse, target logit, sum of logits) per token, fp32, from contiguous inputs."""
+    n, d = hidden.shape
+    v = weight.shape[0]
+    n_token_blocks = triton.cdiv(n, cfg.block_n)
+    n_vocab_blocks = triton.cdiv(v, cfg.block_v)
+    splits = _split_count(n_token_blocks, n_vocab_blocks, cfg, hidden.device)
+    per_split = triton.cdiv(n_vocab_blocks, splits)
+    splits = triton.cdiv(n_vocab_blocks, per_split)  # no split may start beyond V
+    out = torch.empty((4, splits, n), dtype=torch.float32, device=hidden.device)
+    if n > 0:
+        _forward_kernel[(n_token_blocks, splits)](
+            hidden, weight, bias if bias is not None else hidden, targets, out,
+            n, v, d, hidden.stride(0), weight.stride(0), per_split,
+            float(softcap or 1.0),
+            HAS_BIAS=bias is not None,
+            HAS_SOFTCAP=softcap is not None,
+            BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_D=cfg.block_d,
+            DOT_PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32",
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )  # fmt: skip
+    run_max, run_sum, z_target, z_sum = out.unbind(0)
+    top = run_max.max(dim=0).values
+    lse = top + torch.log((run_sum * torch.exp(run_max - top)).sum(dim=0))
+    return lse, z_target.sum(dim=0), z_sum.sum(dim=0)
