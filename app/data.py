@@ -111,7 +111,8 @@ def json_field(value: Any) -> dict[str, Any]:
 def project_picker(label: str = "Project", *, key: str, allow_all: bool = False) -> str | None:
     """A project selectbox in the sidebar; None means every project."""
     names = projects(store_root())
-    options = (["(all projects)"] if allow_all else []) + names
+    # A real project first, so the page shows something at once; "all" comes last.
+    options = names + (["(all projects)"] if allow_all else [])
     if not options:
         return None
     choice = st.sidebar.selectbox(label, options, key=key)

@@ -1,0 +1,164 @@
+"""Predict: the what-if questions, answered with a saved fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import data, figures, predictions
+from store.errors import ScalinglabError
+
+
+def pick_fit() -> tuple[Any, dict[str, Any]] | None:
+    fits = data.fits(data.store_root())
+    if fits is None or len(fits) == 0:
+        st.info("No saved fits yet: fit a law on the Fit page and save it.")
+        return None
+    records = fits.sort_values("id", ascending=False).to_dict("records")
+    labels = {
+        int(r["id"]): f"fit {r['id']}: {r['law']} on {r['project']} ({r['created_at']})"
+        for r in records
+    }
+    fit_id = st.selectbox("Saved fit", list(labels), format_func=labels.get, key="pred-fit")
+    record = next(r for r in records if int(r["id"]) == fit_id)
+    return data.load_result(fit_id), record
+
+
+def observed(record: dict[str, Any], reduce: str | None = None) -> pd.DataFrame:
+    """The data the fit was trained on (re-read from the store by its selection)."""
+    from fitting.jobs import select_data
+
+    selection = data.json_field(record.get("selection"))
+    if reduce:
+        selection["reduce"] = reduce
+    try:
+        return select_data(data.get_store(), record["project"], selection)
+    except ScalinglabError:
+        return pd.DataFrame()
+
+
+def bigger(result: Any, seen: pd.DataFrame) -> None:
+    st.subheader("Loss at a bigger scale")
+    cols = st.columns(len(predictions.size_inputs(result)))
+    point = {}
+    for col, name in zip(cols, predictions.size_inputs(result), strict=True):
+        largest = pd.to_numeric(seen.get(name, pd.Series(dtype=float)), errors="coerce").max()
+        default = float(largest) * 10 if pd.notna(largest) and largest > 0 else 1e9
+        point[name] = col.number_input(
+            name, min_value=1.0, value=default, format="%.4g", key=f"pred-{name}"
+        )
+    out = predictions.loss_at(result, point)
+    band = f" (95% band {out['lower']:.4f} – {out['upper']:.4f})" if "lower" in out else ""
+    st.metric("Predicted loss (nats/token)", f"{out['loss']:.4f}")
+    st.caption(f"at {', '.join(f'{k} = {v:.3g}' for k, v in point.items())}{band}")
+
+
+def compute_optimal(result: Any) -> None:
+    st.subheader("Compute-optimal N and D for a FLOP budget")
+    flops = st.number_input(
+        "FLOP budget C", min_value=1.0, value=1e21, format="%.3g", key="pred-flops"
+    )
+    out = predictions.compute_optimal(result, flops)
+    st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
+
+
+def reducible_target(result: Any) -> None:
+    st.subheader("Model size for a target reducible loss")
+    target = st.number_input(
+        "Target reducible loss (nats/token)",
+        min_value=1e-6,
+        value=0.05,
+        format="%.4g",
+        key="pred-target",
+    )
+    out = predictions.size_for_reducible_loss(result, target)
+    st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
+
+
+def schedule_designer(result: Any, record: dict[str, Any]) -> None:
+    from fitting.schedules import ScheduleSpec
+
+    st.subheader("LR-schedule designer")
+    c = st.columns(6)
+    kind = c[0].selectbox(
+        "Shape", ["cosine", "wsd", "linear", "constant", "multistep"], key="pred-kind"
+    )
+    total = int(c[1].number_input("Total steps", 10, 10_000_000, 24_000, key="pred-total"))
+    warmup = int(c[2].number_input("Warmup", 0, 10_000_000, 2_160, key="pred-warmup"))
+    peak = c[3].number_input("Peak LR", 1e-7, 1.0, 3e-4, format="%.2e", key="pred-peak")
+    final = c[4].number_input("Final LR", 0.0, 1.0, 3e-5, format="%.2e", key="pred-final")
+    decay = int(c[5].number_input("Decay steps (wsd)", 0, 10_000_000, 4_000, key="pred-decay"))
+    shape = st.radio(
+        "Decay shape (wsd)", ["linear", "cosine", "exponential"], horizontal=True, key="pred-shape"
+    )
+    spec = ScheduleSpec(
+        kind=kind,
+        peak_lr=peak,
+        total_steps=total,
+        warmup_steps=warmup,
+        final_lr=final,
+        decay_steps=decay,
+        decay_shape=shape,
+    )
+    steps, lr, loss = predictions.schedule_curve(result, spec)
+    seen = observed(record, reduce="all")
+    cols = [c for c in ("run", "step", "loss") if c in seen.columns]
+    seen = seen[cols].dropna() if len(cols) == 3 else None
+    st.plotly_chart(figures.schedule_figure(steps, lr, loss, seen), key="pred-schedule")
+
+
+def encoder_decoder(result: Any) -> None:
+    st.subheader("Optimal encoder/decoder split")
+    budget = st.number_input(
+        "Parameter budget", min_value=1.0, value=1e9, format="%.3g", key="pred-budget"
+    )
+    out = predictions.encoder_decoder_split(result, budget)
+    st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
+
+
+def multilingual(result: Any) -> None:
+    st.subheader("Optimal multilingual sampling ratios")
+    fams = predictions.families(result)
+    cols = st.columns(max(1, len(fams)))
+    weights = {
+        f: col.slider(f"weight: {f}", 0.0, 1.0, 1.0, 0.05, key=f"pred-w-{f}")
+        for col, f in zip(cols, fams, strict=False)
+    }
+    ratios = predictions.sampling_ratios(result, weights)
+    st.plotly_chart(
+        figures.bar_figure(list(ratios), list(ratios.values()), y_title="sampling ratio p*"),
+        key="pred-ratios",
+    )
+
+
+def main() -> None:
+    st.title("Predict")
+    picked = pick_fit()
+    if picked is None:
+        return
+    result, record = picked
+    st.code(getattr(result, "formula", "") or result.law, language=None)
+    law = result.law
+    sections = []
+    if law in predictions.SCHEDULE_LAWS:
+        sections.append(lambda: schedule_designer(result, record))
+    else:
+        sections.append(lambda: bigger(result, observed(record)))
+    if law in predictions.COMPUTE_OPTIMAL_LAWS:
+        sections.append(lambda: compute_optimal(result))
+    if law == "power_law" and (result.options or {}).get("x", "params") == "params":
+        sections.append(lambda: reducible_target(result))
+    if law == "nmt":
+        sections.append(lambda: encoder_decoder(result))
+    if law == "multilingual":
+        sections.append(lambda: multilingual(result))
+    for section in sections:
+        try:
+            section()
+        except (ScalinglabError, ValueError, KeyError) as err:
+            st.error(str(err))
+
+
+main()

@@ -1,0 +1,117 @@
+"""Adapters from the Predict page to `fitting.analyses`: one small function per what-if
+question, each returning plain numbers or frames the page can show.
+
+Keeping the calls here means a change in an analysis signature touches one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SIZE_INPUTS = {
+    "power_law": None,  # the fit's own x option
+    "chinchilla": ("params", "tokens"),
+    "kaplan": ("params", "tokens"),
+    "nmt": ("encoder_params", "decoder_params"),
+    "multilingual": ("params", "tokens"),
+}
+COMPUTE_OPTIMAL_LAWS = ("chinchilla", "kaplan")
+SCHEDULE_LAWS = ("lr_annealing", "multi_power")
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """An analysis result (dataclass, mapping, or object) as a flat dict."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if hasattr(value, "_asdict"):
+        return dict(value._asdict())
+    if hasattr(value, "__dict__"):
+        return {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    return {"value": value}
+
+
+def size_inputs(result: Any) -> tuple[str, ...]:
+    """The columns a what-if point needs for this fit's law."""
+    fixed = SIZE_INPUTS.get(result.law)
+    if fixed is not None:
+        return fixed
+    return (str((result.options or {}).get("x", "params")),)
+
+
+def loss_at(result: Any, point: dict[str, float], level: float = 0.95) -> dict[str, float]:
+    """Predicted loss at one point, with its band when the fit has one."""
+    frame = pd.DataFrame({k: [float(v)] for k, v in point.items()})
+    out = {"loss": float(np.asarray(result.predict(frame), dtype=float)[0])}
+    try:
+        lo, hi = result.predict_band(frame, level=level)
+        out["lower"], out["upper"] = float(np.asarray(lo)[0]), float(np.asarray(hi)[0])
+    except Exception:  # no bootstrap in this fit: the point estimate alone
+        pass
+    return out
+
+
+def compute_optimal(result: Any, flops: float) -> dict[str, Any]:
+    from fitting import analyses
+
+    return as_dict(analyses.compute_optimal(result, flops))
+
+
+def size_for_reducible_loss(result: Any, target: float) -> dict[str, Any]:
+    from fitting import analyses
+
+    return as_dict(analyses.size_for_reducible_loss(result, target))
+
+
+def kl_decomposition(result: Any, point: dict[str, float]) -> dict[str, Any]:
+    from fitting import analyses
+
+    frame = pd.DataFrame({k: [float(v)] for k, v in point.items()})
+    return as_dict(analyses.kl_decomposition(result, frame))
+
+
+def schedule_curve(result: Any, spec: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, lr, predicted loss) for a schedule the user designed."""
+    from fitting import analyses
+
+    out = analyses.schedule_curve(result, spec)
+    if isinstance(out, pd.DataFrame):
+        return out["step"].to_numpy(), out["lr"].to_numpy(), out["loss"].to_numpy()
+    d = (
+        as_dict(out)
+        if not isinstance(out, tuple)
+        else dict(zip(("step", "lr", "loss"), out, strict=False))
+    )
+    steps = np.asarray(d.get("step", d.get("steps")))
+    return steps, np.asarray(d["lr"]), np.asarray(d["loss"])
+
+
+def encoder_decoder_split(result: Any, budget: float) -> dict[str, Any]:
+    from fitting import analyses
+
+    return as_dict(analyses.optimal_encoder_decoder_split(result, budget))
+
+
+def sampling_ratios(result: Any, weights: dict[str, float]) -> dict[str, float]:
+    from fitting import analyses
+
+    out = analyses.optimal_sampling_ratios(result, weights)
+    if isinstance(out, pd.Series):
+        return {str(k): float(v) for k, v in out.items()}
+    d = as_dict(out)
+    ratios = d.get("ratios", d)
+    return {str(k): float(v) for k, v in dict(ratios).items()}
+
+
+def families(result: Any) -> list[str]:
+    """Language families of a multilingual fit (from its resolved options)."""
+    opts = result.options or {}
+    fams = opts.get("families") or sorted(
+        {k.split("_", 1)[1] for k in result.params if k.startswith("gamma_")}
+    )
+    return [str(f) for f in fams]

@@ -1,0 +1,144 @@
+"""Every dashboard page under `streamlit.testing.v1.AppTest`, against a real store in
+tmp_path: the page loads, and its main widgets work (plot, upload, fit, save, job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.builders import build_store
+
+ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+TIMEOUT = 60
+
+
+def need(module: str, attr: str | None = None) -> None:
+    """Skip while a neighbouring package's piece has not landed yet."""
+    mod = pytest.importorskip(module, reason=f"{module} has not landed yet")
+    if attr and not hasattr(mod, attr):
+        pytest.skip(f"{module}.{attr} has not landed yet")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    built = build_store(tmp_path / "store")
+    monkeypatch.setenv("SCALINGLAB_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("SCALINGLAB_SCHEDULER", raising=False)
+    return built
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("markdown", "success", "info", "error", "caption", "code")
+        for e in at.get(kind)
+        if isinstance(getattr(e, "value", None), str)
+    ]
+    return "\n".join(parts)
+
+
+def test_runs_page_lists_runs_and_plots_the_selected(store: object) -> None:
+    at = open_page()
+    assert at.title[0].value == "Runs"
+    assert at.sidebar.selectbox(key="runs-project").value == "demo"
+    table = at.dataframe[0].value
+    assert len(table) == 5 and {"N", "status", "last loss"} <= set(table.columns)
+    assert len(at.get("plotly_chart")) == 1
+    at.multiselect(key="runs-chosen-demo").set_value(["n100000"]).run()
+    at.radio(key="runs-x").set_value("tokens").run()
+    assert not at.exception
+    at.sidebar.text_input(key="runs-search").input("n3").run()
+    assert len(at.dataframe[0].value) == 2
+
+
+def test_runs_page_on_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALINGLAB_STORE", str(tmp_path / "empty"))
+    at = open_page()
+    assert "store is empty" in texts(at)
+
+
+def test_upload_page_previews_then_imports_on_confirm(store: object) -> None:
+    need("store.importers", "parse_file")
+    from store import queries
+
+    at = open_page("pages/upload.py")
+    csv = b"run,step,loss,tokens\nup-a,1,3.0,1000\nup-a,2,2.8,2000\nup-b,1,3.1,1000\n"
+    at.file_uploader(key="upload-files").set_value(("curves.csv", csv, "text/csv")).run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "Detected format" in shown and "2 run(s)" in shown
+    assert "uploads" not in queries.list_projects(store)  # nothing written before confirming
+    at.button(key="upload-confirm").click().run()
+    assert "Imported into 'uploads'" in texts(at)
+    assert set(queries.list_runs(store, "uploads")["run"]) == {"up-a", "up-b"}
+
+
+def test_upload_page_shows_line_and_column_of_bad_input(store: object) -> None:
+    need("store.importers", "parse_file")
+    at = open_page("pages/upload.py")
+    bad = b"run,step,loss\na,1,3.0\na,2,oops\n"
+    at.file_uploader(key="upload-files").set_value(("bad.csv", bad, "text/csv")).run()
+    errors = " ".join(e.value for e in at.error)
+    assert "bad.csv" in errors and "line" in errors and "loss" in errors
+    assert not [b for b in at.button if b.key == "upload-confirm"]
+
+
+def test_fit_page_fits_power_law_and_saves(store: object) -> None:
+    need("fitting", "LAWS")
+    need("fitting.persist")
+    from store import fits
+
+    at = open_page("pages/fit.py")
+    assert at.selectbox(key="fit-law").value == "power_law"
+    at.number_input(key="fit-boot").set_value(50).run()
+    at.button(key="fit-go").click().run()
+    assert not at.exception, at.exception
+    params = at.dataframe[0].value
+    assert list(params["parameter"]) == ["L_inf", "x0", "alpha"]
+    l_inf = float(params.set_index("parameter").loc["L_inf", "value"])
+    assert abs(l_inf - 2.0) < 0.1
+    assert len(at.get("plotly_chart")) >= 2  # the fit with its band, residuals, KL
+    at.button(key="fit-save").click().run()
+    assert len(fits.list_fits(store, project="demo")) == 1
+
+
+def test_predict_page_answers_with_a_saved_fit(store: object) -> None:
+    need("fitting", "LAWS")
+    need("fitting.analyses")
+    from fitting import persist
+    from fitting.jobs import fit_selection
+
+    result, _ = fit_selection(store, "demo", "power_law", None, {"x": "params"})
+    persist.save_result(store, result, "demo", {"reduce": "final"})
+    at = open_page("pages/predict.py")
+    assert not at.exception, at.exception
+    assert at.metric[0].label.startswith("Predicted loss")
+    at.number_input(key="pred-target").set_value(0.01).run()
+    assert not at.exception, at.exception
+
+
+def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
+    need("fitting", "LAWS")
+    from store import jobs
+
+    at = open_page("pages/jobs.py")
+    at.text_input(key="job-name").input("nightly").run()
+    at.selectbox(key="job-when").set_value("every 5 minutes").run()
+    next(b for b in at.button if b.label == "Create job").click().run()
+    assert not at.exception, at.exception
+    listed = jobs.list_jobs(store)
+    assert list(listed["name"]) == ["nightly"] and listed["schedule"][0] == "*/5 * * * *"
+    at.run()
+    job_id = int(listed["id"][0])
+    at.button(key=f"job-pause-{job_id}").click().run()
+    assert bool(jobs.get_job(store, job_id)["paused"])
