@@ -192,7 +192,7 @@ class TranslationSource(Source):
     def _sample(self, rng: np.random.Generator, n: int, seq_len: int, family: str | None) -> Batch:
         src = self.chain.sample(rng, n, seq_len)
         aligned = src[:, ::-1] if self.spec.reverse else src
-        u = rng.random(aligned.shape + (1,))
+        u = rng.random((*aligned.shape, 1))
         tgt = (self.channel_cdf[aligned] < u).sum(axis=-1).clip(max=self.spec.vocab - 1)
         bos = np.full((n, 1), self.spec.vocab, dtype=np.int64)
         return {"src": src, "tgt_in": np.concatenate([bos, tgt[:, :-1]], axis=1), "tgt_out": tgt}
