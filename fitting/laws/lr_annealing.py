@@ -131,4 +131,3 @@ class LrAnnealing(Law):
         clean = self.predict(np.array([list(truth.values())]), self.prepare(frame, for_fit=False))
         frame["loss"] = clean[0] * np.exp(rng.normal(0.0, 5e-4, len(frame)))
         return truth, frame
-
