@@ -31,12 +31,15 @@ def is_lock_error(err: BaseException) -> bool:
 
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.ConnectionException as err:
         # This process already holds the file in read-write mode: share that instance.
-        if read_only and _CONFIG_MARKER in str(err).lower():
-            return duckdb.connect(str(path), read_only=False)
-        raise
+        if not (read_only and _CONFIG_MARKER in str(err).lower()):
+            raise
+        con = duckdb.connect(str(path), read_only=False)
+    # Long statements would otherwise draw a progress bar on the user's terminal.
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def open_with_retry(

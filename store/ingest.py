@@ -80,24 +80,23 @@ def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[s
 def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     """Stage the shards' rows (last write wins within the batch) and upsert them."""
     cols = ", ".join(POINT_COLUMNS)
+    names = [str(p) for p in files]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _raw AS SELECT {cols}, filename, file_row_number "
-        "FROM read_parquet(?, filename = true, file_row_number = true)",
-        [[str(p) for p in files]],
+        f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM read_parquet(?)", [names]
     )
     dupes = con.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM _raw GROUP BY project, run, split, step "
+        "SELECT count(*) FROM (SELECT 1 FROM _staged GROUP BY project, run, split, step "
         "HAVING count(*) > 1)"
     ).fetchone()
     if dupes and dupes[0]:
         # A resumed run re-logged some steps: keep the latest value of each.
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM _raw "
+            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM "
+            "read_parquet(?, filename = true, file_row_number = true) "
             "QUALIFY row_number() OVER (PARTITION BY project, run, split, step "
-            "ORDER BY filename DESC, file_row_number DESC) = 1"
+            "ORDER BY filename DESC, file_row_number DESC) = 1",
+            [names],
         )
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM _raw")
     n = replace_points(con, "_staged")
     refresh_summaries(con, "_touched")
     return n

@@ -197,3 +197,19 @@ def data_version(store: Store, project: str) -> str:
         p = pending(store, con)
     digest = hashlib.sha256("\n".join(p.point_files + p.fact_files).encode()).hexdigest()
     return f"{row[0]}:{row[1]}:{row[2]}:{row[3]}:{digest[:12]}" if row else digest[:12]
+
+
+def curve(
+    store: Store,
+    project: str,
+    runs: Sequence[str],
+    *,
+    x: str = "step",
+    max_points: int = 2000,
+    splits: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """A plot-ready curve: at most `max_points` points per (run, split), downsampled in
+    DuckDB (see `store.downsample`)."""
+    from store.downsample import curve as _curve
+
+    return _curve(store, project, runs, x=x, max_points=max_points, splits=splits)

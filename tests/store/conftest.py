@@ -1,0 +1,36 @@
+"""Shared fixtures: a fresh store folder per test, and the published data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from store import Store
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "store")
+    s.ensure()
+    return s
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """`../shared/data` beside the repository; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("published data folder ../shared/data is absent")
+    return SHARED_DATA.resolve()
+
+
+def table_contents(s: Store) -> dict[str, list[tuple]]:
+    """Every user-visible row of every table, sorted: to compare stores by content."""
+    out = {}
+    with s.connect(read_only=True) as con:
+        for table in ("projects", "runs", "points", "fits", "jobs", "ingested_shards", "uploads"):
+            rows = con.execute(f"SELECT * FROM {table}").fetchall()
+            out[table] = sorted(rows, key=repr)
+    return out

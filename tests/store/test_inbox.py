@@ -1,0 +1,163 @@
+"""Inbox shards: visible before ingest, ingested exactly once, crash-safe."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store import Store, queries
+from store.errors import BadInputError
+from store.inbox import InboxWriter
+from store.ingest import ingest_inbox
+
+
+def _count(store: Store) -> int:
+    with store.connect(read_only=True) as con:
+        row = con.execute("SELECT count(*) FROM points").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _write_run(store: Store, run: str, n: int, shard: int = 100) -> None:
+    with InboxWriter(store, "p", run, facts={"params": 1000, "entropy": 1.5}) as w:
+        for start in range(0, n, shard):
+            steps = np.arange(start, min(start + shard, n))
+            w.log_many({"step": steps, "loss": 5.0 / (1 + steps), "lr": 1e-3})
+            w.flush()
+
+
+def test_shards_visible_before_ingest(store: Store) -> None:
+    w = InboxWriter(store, "p", "live", facts={"params": 123, "schedule": {"kind": "cosine"}})
+    for step in range(10):
+        w.log(step, loss=3.0 - 0.1 * step, lr=1e-3, tokens=100.0 * step)
+    w.log(5, split="eval", loss=2.9)
+    w.flush()
+    runs = queries.list_runs(store, "p")
+    assert list(runs["run"]) == ["live"]
+    row = runs.iloc[0]
+    assert row["status"] == "running" and row["params"] == 123
+    assert row["n_points"] == 11 and row["last_step"] == 9
+    assert math.isclose(row["last_loss"], 2.1) and row["last_tokens"] == 900.0
+    frame = queries.points_frame(store, "p")
+    assert len(frame) == 11 and set(frame["split"]) == {"train", "eval"}
+    assert frame["params"].eq(123).all()
+    assert _count(store) == 0  # nothing in the tables yet
+    w.close()
+    assert queries.list_runs(store, "p").iloc[0]["status"] == "finished"
+
+
+def test_ingest_exactly_once(store: Store) -> None:
+    _write_run(store, "a", 1000)
+    before = queries.points_frame(store, "p")
+    report = ingest_inbox(store)
+    assert report.points == 1000 and report.point_shards == 10
+    assert list(store.inbox_dir.iterdir()) == []
+    assert ingest_inbox(store).points == 0
+    after = queries.points_frame(store, "p")
+    assert _count(store) == 1000
+    assert before.drop(columns="status").equals(after.drop(columns="status"))
+    run = queries.list_runs(store, "p").iloc[0]
+    assert run["status"] == "finished" and run["entropy"] == 1.5 and run["n_points"] == 1000
+
+
+def test_crash_between_commit_and_delete(store: Store, tmp_path: Path) -> None:
+    _write_run(store, "a", 300)
+    saved = tmp_path / "saved"
+    shutil.copytree(store.inbox_dir, saved)
+    ingest_inbox(store)
+    # The files come back as if the process died before deleting them.
+    for path in saved.iterdir():
+        shutil.copy(path, store.inbox_dir / path.name)
+    assert queries.list_runs(store, "p").iloc[0]["n_points"] == 300  # not counted twice
+    assert len(queries.points_frame(store, "p")) == 300
+    report = ingest_inbox(store)
+    assert report.points == 0 and report.skipped_shards == len(list(saved.iterdir()))
+    assert _count(store) == 300 and list(store.inbox_dir.iterdir()) == []
+
+
+def test_relogged_steps_keep_latest_value(store: Store) -> None:
+    with InboxWriter(store, "p", "r") as w:
+        w.log_many({"step": [0, 1, 2], "loss": [3.0, 2.0, 1.0]})
+        w.flush()
+        w.log_many({"step": [2, 3], "loss": [0.5, 0.4]})
+    ingest_inbox(store)
+    with InboxWriter(store, "p", "r") as w:
+        w.log(3, loss=0.3)
+    ingest_inbox(store)
+    frame = queries.points_frame(store, "p")
+    assert list(frame["step"]) == [0, 1, 2, 3]
+    assert list(frame["loss"]) == [3.0, 2.0, 0.5, 0.3]
+    assert queries.list_runs(store, "p").iloc[0]["n_points"] == 4
+
+
+def test_failed_run_and_nonfinite_loss(store: Store) -> None:
+    with pytest.raises(ZeroDivisionError), InboxWriter(store, "p", "boom") as w:
+        w.log(0, loss=float("nan"), lr=1e-3)
+        w.log(1, loss=float("inf"), lr=1e-3)
+        w.log(2, loss=2.0, lr=1e-3)
+        _ = 1 / 0
+    ingest_inbox(store)
+    run = queries.list_runs(store, "p").iloc[0]
+    assert run["status"] == "failed"
+    frame = queries.points_frame(store, "p")
+    assert frame["loss"].isna().tolist() == [True, True, False]
+
+
+def test_bad_writer_input(store: Store) -> None:
+    w = InboxWriter(store, "p", "r")
+    with pytest.raises(BadInputError, match="non-negative integer"):
+        w.log(-1, loss=1.0)
+    with pytest.raises(BadInputError, match="unknown run facts"):
+        w.set_facts(colour="red")
+    with pytest.raises(BadInputError, match="status"):
+        w.close(status="weird")
+    with pytest.raises(BadInputError, match="unknown columns"):
+        w.log_many({"step": [1], "losss": [1.0]})
+
+
+_INGEST_SCRIPT = """
+import sys
+from store import Store
+from store.ingest import ingest_inbox
+store = Store(sys.argv[1])
+store.ensure()
+print("start", flush=True)
+ingest_inbox(store)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_killed_ingest_loses_nothing_and_adds_nothing_twice(store: Store) -> None:
+    n_runs, per_run = 4, 50_000
+    for i in range(n_runs):
+        _write_run(store, f"r{i}", per_run, shard=5000)
+    total = n_runs * per_run
+    repo = Path(__file__).resolve().parents[2]
+    interrupted = 0
+    for delay in (0.02, 0.08, 0.15):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _INGEST_SCRIPT, str(store.root)],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "start"
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        interrupted += bool(list(store.inbox_dir.glob("pts-*")))
+        # Whatever the moment of the kill: every point is visible exactly once.
+        assert queries.list_runs(store, "p")["n_points"].sum() == total
+        assert len(queries.points_frame(store, "p")) == total
+    assert interrupted >= 1  # at least one kill landed before the ingest finished
+    ingest_inbox(store)
+    assert _count(store) == total
+    frame = queries.points_frame(store, "p")
+    assert not frame.duplicated(["run", "split", "step"]).any()
