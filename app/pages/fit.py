@@ -105,7 +105,13 @@ def extrapolation(law_name: str, frame: pd.DataFrame, options: dict[str, Any]) -
 def show_result(fit: dict[str, Any]) -> None:
     result, frame = fit["result"], fit["data"]
     st.subheader("Parameters")
-    st.dataframe(fitview.params_table(result), hide_index=True, width="stretch")
+    table = fitview.params_table(result)
+    st.markdown(
+        " · ".join(
+            f"**{r.parameter}** = {r.value:.5g} ± {r.stderr:.2g}" for r in table.itertuples()
+        )
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
     st.caption(f"{result.n_points} points · objective {result.objective:.4g}")
     if result.law in fitview.CURVE_LAWS:
         st.plotly_chart(fitview.curve_fit_figure(result, frame), key="fit-curves")
