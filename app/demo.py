@@ -19,7 +19,7 @@ DEMO_JOB_NAME = "demo: power law in N, every minute"
 DEMO_LAW = "power_law"
 DEMO_SCHEDULE = "* * * * *"
 DEMO_SELECTION = {"splits": ["eval"], "reduce": "final", "finished": True}
-DEMO_OPTIONS = {"x": "params"}
+DEMO_OPTIONS = {"x": "params", "bootstrap": 100}
 SWEEP_FILE = Path("trainers") / "sweeps" / "demo-cpu.toml"
 
 

@@ -97,6 +97,15 @@ def extrapolation_grid(
     return out
 
 
+def held_out_mask(result: Any, data: pd.DataFrame) -> np.ndarray | None:
+    """Rows the extrapolation test held out (at the largest scale), when it ran."""
+    test = (getattr(result, "checks", None) or {}).get("extrapolation")
+    if not test:
+        return None
+    x = pd.to_numeric(data[main_x(result, data)], errors="coerce").to_numpy(float)
+    return x >= float(test["scale_threshold"])
+
+
 def point_fit_figure(
     result: Any, data: pd.DataFrame, *, held_out: np.ndarray | None = None, level: float = 0.95
 ) -> go.Figure:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from app import data, figures, fitview
@@ -49,16 +48,28 @@ def selection_controls(project: str, law_name: str) -> dict[str, Any]:
 
 
 def option_controls(law_name: str) -> dict[str, Any]:
+    """Engine options (names as `fitting.fit` takes them) plus the law's x choice."""
     options: dict[str, Any] = {}
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     if law_name == "power_law":
         options["x"] = c1.radio(
             "x axis", list(X_OPTIONS), format_func=X_OPTIONS.get, horizontal=True, key="fit-x"
         )
-    options["n_bootstrap"] = int(
+    options["bootstrap"] = int(
         c2.number_input("Bootstrap resamples", 0, 2000, 200, 50, key="fit-boot")
     )
-    options["objective"] = c3.selectbox("Objective", ["huber", "least_squares"], key="fit-obj")
+    options["loss"] = c3.selectbox(
+        "Objective",
+        ["huber", "ls"],
+        key="fit-obj",
+        format_func={"huber": "Huber on log residuals", "ls": "least squares"}.get,
+    )
+    options["extrapolation"] = c4.checkbox(
+        "Extrapolation test",
+        value=True,
+        key="fit-ext",
+        help="Refit without the largest-scale points and score the prediction on them.",
+    )
     return options
 
 
@@ -84,22 +95,19 @@ def run_fit(
     }
 
 
-def extrapolation(law_name: str, frame: pd.DataFrame, options: dict[str, Any]) -> None:
-    from fitting import analyses
-
-    try:
-        test = analyses.extrapolation_test(law_name, frame, **options)
-    except (ScalinglabError, TypeError, ValueError) as err:
-        st.caption(f"Extrapolation test not available: {err}")
+def extrapolation(result: Any) -> None:
+    test = (result.checks or {}).get("extrapolation")
+    if not test:
+        st.caption("Tick 'Extrapolation test' and fit again to hold out the largest runs.")
         return
-    shown = (
-        test
-        if isinstance(test, pd.DataFrame)
-        else pd.DataFrame([dict(test)])
-        if isinstance(test, dict)
-        else pd.DataFrame([vars(test)])
+    c1, c2, c3 = st.columns(3)
+    c1.metric("held-out points", f"{test['n_heldout']} (of {test['n_heldout'] + test['n_train']})")
+    c2.metric("mean relative error", f"{test['mean_rel_error']:.3%}")
+    c3.metric("worst relative error", f"{test['max_rel_error']:.3%}")
+    st.caption(
+        f"Fitted on points below {test['scale_threshold']:.3g}; refit parameters: "
+        + ", ".join(f"{k} = {v:.4g}" for k, v in test["params"].items())
     )
-    st.dataframe(shown, hide_index=True, width="stretch")
 
 
 def show_result(fit: dict[str, Any]) -> None:
@@ -112,11 +120,15 @@ def show_result(fit: dict[str, Any]) -> None:
         )
     )
     st.dataframe(table, hide_index=True, width="stretch")
-    st.caption(f"{result.n_points} points · objective {result.objective:.4g}")
+    st.caption(
+        f"{result.n_points} points · objective {result.objective:.4g} · "
+        f"AIC {result.aic:.2f} · {getattr(result, 'duration_s', 0.0):.2f} s"
+    )
     if result.law in fitview.CURVE_LAWS:
         st.plotly_chart(fitview.curve_fit_figure(result, frame), key="fit-curves")
     else:
-        st.plotly_chart(fitview.point_fit_figure(result, frame), key="fit-plot")
+        held = fitview.held_out_mask(result, frame)
+        st.plotly_chart(fitview.point_fit_figure(result, frame, held_out=held), key="fit-plot")
     l_inf, entropy = fitview.irreducible(result), fitview.true_entropy(frame)
     if l_inf is not None and entropy is not None:
         st.metric(
@@ -137,7 +149,7 @@ def show_result(fit: dict[str, Any]) -> None:
             key="fit-kl",
         )
     with tab_ext:
-        extrapolation(result.law, frame, dict(result.options or {}))
+        extrapolation(result)
     if st.button("Save fit", key="fit-save"):
         from fitting.persist import save_result
 
