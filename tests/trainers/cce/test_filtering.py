@@ -1,0 +1,69 @@
+"""Gradient filtering: thresholds follow the dtype, and negligible tiles are skipped."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainers.cce import capabilities, filtering
+from trainers.cce.triton_config import BlockConfig
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+needs_triton = pytest.mark.skipif(
+    not capabilities.triton_supports(torch.device(DEVICE)),
+    reason="needs triton on a CUDA GPU (sm80+) or TRITON_INTERPRET=1",
+)
+
+
+def test_thresholds_follow_the_mantissa() -> None:
+    assert filtering.threshold(torch.bfloat16) == 2.0**-12  # Wijmans et al.'s value
+    assert filtering.threshold(torch.float16) == 2.0**-15
+    assert filtering.threshold(torch.float32) == 2.0**-28
+    c_p = torch.tensor([1.0, -2.0, 0.0])
+    c_onehot = torch.tensor([0.5, 0.0, 0.0])
+    thr = filtering.token_thresholds(c_p, c_onehot, torch.bfloat16, exact=False)
+    torch.testing.assert_close(thr, torch.tensor([1.5, 2.0, 0.0]) * 2.0**-12)
+    exact = filtering.token_thresholds(c_p, c_onehot, torch.bfloat16, exact=True)
+    assert (exact < 0).all()
+
+
+def _peaked(n: int, d: int, v: int) -> tuple[torch.Tensor, ...]:
+    """Each token's softmax peaks on a vocab entry among the first 128, and its target is
+    another one of them, so only vocab block 0 carries gradient above precision."""
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(n, d, generator=gen)
+    weight = torch.randn(v, d, generator=gen) / d**0.5
+    rows = torch.randperm(128, generator=gen)[:n]
+    weight[rows] = hidden
+    return hidden.to(DEVICE), weight.to(DEVICE), rows.roll(1).to(DEVICE)
+
+
+@needs_triton
+def test_backward_skips_tiles_without_changing_the_gradients() -> None:
+    from trainers.cce.op import backward_coefs
+    from trainers.cce.triton_backward import backward_grads, tile_count
+    from trainers.cce.triton_forward import forward_stats
+
+    n, d, v = 96, 64, 384
+    hidden, weight, targets = _peaked(n, d, v)
+    cfg = BlockConfig(block_n=32, block_v=128, block_d=32, group_n=2)
+    lse, _, _ = forward_stats(hidden, weight, None, targets, None, cfg)
+    grad_loss = torch.full((n,), 1.0 / n, device=DEVICE)
+    results = {}
+    for exact in (False, True):
+        coefs = backward_coefs(
+            targets, lse, grad_loss, torch.zeros_like(lse), v, hidden.dtype, -100, 0.0, 0.0,
+            exact,
+        )
+        live = torch.zeros((), dtype=torch.int32, device=DEVICE)
+        d_h, d_w, _ = backward_grads(
+            hidden, weight, None, targets, lse, coefs, None, torch.float32,
+            (True, True, False), cfg, live_tiles=live,
+        )  # fmt: skip
+        results[exact] = (int(live), d_h, d_w)
+    total = tile_count(n, v, cfg)
+    # Vocab blocks 1 and 2 hold no target and only negligible probabilities.
+    assert results[True][0] == total == 9
+    assert results[False][0] == 3
+    for filtered, exact in zip(results[False][1:], results[True][1:], strict=True):
+        torch.testing.assert_close(filtered, exact, atol=1e-7, rtol=1e-6)
