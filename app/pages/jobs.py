@@ -50,7 +50,10 @@ def create_form() -> None:
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("Name", key="job-name")
         project = c2.selectbox("Project", projects, key="job-project")
-        law = c3.selectbox("Law", sorted(fitting.LAWS), key="job-law")
+        laws = sorted(fitting.LAWS)
+        law = c3.selectbox(
+            "Law", laws, index=laws.index("power_law") if "power_law" in laws else 0, key="job-law"
+        )
         c4, c5, c6 = st.columns(3)
         when = c4.selectbox("Schedule", list(SCHEDULES), key="job-when")
         cron = c5.text_input("Cron (custom)", placeholder="*/10 * * * *", key="job-cron")

@@ -132,12 +132,14 @@ def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
     from store import jobs
 
     at = open_page("pages/jobs.py")
-    at.text_input(key="job-name").input("nightly").run()
-    at.selectbox(key="job-when").set_value("every 5 minutes").run()
+    # Inside a form, values travel with the submit click.
+    at.text_input(key="job-name").input("nightly")
+    at.selectbox(key="job-when").set_value("every 5 minutes")
     next(b for b in at.button if b.label == "Create job").click().run()
     assert not at.exception, at.exception
     listed = jobs.list_jobs(store)
     assert list(listed["name"]) == ["nightly"] and listed["schedule"][0] == "*/5 * * * *"
+    assert listed["law"][0] == "power_law"
     at.run()
     job_id = int(listed["id"][0])
     at.button(key=f"job-pause-{job_id}").click().run()
