@@ -1,14 +1,275 @@
-"""The fitting engine (stub: the signature other modules code against)."""
+"""`fit(law, data, **options) -> FitResult`: the one entry point of the fitting engine.
+
+Options (everything else is passed to the law, e.g. ``x`` for ``power_law``):
+
+=================  =========================================================================
+``loss``           ``"huber"`` (default) or ``"ls"`` (plain least squares)
+``delta``          Huber threshold on the residuals, default 1e-3
+``residuals``      ``"log"`` (default: ``log y - log L``) or ``"linear"``
+``fix``            ``{"L_inf": 0}``: parameters held at a value, not optimised
+``starts``         extra start vectors (list of dicts or (K, P) natural units) besides the
+                   law's grid and guess; ``"guess"`` uses the guess alone
+``n_polish``       distinct optima polished with scipy L-BFGS-B (default 4)
+``bootstrap``      number of bootstrap refits (default 0: intervals from the curvature)
+``resample``       ``"runs"`` (default) or ``"points"``
+``seed``           bootstrap seed (default 0)
+``n_jobs``         bootstrap worker processes (default: automatic)
+``level``          interval level, default 0.95
+``extrapolation``  also run the extrapolation test (default False)
+``holdout_factor`` extrapolation hold-out: rows within this factor of the largest scale
+=================  =========================================================================
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from fitting.laws.base import Law
+from fitting.errors import FitError
+from fitting.laws.base import Law, Prepared
+from fitting.objective import Problem, build_problem
+from fitting.result import ENGINE_KEYS, FitResult
+
+DEFAULTS: dict[str, Any] = {
+    "loss": "huber",
+    "delta": 1e-3,
+    "residuals": "log",
+    "fix": {},
+    "n_polish": 4,
+    "bootstrap": 0,
+    "resample": "runs",
+    "seed": 0,
+    "level": 0.95,
+}
 
 
-def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> Any:
-    """Fit ``law`` (a name in ``fitting.LAWS`` or a Law instance) to ``data``."""
-    raise NotImplementedError("engine lands shortly")
+def get_law(law: str | Law) -> Law:
+    """A law instance from its registry name (or the instance itself)."""
+    if isinstance(law, Law):
+        return law
+    from fitting.laws import LAWS
+
+    if law not in LAWS:
+        raise FitError(f"unknown law {law!r}; known laws: {', '.join(sorted(LAWS))}")
+    return LAWS[law]
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(engine options with defaults filled in, law options)."""
+    engine = {**DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_KEYS}}
+    engine["fix"] = {str(k): float(v) for k, v in dict(engine["fix"] or {}).items()}
+    if engine["residuals"] not in ("log", "linear"):
+        raise FitError(f"residuals must be 'log' or 'linear', not {engine['residuals']!r}")
+    if engine["resample"] not in ("runs", "points"):
+        raise FitError(f"resample must be 'runs' or 'points', not {engine['resample']!r}")
+    level = float(engine["level"])
+    if not 0 < level < 1:
+        raise FitError(f"level must be between 0 and 1, not {engine['level']!r}")
+    if int(engine["bootstrap"]) < 0:
+        raise FitError("bootstrap must be a non-negative number of refits")
+    return engine, {k: v for k, v in options.items() if k not in ENGINE_KEYS}
+
+
+def make_problem(
+    law: Law, data: pd.DataFrame, options: dict[str, Any]
+) -> tuple[Problem, dict[str, Any], dict[str, Any]]:
+    """Validate the data and options and bind them into an optimisation problem."""
+    if not isinstance(data, pd.DataFrame):
+        raise FitError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if data.empty:
+        raise FitError(f"law {law.name!r}: no data to fit")
+    engine, law_opts = split_options(options)
+    law_opts = law.resolve(data, **law_opts)
+    prep = law.prepare(data, for_fit=True, **law_opts)
+    problem = build_problem(
+        law,
+        prep,
+        law_opts,
+        loss=engine["loss"],
+        delta=engine["delta"],
+        fix=engine["fix"],
+        log_residuals=engine["residuals"] == "log",
+    )
+    return problem, engine, law_opts
+
+
+def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
+    """Fit ``law`` to ``data`` (canonical columns); see the module docstring for options."""
+    from fitting.checks import extrapolation_test, information_criteria
+    from fitting.optimize import multistart
+    from fitting.uncertainty import (
+        bootstrap,
+        curvature_cov,
+        natural_stderr,
+        percentile_intervals,
+        wald_intervals,
+    )
+
+    t0 = time.perf_counter()
+    law = get_law(law)
+    problem, engine, law_opts = make_problem(law, data, options)
+    best = multistart(
+        problem, start_grid(problem, engine.get("starts")), n_polish=int(engine["n_polish"])
+    )
+    z = best.z
+    if not best.converged or not np.isfinite(problem.theta(z)).all():
+        raise FitError(f"law {law.name!r}: the fit did not converge to finite parameters")
+    cov = curvature_cov(problem, z)
+    se = natural_stderr(problem, z, cov)
+    level = float(engine["level"])
+    samples = None
+    if int(engine["bootstrap"]) > 0:
+        samples = bootstrap(
+            problem,
+            z,
+            cov,
+            int(engine["bootstrap"]),
+            seed=int(engine["seed"]),
+            by=engine["resample"],
+            n_jobs=engine.get("n_jobs"),
+        )
+        lo, hi = percentile_intervals(samples[:, problem.free], level)
+    else:
+        lo, hi = wald_intervals(problem, z, cov, level)
+    residuals = problem.residuals(z)[0]
+    aic, bic = information_criteria(residuals, problem.n_free)
+    result = _assemble(
+        problem,
+        z,
+        best.objective,
+        se,
+        lo,
+        hi,
+        cov,
+        samples,
+        residuals,
+        aic,
+        bic,
+        engine,
+        law_opts,
+        best.n_starts,
+    )
+    if engine.get("extrapolation"):
+        factor = float(engine.get("holdout_factor") or 1.5)
+        result.checks["extrapolation"] = extrapolation_test(
+            problem, holdout_factor=factor, n_polish=int(engine["n_polish"])
+        )
+    result.duration_s = time.perf_counter() - t0
+    return result
+
+
+def start_grid(problem: Problem, extra: Any = None) -> np.ndarray:
+    """The law's grid plus its guess plus any user starts, fixed values filled in."""
+    law, prep = problem.law, problem.prep
+    guess = np.asarray(law.guess(prep), dtype=float)[None, :]
+    if isinstance(extra, str) and extra == "guess":
+        rows = [guess]
+    else:
+        rows = [guess, np.asarray(law.starts(prep), dtype=float)]
+        if extra is not None:
+            rows.append(_user_starts(problem, extra))
+    starts = np.vstack(rows)
+    fixed = np.setdiff1d(np.arange(len(problem.params)), problem.free)
+    starts[:, fixed] = problem.theta_fixed[fixed]
+    return starts
+
+
+def _user_starts(problem: Problem, extra: Any) -> np.ndarray:
+    names = problem.names
+    if isinstance(extra, dict):
+        extra = [extra]
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
+        base = problem.law.guess(problem.prep)
+        out = np.repeat(np.asarray(base, dtype=float)[None, :], len(extra), axis=0)
+        for i, row in enumerate(extra):
+            for key, value in row.items():
+                if key not in names:
+                    raise FitError(f"start names unknown parameter {key!r}")
+                out[i, names.index(key)] = float(value)
+        return out
+    arr = np.atleast_2d(np.asarray(extra, dtype=float))
+    if arr.shape[1] != len(names):
+        raise FitError(f"starts must have {len(names)} columns ({', '.join(names)})")
+    return arr
+
+
+def data_hash(prep: Prepared) -> str:
+    """SHA-256 of the arrays a fit saw: same data in, same hash out."""
+    h = hashlib.sha256()
+    for arr in (prep.y, prep.fit_mask, prep.scale):
+        h.update(np.ascontiguousarray(arr, dtype=float).tobytes())
+    h.update("\x1f".join(map(str, prep.groups)).encode())
+    for key in sorted(prep.extra):
+        value = np.asarray(prep.extra[key])
+        h.update(key.encode())
+        h.update(
+            np.ascontiguousarray(value).tobytes()
+            if value.dtype != object
+            else repr(value.tolist()).encode()
+        )
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """The installed scalinglab version (the JSON records which code made a fit)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scalinglab")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _assemble(
+    problem: Problem,
+    z: np.ndarray,
+    objective: float,
+    se: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    cov: np.ndarray,
+    samples: np.ndarray | None,
+    residuals: np.ndarray,
+    aic: float,
+    bic: float,
+    engine: dict[str, Any],
+    law_opts: dict[str, Any],
+    n_starts: int,
+) -> FitResult:
+    theta = problem.theta(z)[0]
+    names = problem.names
+    free = problem.free_names
+    params = {n: float(theta[i]) for i, n in enumerate(names)}
+    stderr = {n: 0.0 for n in names}
+    intervals = {n: [params[n], params[n]] for n in names}
+    for j, n in enumerate(free):
+        stderr[n] = float(se[j])
+        intervals[n] = [float(lo[j]), float(hi[j])]
+    opts = {k: v for k, v in engine.items() if k != "starts" or v is None or isinstance(v, str)}
+    opts = {**opts, **law_opts}
+    return FitResult(
+        law=problem.law.name,
+        params=params,
+        stderr=stderr,
+        intervals=intervals,
+        objective=float(objective),
+        n_points=problem.n_points,
+        residuals=[float(r) for r in residuals],
+        aic=aic,
+        bic=bic,
+        options=opts,
+        data_hash=data_hash(problem.prep),
+        code_version=code_version(),
+        free=free,
+        log_scale=[n for n, lg in zip(free, problem.log, strict=True) if lg],
+        covariance=[[float(c) for c in row] for row in cov],
+        bootstrap_samples=None if samples is None else samples.tolist(),
+        level=float(engine["level"]),
+        n_starts=n_starts,
+        converged=bool(math.isfinite(objective)),
+    )

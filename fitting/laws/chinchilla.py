@@ -87,7 +87,7 @@ class Chinchilla(Law):
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}
-        n, d = np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7))
+        n, d = np.meshgrid(np.geomspace(1e6, 1e11, 8), np.geomspace(1e8, 1e13, 8))
         frame = pd.DataFrame({"params": n.ravel(), "tokens": d.ravel()})
         theta = np.array([list(truth.values())])
         clean = self.predict(theta, self.prepare(frame, for_fit=False))[0]

@@ -49,18 +49,21 @@ class Kaplan(Law):
     def _terms(self, theta: np.ndarray, prep: Prepared) -> tuple[np.ndarray, ...]:
         n_c, d_c, a_n, a_d = (np.atleast_2d(theta)[:, j, None] for j in range(4))
         log_ratio = np.log(n_c) - prep.extra["logN"]
-        u = np.exp(a_n / a_d * log_ratio)
-        v = np.exp(np.log(d_c) - prep.extra["logD"])
+        with np.errstate(over="ignore"):  # a wild start may overflow: it is just rejected
+            u = np.exp(a_n / a_d * log_ratio)
+            v = np.exp(np.log(d_c) - prep.extra["logD"])
         return u, v, log_ratio, a_n, a_d, d_c, n_c
 
     def predict(self, theta: np.ndarray, prep: Prepared) -> np.ndarray:
         u, v, _, _, a_d, _, _ = self._terms(theta, prep)
-        return np.exp(a_d * np.log(u + v))
+        with np.errstate(over="ignore"):
+            return np.exp(a_d * np.log(u + v))
 
     def gradient(self, theta: np.ndarray, prep: Prepared) -> np.ndarray:
         u, v, log_ratio, a_n, a_d, d_c, n_c = self._terms(theta, prep)
         s = u + v
-        loss = np.exp(a_d * np.log(s))
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = np.exp(a_d * np.log(s))
         ds = loss / s  # s^(alpha_D - 1)
         out = np.empty((u.shape[0], prep.n_rows, 4))
         out[:, :, 0] = a_n * ds * u / n_c
