@@ -30,7 +30,7 @@ The sums (dense arrays, one entry per step from the run's first step):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,26 @@ class LossDropTerms:
     log_eta: np.ndarray  # mean log eta_k over the bin
     log_span: np.ndarray  # log S_k(t) at the bin's representative k
     offsets: np.ndarray
+    # The engine asks for predict then gradient at the same parameters: keep the last
+    # elementwise arrays (x, log u, w u^-beta) so the gradient skips the transcendentals.
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def _core(self, c: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> tuple[np.ndarray, ...]:
+        key = b"".join(v.tobytes() for v in (c, beta, gamma))
+        if self._memo.get("key") == key:
+            return self._memo["core"]
+        x = self.log_eta[None, :] * -gamma
+        x += self.log_span[None, :]
+        np.exp(x, out=x)  # eta_k^-gamma * S_k(t)
+        log_u = np.multiply(c, x)
+        np.log1p(log_u, out=log_u)  # log(1 + C x)
+        wu = np.multiply(-beta, log_u)
+        np.exp(wu, out=wu)
+        wu *= self.weight[None, :]  # w * (1 + C x)^-beta
+        core = (x, log_u, wu)
+        if x.size <= 4_000_000:  # bounded memory
+            self._memo.update(key=key, core=core)
+        return core
 
     def drop(
         self,
@@ -189,17 +209,19 @@ class LossDropTerms:
         """LD (K, J) for K parameter sets; with ``grad`` also d LD / d (B, C, beta, gamma)
         as a (K, J, 4) array."""
         b, c, beta, gamma = (np.asarray(v, dtype=float).reshape(-1, 1) for v in (b, c, beta, gamma))
-        x = np.exp(self.log_span[None, :] - gamma * self.log_eta[None, :])
-        log_u = np.log1p(c * x)
-        u_beta = np.exp(-beta * log_u)  # (1 + C x)^-beta; G = 1 - u_beta
-        w = self.weight[None, :]
-        unit = np.add.reduceat(w * (1.0 - u_beta), self.offsets, axis=1)
+        x, log_u, wu = self._core(c, beta, gamma)
+        # sum w G = sum w - sum w u^-beta
+        unit = np.add.reduceat(self.weight, self.offsets)[None, :] - np.add.reduceat(
+            wu, self.offsets, axis=1
+        )
         if not grad:
             return b * unit, None
-        wdx = w * x * beta * u_beta / (1.0 + c * x)  # w * x * dG/du
+        d_beta = np.add.reduceat(wu * log_u, self.offsets, axis=1)
+        wdx = wu * x
+        wdx *= beta / (1.0 + c * x)  # w * x * dG/du
         d_c = np.add.reduceat(wdx, self.offsets, axis=1)
-        d_beta = np.add.reduceat(w * u_beta * log_u, self.offsets, axis=1)
-        d_gamma = np.add.reduceat(wdx * self.log_eta[None, :], self.offsets, axis=1)
+        wdx *= self.log_eta[None, :]
+        d_gamma = np.add.reduceat(wdx, self.offsets, axis=1)
         return b * unit, np.stack([unit, b * d_c, b * d_beta, -b * c * d_gamma], axis=-1)
 
     @classmethod
