@@ -13,7 +13,7 @@ from app import data, figures
 
 X_CHOICES = {"step": "step", "tokens": "tokens (D)", "flops": "FLOPs (C)"}
 REFRESH_S = 3.0
-MAX_DEFAULT_RUNS = 6
+MAX_DEFAULT_RUNS = 20
 
 
 def _kind(value: Any, key: str) -> str:
@@ -60,7 +60,9 @@ def _plot(
     log_y: bool,
     smoothing: float,
 ) -> None:
-    frame = data.curve(root, project, chosen, x, splits or None)
+    # Keep the browser's work bounded: about 24k points in all, M4-downsampled in DuckDB.
+    max_points = max(200, min(2000, 24_000 // max(1, 2 * len(chosen))))
+    frame = data.curve(root, project, chosen, x, splits or None, max_points)
     if x not in frame.columns and "x" in frame.columns:
         frame = frame.rename(columns={"x": x})
     if frame.empty:

@@ -1,0 +1,210 @@
+"""Dashboard response times with 1,000 runs and 10 million points in the store.
+
+    .venv/bin/python bench/dashboard_bench.py                  # build a store, measure
+    .venv/bin/python bench/dashboard_bench.py --store /tmp/b   # reuse a built store
+    .venv/bin/python bench/dashboard_bench.py --runs 100 --points 1000000   # smaller
+
+Measures, in Debian's Chromium driven by Playwright against `scalinglab serve`:
+the Runs page interactive (script done, 20-run plot drawn), a 20-run re-plot, and a
+`power_law` fit with 200 bootstrap resamples shown on the Fit page. Also the store queries
+behind them, timed directly. Writes bench/results/dashboard.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, Server  # noqa: E402
+
+PROJECT = "bench"
+RESULTS = ROOT / "bench" / "results" / "dashboard.md"
+WATCH = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__done = 0;
+  new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'notRunning') window.__done = performance.now();
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def build(root: Path, n_runs: int, n_points: int) -> float:
+    """1,000 runs on L = 2 + (1e4/N)^0.3 with long train curves, via the inbox (bulk)."""
+    from store import Store
+    from store.inbox import InboxWriter
+    from store.ingest import ingest_inbox
+
+    t0 = time.perf_counter()
+    store = Store(root)
+    per_run = n_points // n_runs
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1e5, 1e9, n_runs)
+    for i, n in enumerate(sizes):
+        step = np.arange(1, per_run + 1)
+        final = 2.0 + (1e4 / n) ** 0.3
+        loss = final + 3.0 / np.sqrt(step) + rng.normal(0, 0.01, per_run)
+        with InboxWriter(
+            store,
+            PROJECT,
+            f"run{i:04d}",
+            facts={"params": int(n), "entropy": 2.0},
+            flush_rows=per_run + 10,
+            flush_seconds=1e9,
+        ) as writer:
+            writer.log_many(
+                {
+                    "step": step,
+                    "split": "train",
+                    "loss": loss,
+                    "tokens": step * 4096.0,
+                    "flops": 6.0 * n * step * 4096.0,
+                }
+            )
+            writer.log(
+                per_run,
+                split="eval",
+                loss=final * (1 + rng.normal(0, 0.002)),
+                tokens=per_run * 4096.0,
+            )
+    ingest_inbox(store)
+    return time.perf_counter() - t0
+
+
+def time_queries(root: Path) -> dict[str, float]:
+    from fitting.jobs import fit_selection, select_data
+    from store import Store, queries
+
+    store = Store(root)
+    runs = list(queries.list_runs(store, PROJECT)["run"])[:20]
+    out = {}
+    for name, call in {
+        "list_runs (1,000 runs)": lambda: queries.list_runs(store, PROJECT),
+        "curve, 20 runs (600 pts/series)": lambda: queries.curve(
+            store, PROJECT, runs, max_points=600
+        ),
+        "fit selection (final eval losses)": lambda: select_data(store, PROJECT, None),
+        "power_law fit, 200 bootstrap": lambda: fit_selection(
+            store,
+            PROJECT,
+            "power_law",
+            None,
+            {"x": "params", "bootstrap": 200, "extrapolation": True},
+        ),
+    }.items():
+        samples = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - t0)
+        out[name] = statistics.median(samples)
+    return out
+
+
+def _after_rerun(page: object, action: object, ready: str, timeout: float = 120_000) -> float:
+    """Seconds from an action to the script finishing and `ready` being on the page."""
+    page.evaluate(WATCH)  # type: ignore[attr-defined]
+    t0 = page.evaluate("performance.now()")  # type: ignore[attr-defined]
+    action()  # type: ignore[operator]
+    page.wait_for_function(f"window.__done > {t0}", timeout=timeout)  # type: ignore[attr-defined]
+    page.locator(ready).first.wait_for(timeout=timeout)  # type: ignore[attr-defined]
+    return (page.evaluate("performance.now()") - t0) / 1000.0  # type: ignore[attr-defined]
+
+
+def time_browser(root: Path, repeats: int = 3) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(root)
+    chart = '[data-testid="stPlotlyChart"] .scatterlayer .trace'
+    out: dict[str, list[float]] = {"runs": [], "plot20": [], "fit": []}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for i in range(repeats + 1):  # the first load warms the server; not counted
+                t0 = time.perf_counter()
+                page.goto(server.url + "/")
+                page.wait_for_selector(
+                    '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000
+                )
+                page.locator(chart).first.wait_for(timeout=120_000)
+                if i:
+                    out["runs"].append(time.perf_counter() - t0)
+            for _ in range(repeats):
+                toggle = page.get_by_text("log x", exact=True)
+                out["plot20"].append(_after_rerun(page, toggle.click, chart))
+            for _ in range(repeats):
+                page.goto(server.url + "/fit")
+                page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+                button = page.get_by_role("button", name="Fit", exact=True)
+                out["fit"].append(_after_rerun(page, button.click, "text=/L_inf\\s*=/"))
+                found = re.search(r"L_inf\s*=\s*([0-9.]+)", page.inner_text("body"))
+                assert found and abs(float(found.group(1)) - 2.0) < 0.1, "L_inf not ~ 2"
+            browser.close()
+    finally:
+        server.stop()
+    return out
+
+
+def write(results: dict, args: argparse.Namespace, built_s: float | None) -> None:
+    b, q = results["browser"], results["queries"]
+
+    def med(v: list[float]) -> str:
+        return f"{statistics.median(v):.2f} s (runs: {', '.join(f'{x:.2f}' for x in v)})"
+
+    lines = [
+        "# Dashboard response times",
+        "",
+        f"Store: {args.runs:,} runs, {args.points:,} points (project `{PROJECT}`)"
+        + (f", built in {built_s:.0f} s through the inbox and one ingest." if built_s else "."),
+        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python "
+        f"{platform.python_version()}; Debian Chromium headless via Playwright against "
+        "`scalinglab serve` (dashboard + scheduler).",
+        "",
+        f"Command: `.venv/bin/python bench/dashboard_bench.py --runs {args.runs} "
+        f"--points {args.points}`",
+        "",
+        "| what (in the real browser) | target | median |",
+        "|---|---|---|",
+        f"| Runs page interactive (script done, 20-run plot drawn) | ≤ 2 s | {med(b['runs'])} |",
+        f"| 20-run plot redrawn (toggle log x) | ≤ 1 s | {med(b['plot20'])} |",
+        f"| `power_law` fit, 200 bootstrap resamples, shown | ≤ 3 s | {med(b['fit'])} |",
+        "",
+        "| store / engine call (Python, median of 3) | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.3f} |" for k, v in q.items()],
+        "",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, help="reuse (or build into) this store folder")
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--points", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    root = args.store or Path(tempfile.mkdtemp(prefix="scalinglab-bench-")) / "store"
+    built_s = None
+    if not (root / "scalinglab.duckdb").exists():
+        built_s = build(root, args.runs, args.points)
+        print(f"built {root} in {built_s:.1f} s", flush=True)
+    results = {"queries": time_queries(root), "browser": time_browser(root, args.repeats)}
+    write(results, args, built_s)
+
+
+if __name__ == "__main__":
+    main()
