@@ -55,6 +55,7 @@ class LrAnnealing(Law):
         "spec, or a sparse lr column to interpolate) and loss."
     )
     inputs: ClassVar[tuple[str, ...]] = ("run", "step", "lr")
+    kind: ClassVar[str] = "curves"
     defaults: ClassVar[dict[str, Any]] = {"include_warmup": True, "lam": 0.999}
     alphas: ClassVar[tuple[float, ...]] = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4)
 

@@ -32,6 +32,8 @@ from fitting.errors import FitError
 from fitting.laws.base import Law, Parameter, Prepared, grid
 from fitting.laws.lr_annealing import linear_start, resolve_curve_options
 
+_CHUNK_ELEMENTS = 4_000_000
+
 
 class MultiPower(Law):
     """Loss curve from the LR area (power law) minus a multi-power loss drop."""
@@ -47,6 +49,7 @@ class MultiPower(Law):
         "lr column to interpolate) and loss."
     )
     inputs: ClassVar[tuple[str, ...]] = ("run", "step", "lr")
+    kind: ClassVar[str] = "curves"
     defaults: ClassVar[dict[str, Any]] = {
         "include_warmup": True,
         "ld_warmup": True,
@@ -88,7 +91,15 @@ class MultiPower(Law):
     def _ld(self, theta: np.ndarray, prep: Prepared, grad: bool):
         """LD at every row (K, M), and its gradient (K, M, 4) when asked."""
         ex = prep.extra
-        ld, d = ex["terms"].drop(*(theta[:, j] for j in range(3, 7)), grad=grad)
+        terms: LossDropTerms = ex["terms"]
+        # Chunks of parameter sets keep the (K, terms) work arrays near 32 MB each.
+        per = max(1, _CHUNK_ELEMENTS // max(terms.weight.size, 1))
+        parts = [
+            terms.drop(*(theta[i : i + per, j] for j in range(3, 7)), grad=grad)
+            for i in range(0, theta.shape[0], per)
+        ]
+        ld = np.concatenate([p[0] for p in parts])
+        d = np.concatenate([p[1] for p in parts]) if grad else None
         w = ex["w_hi"]
         rows = ld[:, ex["lo"]] * (1.0 - w) + ld[:, ex["hi"]] * w
         if not grad:
