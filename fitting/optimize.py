@@ -132,7 +132,7 @@ def polish(problem: Problem, z0: NDArray, w: NDArray | None = None) -> tuple[NDA
         jac=True,
         method="L-BFGS-B",
         bounds=list(zip(problem.lo, problem.hi, strict=True)),
-        options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
+        options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
     )
     return np.asarray(res.x, dtype=float), float(res.fun)
 
@@ -214,6 +214,8 @@ def multistart(
         z, obj = np.vstack([z, zc]), np.concatenate([obj, oc])
     best_z, best_obj = None, np.inf
     for i in distinct_best(z, obj, n_polish):
+        if best_z is not None and obj[i] > 1.01 * best_obj:
+            break  # far behind the best: polishing will not overtake it
         zp, op = polish(problem, z[i], w)
         cand = (zp, op) if op <= obj[i] else (z[i], float(obj[i]))
         if cand[1] < best_obj:

@@ -1,0 +1,17 @@
+"""Derived analyses: plain functions over a FitResult, each with intervals where meaningful."""
+
+from __future__ import annotations
+
+from fitting.analyses.allocation import compute_optimal, optimal_encoder_decoder_split
+from fitting.analyses.extrapolation import extrapolation_test
+from fitting.analyses.kl import kl_decomposition, size_for_reducible_loss
+from fitting.analyses.sampling import optimal_sampling_ratios
+
+__all__ = [
+    "compute_optimal",
+    "extrapolation_test",
+    "kl_decomposition",
+    "optimal_encoder_decoder_split",
+    "optimal_sampling_ratios",
+    "size_for_reducible_loss",
+]

@@ -1,0 +1,73 @@
+"""Intervals for any quantity derived from a fit: bootstrap percentiles when the fit has
+bootstrap samples, else the delta method on the curvature covariance (numerical gradient
+of the quantity in the optimiser's parametrisation, where log-scale parameters are logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fitting.errors import FitError
+from fitting.result import FitResult
+
+Quantity = Callable[[dict[str, float]], np.ndarray]
+
+
+def require_law(result: FitResult, *laws: str) -> None:
+    """FitError unless the fit is of one of ``laws``."""
+    if result.law not in laws:
+        raise FitError(f"this analysis needs a fit of {' or '.join(laws)}, not {result.law!r}")
+
+
+def interval(
+    result: FitResult, quantity: Quantity, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of ``quantity(params)`` (an array) at the given level."""
+    if not 0 < level < 1:
+        raise FitError(f"level must be between 0 and 1, not {level!r}")
+    names = list(result.params)
+    if result.bootstrap_samples:
+        values = np.array(
+            [
+                np.atleast_1d(quantity(dict(zip(names, s, strict=True))))
+                for s in result.bootstrap_samples
+            ],
+            dtype=float,
+        )
+        tail = 50.0 * (1.0 - level)
+        return np.percentile(values, tail, axis=0), np.percentile(values, 100 - tail, axis=0)
+    return _delta(result, quantity, level)
+
+
+def _delta(result: FitResult, quantity: Quantity, level: float) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.stats import norm
+
+    base = dict(result.params)
+    centre = np.atleast_1d(np.asarray(quantity(base), dtype=float))
+    cov = np.asarray(result.covariance, dtype=float).reshape(len(result.free), -1)
+    grads = np.zeros((len(result.free), centre.size))
+    for j, name in enumerate(result.free):
+        log = name in result.log_scale
+        z = np.log(base[name]) if log else base[name]
+        h = 1e-6 * max(1.0, abs(z))
+        vals = []
+        for zz in (z + h, z - h):
+            moved = dict(base)
+            moved[name] = float(np.exp(zz)) if log else zz
+            vals.append(np.atleast_1d(np.asarray(quantity(moved), dtype=float)))
+        grads[j] = (vals[0] - vals[1]) / (2 * h)
+    finite = np.isfinite(np.diag(cov))
+    var = np.einsum("fm,fg,gm->m", grads[finite], cov[np.ix_(finite, finite)], grads[finite])
+    var = np.where((np.abs(grads[~finite]) > 0).any(axis=0), np.inf, np.maximum(var, 0.0))
+    half = float(norm.ppf(0.5 + level / 2)) * np.sqrt(var)
+    return centre - half, centre + half
+
+
+def positive_array(value: float | np.ndarray | list[float], what: str) -> np.ndarray:
+    """A positive finite float array, or FitError naming ``what``."""
+    arr = np.atleast_1d(np.asarray(value, dtype=float))
+    if arr.size == 0 or not np.isfinite(arr).all() or (arr <= 0).any():
+        raise FitError(f"{what} must be positive finite number(s), got {value!r}")
+    return arr
