@@ -56,62 +56,85 @@ def loss_at(result: Any, point: dict[str, float], level: float = 0.95) -> dict[s
     return out
 
 
+def one_row(out: dict[str, Any]) -> dict[str, Any]:
+    """An analysis answer for one input as a flat row of scalars (arrays of length 1 are
+    unwrapped; `level` and nested values are dropped)."""
+    row: dict[str, Any] = {}
+    for key, value in out.items():
+        if key == "level" or isinstance(value, dict):
+            continue
+        arr = np.asarray(value)
+        if arr.ndim == 0:
+            row[key] = value.item() if hasattr(value, "item") else value
+        elif arr.size == 1:
+            row[key] = arr.reshape(-1)[0].item()
+        elif arr.ndim == 1 and arr.dtype.kind == "f" and key.endswith("interval"):
+            row[f"{key} lo"], row[f"{key} hi"] = float(arr[0]), float(arr[-1])
+    return row
+
+
 def compute_optimal(result: Any, flops: float) -> dict[str, Any]:
     from fitting import analyses
 
-    return as_dict(analyses.compute_optimal(result, flops))
+    return one_row(analyses.compute_optimal(result, flops))
 
 
 def size_for_reducible_loss(result: Any, target: float) -> dict[str, Any]:
     from fitting import analyses
 
-    return as_dict(analyses.size_for_reducible_loss(result, target))
+    return one_row(analyses.size_for_reducible_loss(result, target))
 
 
 def kl_decomposition(result: Any, point: dict[str, float]) -> dict[str, Any]:
     from fitting import analyses
 
     frame = pd.DataFrame({k: [float(v)] for k, v in point.items()})
-    return as_dict(analyses.kl_decomposition(result, frame))
+    return one_row(analyses.kl_decomposition(result, frame))
 
 
 def schedule_curve(result: Any, spec: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, lr, predicted loss) for a schedule the user designed."""
+    """(steps, lr, predicted loss) for a schedule the user designed.
+
+    Uses `fitting.analyses.schedule_curve` when present; otherwise predicts directly on a
+    dense frame of the schedule's exact per-step LR (what the curve laws are built on)."""
     from fitting import analyses
 
-    out = analyses.schedule_curve(result, spec)
-    if isinstance(out, pd.DataFrame):
-        return out["step"].to_numpy(), out["lr"].to_numpy(), out["loss"].to_numpy()
-    d = (
-        as_dict(out)
-        if not isinstance(out, tuple)
-        else dict(zip(("step", "lr", "loss"), out, strict=False))
-    )
-    steps = np.asarray(d.get("step", d.get("steps")))
-    return steps, np.asarray(d["lr"]), np.asarray(d["loss"])
+    steps = np.arange(1, int(spec.total_steps) + 1)
+    if hasattr(analyses, "schedule_curve"):
+        out = analyses.schedule_curve(result, spec)
+        if isinstance(out, pd.DataFrame):
+            return out["step"].to_numpy(), out["lr"].to_numpy(), out["loss"].to_numpy()
+        d = as_dict(out)
+        steps = np.asarray(d.get("step", d.get("steps", steps)))
+        return steps, np.asarray(d["lr"]), np.asarray(d["loss"])
+    lr = np.asarray(spec.lr(steps), dtype=float)
+    frame = pd.DataFrame({"run": "designed", "step": steps, "lr": lr})
+    return steps, lr, np.asarray(result.predict(frame), dtype=float)
 
 
 def encoder_decoder_split(result: Any, budget: float) -> dict[str, Any]:
     from fitting import analyses
 
-    return as_dict(analyses.optimal_encoder_decoder_split(result, budget))
+    return one_row(analyses.optimal_encoder_decoder_split(result, budget))
 
 
-def sampling_ratios(result: Any, weights: dict[str, float]) -> dict[str, float]:
+def sampling_ratios(result: Any, weights: dict[str, float]) -> pd.DataFrame:
+    """Optimal ratio per family with its interval."""
     from fitting import analyses
 
     out = analyses.optimal_sampling_ratios(result, weights)
-    if isinstance(out, pd.Series):
-        return {str(k): float(v) for k, v in out.items()}
-    d = as_dict(out)
-    ratios = d.get("ratios", d)
-    return {str(k): float(v) for k, v in dict(ratios).items()}
+    ratios, intervals = out["ratios"], out.get("intervals", {})
+    return pd.DataFrame(
+        {
+            "family": list(ratios),
+            "ratio": [float(v) for v in ratios.values()],
+            "lower": [float(intervals.get(f, [np.nan, np.nan])[0]) for f in ratios],
+            "upper": [float(intervals.get(f, [np.nan, np.nan])[1]) for f in ratios],
+        }
+    )
 
 
 def families(result: Any) -> list[str]:
     """Language families of a multilingual fit (from its resolved options)."""
-    opts = result.options or {}
-    fams = opts.get("families") or sorted(
-        {k.split("_", 1)[1] for k in result.params if k.startswith("gamma_")}
-    )
-    return [str(f) for f in fams]
+    opts = getattr(result, "law_options", None) or result.options or {}
+    return [str(f) for f in opts.get("families", [])]

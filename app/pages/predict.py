@@ -61,6 +61,10 @@ def compute_optimal(result: Any) -> None:
         "FLOP budget C", min_value=1.0, value=1e21, format="%.3g", key="pred-flops"
     )
     out = predictions.compute_optimal(result, flops)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("N_opt (parameters)", f"{out['N_opt']:.4g}")
+    c2.metric("D_opt (tokens)", f"{out['D_opt']:.4g}")
+    c3.metric("tokens per parameter", f"{out['tokens_per_param']:.3g}")
     st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
 
 
@@ -74,7 +78,8 @@ def reducible_target(result: Any) -> None:
         key="pred-target",
     )
     out = predictions.size_for_reducible_loss(result, target)
-    st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
+    st.metric(f"{out.get('variable', 'size')} needed", f"{out['size']:.4g}")
+    st.caption(f"95% interval {out['lo']:.4g} – {out['hi']:.4g}")
 
 
 def schedule_designer(result: Any, record: dict[str, Any]) -> None:

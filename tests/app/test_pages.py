@@ -115,6 +115,7 @@ def test_fit_page_fits_power_law_and_saves(store: object) -> None:
 def test_predict_page_answers_with_a_saved_fit(store: object) -> None:
     need("fitting", "LAWS")
     need("fitting.analyses")
+    need("fitting.persist")
     from fitting import persist
     from fitting.jobs import fit_selection
 
