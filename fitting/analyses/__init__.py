@@ -6,6 +6,7 @@ from fitting.analyses.allocation import compute_optimal, optimal_encoder_decoder
 from fitting.analyses.extrapolation import extrapolation_test
 from fitting.analyses.kl import kl_decomposition, size_for_reducible_loss
 from fitting.analyses.sampling import optimal_sampling_ratios
+from fitting.analyses.schedule_curve import schedule_curve
 
 __all__ = [
     "compute_optimal",
@@ -13,5 +14,6 @@ __all__ = [
     "kl_decomposition",
     "optimal_encoder_decoder_split",
     "optimal_sampling_ratios",
+    "schedule_curve",
     "size_for_reducible_loss",
 ]

@@ -204,3 +204,43 @@ def test_start_grid_contains_a_close_start(law) -> None:
         np.sqrt(np.mean((law.predict(s[None, :], prep)[0][prep.fit_mask] - y) ** 2)) for s in starts
     )
     assert best < 0.02  # the linear solve puts some start within 0.02 nats of the data
+
+
+# -- the derived analysis: the loss curve of a new schedule ------------------------------
+
+
+def test_schedule_curve_predicts_an_unseen_schedule() -> None:
+    """lr_annealing fitted on constant + cosine predicts the WSD curve it never saw."""
+    from fitting import fit
+    from fitting.analyses.schedule_curve import schedule_curve
+
+    law = LrAnnealing()
+    truth, frame = law.example(np.random.default_rng(3))
+    result = fit("lr_annealing", frame[frame["run"] != "wsd"])
+    wsd = frame.loc[frame["run"] == "wsd", "schedule"].iloc[0]
+    curve = schedule_curve(result, wsd)
+    assert list(curve.columns) == ["step", "lr", "loss", "lo", "hi"]
+    assert {5999, 6000, 6001} <= set(curve["step"])  # the decay start is drawn sharply
+    exact = law.predict(
+        np.array([list(truth.values())]),
+        law.prepare(curve.assign(run="x", schedule=wsd), for_fit=False),
+    )[0]
+    late = curve["step"].to_numpy() > 1000
+    assert np.abs(curve["loss"].to_numpy()[late] / exact[late] - 1).max() < 0.003
+    assert (curve["lo"] <= curve["loss"]).all() and (curve["loss"] <= curve["hi"]).all()
+    np.testing.assert_allclose(curve["lr"], ScheduleSpec.coerce(wsd).lr(curve["step"]))
+
+
+def test_schedule_curve_rejects_bad_input() -> None:
+    from fitting import fit
+    from fitting.analyses.schedule_curve import schedule_curve
+
+    _, frame = LrAnnealing().example(np.random.default_rng(4))
+    result = fit("lr_annealing", frame)
+    with pytest.raises(FitError, match="kind 'cosinus'"):
+        schedule_curve(result, "cosinus:peak=1e-3,total=100")
+    with pytest.raises(FitError, match="whole numbers"):
+        schedule_curve(result, COSINE, steps=[10, 20.5])
+    result.law = "power_law"
+    with pytest.raises(FitError, match="needs a fit of lr_annealing or multi_power"):
+        schedule_curve(result, COSINE)

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fitting import FitResult, fit
+from fitting.analyses.schedule_curve import schedule_curve
 from fitting.laws.multi_power import MultiPower
 from fitting.schedules import ScheduleSpec
 
@@ -116,25 +118,47 @@ def test_sparse_lr_alone_is_interpolated_and_still_close() -> None:
     assert got["PredE"] == pytest.approx(PUBLISHED_METRICS["PredE"], rel=0.1)
 
 
+def published_result() -> FitResult:
+    """The authors' 25M parameters as a FitResult (no uncertainty: the band is the line)."""
+    names = list(PUBLISHED_25M)
+    return FitResult(
+        law="multi_power",
+        params=dict(PUBLISHED_25M),
+        stderr=dict.fromkeys(names, 0.0),
+        intervals={k: [v, v] for k, v in PUBLISHED_25M.items()},
+        objective=0.0,
+        n_points=0,
+        residuals=[],
+        aic=0.0,
+        bic=0.0,
+        options=MultiPower().resolve(pd.DataFrame()),
+    )
+
+
+def predict_with_schedule_curve(result: FitResult, frame: pd.DataFrame) -> np.ndarray:
+    """Each test curve predicted from its schedule alone, at the logged steps."""
+    out = np.empty(len(frame))
+    for name, part in frame.groupby("run", sort=False):
+        curve = schedule_curve(result, ScheduleSpec.luo2025(str(name)), steps=part["step"])
+        out[part.index] = curve.set_index("step").loc[part["step"], "loss"].to_numpy()
+    return out
+
+
+def test_schedule_curve_of_the_published_fit_matches_the_test_curves() -> None:
+    frame = luo_frame(TEST)
+    got = curve_metrics(frame, predict_with_schedule_curve(published_result(), frame))
+    assert got["R2"] == pytest.approx(PUBLISHED_METRICS["R2"], abs=1e-4)
+    assert got["PredE"] == pytest.approx(PUBLISHED_METRICS["PredE"], rel=0.02)
+
+
 @pytest.mark.slow
 def test_fit_on_three_curves_predicts_the_other_six() -> None:
     """Our own fit on the authors' three training curves predicts the six test curves
-    about as well as the published parameters do."""
-    from fitting import fit
-
+    about as well as the published parameters do (it reaches a lower training objective
+    than the published parameters: 1.4e-4 against 2.9e-4, at other C, beta, gamma)."""
     frame = luo_frame(TRAIN)
-    try:
-        result = fit("multi_power", frame, schedules=luo_schedules(TRAIN))
-    except NotImplementedError:
-        pytest.skip("fitting engine not available yet")
+    result = fit("multi_power", frame, schedules=luo_schedules(TRAIN))
     test = luo_frame(TEST)
-    got = curve_metrics(
-        test,
-        result.predict(
-            test.assign(schedule=None).pipe(
-                lambda f: f.assign(schedule=f["run"].map(luo_schedules(TEST)))
-            )
-        ),
-    )
+    got = curve_metrics(test, predict_with_schedule_curve(result, test))
     assert got["R2"] > 0.995
-    assert got["PredE"] < 0.003
+    assert got["PredE"] < 0.002
