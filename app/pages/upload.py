@@ -14,7 +14,7 @@ import streamlit as st
 from app import data
 from store.errors import ScalinglabError
 
-FORMATS = ["auto", "long", "wandb", "tensorboard", "table"]
+FORMATS = ["auto", "long", "wandb", "tensorboard", "table"]  # store.importers.FORMATS
 CANONICAL = [
     "(ignore)",
     "run",
@@ -158,8 +158,8 @@ def do_import(
             report = import_files(
                 store, [path], project=project, format=fmt, bits=bits, mapping=mapping or None
             )
-            total_runs += int(getattr(report, "n_runs", 0) or 0)
-            total_points += int(getattr(report, "n_points", 0) or 0)
+            total_runs += int(report.runs)
+            total_points += int(report.points)
     except ScalinglabError as err:
         st.error(f"Import failed, nothing from that file was written: {err}")
         return

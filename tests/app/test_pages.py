@@ -79,7 +79,7 @@ def test_upload_page_previews_then_imports_on_confirm(store: object) -> None:
     assert "Detected format" in shown and "2 run(s)" in shown
     assert "uploads" not in queries.list_projects(store)  # nothing written before confirming
     at.button(key="upload-confirm").click().run()
-    assert "Imported into 'uploads'" in texts(at)
+    assert "Imported into 'uploads': 2 run(s), 3 point(s)" in texts(at)
     assert set(queries.list_runs(store, "uploads")["run"]) == {"up-a", "up-b"}
 
 
@@ -145,3 +145,19 @@ def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
     job_id = int(listed["id"][0])
     at.button(key=f"job-pause-{job_id}").click().run()
     assert bool(jobs.get_job(store, job_id)["paused"])
+
+
+def test_upload_page_maps_unrecognised_columns(store: object) -> None:
+    need("store.importers", "parse_file")
+    at = open_page("pages/upload.py")
+    odd = b"name,it,ce\nx,1,3.0\nx,2,2.5\n"
+    at.file_uploader(key="upload-files").set_value(("odd.csv", odd, "text/csv")).run()
+    assert "cannot tell the format" in " ".join(e.value for e in at.error)
+    keys = {s.label: s.key for s in at.selectbox if s.key and "-map-" in s.key}
+    assert set(keys) == {"name", "it", "ce"}
+    for column, target in (("name", "run"), ("it", "step"), ("ce", "loss")):
+        at.selectbox(key=keys[column]).set_value(target)
+    at.run()
+    assert not at.error and "Detected format: **long**" in texts(at)
+    at.button(key="upload-confirm").click().run()
+    assert "1 run(s), 2 point(s)" in texts(at)
