@@ -1,0 +1,108 @@
+"""Building the canonical `_points` and `_runs` tables every format parser produces.
+
+`_points`: run, split, step, tokens, flops, lr, loss, family, sampling_ratio, _rec (the
+record's index in the file, for error lines). `_runs`: run plus the per-run facts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+
+from store.errors import BadInputError
+from store.importers.aliases import INTEGER_FACTS, RUN_FACTS
+from store.importers.scan import ScannedFile, record_location
+from store.importers.validate import check_unique, quote
+
+LN2 = math.log(2.0)
+POINT_FIELDS = ("run", "split", "step", "tokens", "flops", "lr", "loss", "family", "sampling_ratio")
+_VALUES = ("tokens", "flops", "lr", "loss", "family", "sampling_ratio")
+
+
+def loss_expr(column: str, bits: bool) -> str:
+    """The loss in nats: bits are multiplied by ln 2."""
+    return f"({quote(column)} * {LN2!r})" if bits else quote(column)
+
+
+def create_points(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
+    """`select_sql` yields POINT_FIELDS + _rec; store it as `_points`."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _points AS {select_sql}")
+
+
+def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: str) -> None:
+    """Reject keys repeated with different values; merge repeats that agree."""
+    if _sorted_unique(con):
+        return
+    repeats = check_unique(con, scanned, "_points", ("run", "split", "step"), _VALUES, where)
+    if repeats:
+        cols = ", ".join(f"max({c}) AS {c}" for c in _VALUES)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _points AS SELECT run, split, step, "
+            f"{cols}, min(_rec) AS _rec FROM _points GROUP BY run, split, step ORDER BY _rec"
+        )
+
+
+def _sorted_unique(con: duckdb.DuckDBPyConnection) -> bool:
+    """Cheap proof of unique keys: each (run, split) is one block, steps rising in it."""
+    import pyarrow.compute as pc
+
+    table = con.sql("SELECT run, split, step FROM _points ORDER BY _rec").to_arrow_table()
+    if table.num_rows < 2:
+        return True
+    run, split = table.column("run"), table.column("split")
+    step = table.column("step").to_numpy()
+    change = pc.or_(
+        pc.not_equal(run.slice(1), run.slice(0, len(run) - 1)),
+        pc.not_equal(split.slice(1), split.slice(0, len(split) - 1)),
+    ).to_numpy(zero_copy_only=False)
+    if not np.all(change | (step[1:] > step[:-1])):
+        return False
+    n_series = con.execute("SELECT count(*) FROM (SELECT DISTINCT run, split FROM _points)")
+    row = n_series.fetchone()
+    return row is not None and int(change.sum()) + 1 == row[0]
+
+
+def create_runs(
+    con: duckdb.DuckDBPyConnection,
+    scanned: ScannedFile,
+    run_sql: str,
+    facts: dict[str, str],
+) -> None:
+    """`_runs`: one row per run with its facts, which must not vary within a run.
+
+    `run_sql` is the run-name expression over `_raw`; `facts` maps fact -> file column.
+    """
+    for fact, column in facts.items():
+        bad = con.execute(
+            f"SELECT {run_sql} AS r FROM _raw GROUP BY r "
+            f"HAVING count(DISTINCT {quote(column)}) > 1 LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            row = con.execute(
+                f"SELECT min(rowid) FROM _raw WHERE {run_sql} = ? AND {quote(column)} IS "
+                f"DISTINCT FROM (SELECT {quote(column)} FROM _raw WHERE {run_sql} = ? "
+                "ORDER BY rowid LIMIT 1)",
+                [bad[0], bad[0]],
+            ).fetchone()
+            line, cell = record_location(scanned, int(row[0]) if row else 0, column)
+            raise BadInputError(
+                f"expected one {fact} per run, but run {bad[0]!r} has several; got {cell!r}",
+                file=scanned.path.name,
+                line=line,
+                column=column,
+            )
+    parts = []
+    for fact in RUN_FACTS:
+        if fact in facts:
+            kind = (
+                "BIGINT" if fact in INTEGER_FACTS else ("VARCHAR" if fact == "family" else "DOUBLE")
+            )
+            parts.append(f"CAST(any_value({quote(facts[fact])}) AS {kind}) AS {fact}")
+        else:
+            parts.append(f"NULL AS {fact}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _runs AS SELECT {run_sql} AS run, {', '.join(parts)} "
+        "FROM _raw GROUP BY 1 ORDER BY min(rowid)"
+    )

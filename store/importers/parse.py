@@ -1,0 +1,133 @@
+"""`parse_file`: any accepted CSV to canonical frames, validated, without writing.
+
+Parsing happens in a private in-memory DuckDB; the result is Arrow tables (cheap to
+hand to the store) with pandas views for previews.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from store.errors import BadInputError
+from store.importers.aliases import map_columns
+from store.importers.detect import FORMATS, detect
+from store.importers.frames import POINT_FIELDS
+from store.importers.scan import ScannedFile, scan
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+@dataclass
+class ParsedFile:
+    """A validated file in the canonical schema (no project yet)."""
+
+    path: Path
+    format: str
+    points_table: pa.Table
+    runs_table: pa.Table
+    mapping: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    sha256: str = ""
+    bits: bool = False
+    _frames: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def points(self) -> pd.DataFrame:
+        """run, split, step, tokens, flops, lr, loss, family, sampling_ratio."""
+        if "points" not in self._frames:
+            self._frames["points"] = self.points_table.to_pandas()
+        return self._frames["points"]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """run plus params, params_non_embedding, encoder/decoder params, family, ratio."""
+        if "runs" not in self._frames:
+            self._frames["runs"] = self.runs_table.to_pandas()
+        return self._frames["runs"]
+
+    @property
+    def n_points(self) -> int:
+        return self.points_table.num_rows
+
+    @property
+    def run_names(self) -> list[str]:
+        return [str(r) for r in self.runs_table.column("run").to_pylist()]
+
+
+def _parser(fmt: str) -> Any:
+    from store.importers import long, table, tensorboard, wandb
+
+    return {
+        "long": long.parse_long,
+        "table": table.parse_table,
+        "wandb": wandb.parse_wandb,
+        "tensorboard": tensorboard.parse_tensorboard,
+    }[fmt]
+
+
+def parse_file(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    bits: bool = False,
+    mapping: dict[str, str] | None = None,
+    run_name: str | None = None,
+) -> ParsedFile:
+    """Read, map and validate one file; raise BadInputError naming file/line/column."""
+    scanned = scan(Path(path))
+    return parse_scanned(scanned, format=format, bits=bits, mapping=mapping, run_name=run_name)
+
+
+def parse_scanned(
+    scanned: ScannedFile,
+    *,
+    format: str = "auto",
+    bits: bool = False,
+    mapping: dict[str, str] | None = None,
+    run_name: str | None = None,
+) -> ParsedFile:
+    import duckdb
+
+    name = scanned.path.name
+    if format not in ("auto", *FORMATS):
+        raise BadInputError(f"unknown format {format!r}; expected auto or one of {FORMATS}")
+    if format == "auto":
+        # Detect on the header as the user's mapping renames it.
+        renamed = [(mapping or {}).get(h, h) for h in scanned.header]
+        fmt = detect(renamed, name)
+    else:
+        fmt = format
+    try:
+        col_map, warnings = map_columns(scanned.header, mapping)
+    except BadInputError as err:
+        raise BadInputError(err.message, file=name, line=scanned.header_lines) from None
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        extra = _parser(fmt)(
+            con, scanned, col_map, bits=bits, run_name=run_name or scanned.path.stem
+        )
+        points = con.sql(
+            f"SELECT {', '.join(POINT_FIELDS)} FROM _points ORDER BY _rec"
+        ).to_arrow_table()
+        runs = con.sql("SELECT * FROM _runs").to_arrow_table()
+    finally:
+        con.close()
+    if fmt in ("wandb", "tensorboard"):
+        warnings = []
+    if bits:
+        extra.append("loss converted from bits to nats (x ln 2)")
+    return ParsedFile(
+        path=scanned.path,
+        format=fmt,
+        points_table=points,
+        runs_table=runs,
+        mapping=col_map,
+        warnings=warnings + extra,
+        sha256=scanned.sha256,
+        bits=bits,
+    )

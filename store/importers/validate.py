@@ -1,0 +1,131 @@
+"""Checks on a loaded file, each one vectorised in DuckDB, each failure naming its cell.
+
+Every check looks for the first offending record (by position in the file) and raises
+`BadInputError` with the file, the physical line, the file's own column name, what was
+expected and the raw cell as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from store.errors import BadInputError
+from store.importers.scan import ScannedFile, record_location
+
+
+def quote(name: str) -> str:
+    """A column name as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def fail_at(scanned: ScannedFile, rowid: int, column: str, expected: str) -> None:
+    """Raise the error for record `rowid`, quoting the cell as the file has it."""
+    line, cell = record_location(scanned, rowid, column)
+    raise BadInputError(
+        f"expected {expected}, got {cell!r}", file=scanned.path.name, line=line, column=column
+    )
+
+
+def first_where(con: duckdb.DuckDBPyConnection, table: str, condition: str) -> int | None:
+    row = con.execute(f"SELECT min(rowid) FROM {table} WHERE {condition}").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def check(
+    con: duckdb.DuckDBPyConnection,
+    scanned: ScannedFile,
+    column: str,
+    condition: str,
+    expected: str,
+    table: str = "_raw",
+) -> None:
+    """Fail on the first record where `condition` (SQL over `col`) holds."""
+    rowid = first_where(con, table, condition.replace("col", quote(column)))
+    if rowid is not None:
+        fail_at(scanned, rowid, column, expected)
+
+
+def check_numbers(
+    con: duckdb.DuckDBPyConnection, scanned: ScannedFile, mapping: dict[str, str]
+) -> None:
+    """Finite values everywhere; the per-column rules of the canonical schema."""
+    for column, canon in mapping.items():
+        if canon in ("run", "split", "family"):
+            continue
+        check(con, scanned, column, "isnan(col) OR isinf(col)", "a finite number")
+        if canon == "step":
+            check(con, scanned, column, "col IS NULL", "a non-negative integer step")
+            check(con, scanned, column, "col < 0 OR col <> floor(col)", "a non-negative integer")
+        elif canon == "loss":
+            check(con, scanned, column, "col < 0", "a non-negative loss (nats or bits)")
+        elif canon in ("params", "params_non_embedding", "encoder_params", "decoder_params"):
+            check(
+                con,
+                scanned,
+                column,
+                "col <= 0 OR col >= 9.2e18",
+                "a positive number of parameters",
+            )
+        elif canon == "sampling_ratio":
+            check(con, scanned, column, "col < 0 OR col > 1", "a ratio between 0 and 1")
+        else:
+            check(con, scanned, column, "col < 0", "a non-negative number")
+
+
+def check_text(
+    con: duckdb.DuckDBPyConnection, scanned: ScannedFile, column: str, what: str
+) -> None:
+    check(con, scanned, column, "col IS NULL OR trim(col) = ''", what)
+
+
+def check_blank_loss(
+    con: duckdb.DuckDBPyConnection,
+    scanned: ScannedFile,
+    loss_column: str,
+    lr_column: str | None,
+) -> None:
+    """A blank loss is fine on a row that logs an lr (the LR is logged more often)."""
+    if lr_column is None:
+        check(con, scanned, loss_column, "col IS NULL", "a number")
+        return
+    rowid = first_where(con, "_raw", f"{quote(loss_column)} IS NULL AND {quote(lr_column)} IS NULL")
+    if rowid is not None:
+        fail_at(scanned, rowid, loss_column, "a number (a loss may be blank only where lr is set)")
+
+
+def check_unique(
+    con: duckdb.DuckDBPyConnection,
+    scanned: ScannedFile,
+    table: str,
+    keys: Sequence[str],
+    values: Sequence[str],
+    where_column: str,
+) -> bool:
+    """Fail on keys that repeat with different values; True when exact repeats exist.
+
+    `table` has the canonical columns and `_rec` (record index in the file).
+    """
+    key = ", ".join(keys)
+    n_rows, n_keys = con.execute(
+        f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {table})) FROM {table}"
+    ).fetchone() or (0, 0)
+    if n_rows == n_keys:
+        return False
+    vals = ", ".join(values)
+    clash = con.execute(
+        f"""SELECT min(_rec), max(_rec) FROM {table} GROUP BY {key}
+        HAVING count(DISTINCT ({vals})) > 1 ORDER BY min(_rec) LIMIT 1"""
+    ).fetchone()
+    if clash is not None:
+        first_line, _ = record_location(scanned, int(clash[0]), where_column)
+        line, _ = record_location(scanned, int(clash[1]), where_column)
+        raise BadInputError(
+            f"duplicate ({key}) with a different value than line {first_line}; "
+            "expected each point once",
+            file=scanned.path.name,
+            line=line,
+            column=where_column,
+        )
+    return True

@@ -1,0 +1,186 @@
+"""`import_files`: validate every file first, then write them all in one transaction.
+
+A file is identified by its SHA-256 together with the project and the import options;
+importing it again is a no-op. The raw bytes are kept as `uploads/<sha256>.<ext>` so
+anything can be re-imported later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from store.errors import BadInputError
+from store.importers.aliases import RUN_FACTS
+from store.importers.parse import ParsedFile, parse_scanned
+from store.importers.scan import scan
+from store.summary import ensure_runs, refresh_summaries, replace_points
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from store.core import Store
+
+
+@dataclass
+class FileReport:
+    """What happened to one file."""
+
+    file: str
+    format: str
+    sha256: str
+    runs: int = 0
+    points: int = 0
+    skipped: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    """What one import call did, file by file."""
+
+    project: str
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return sum(f.points for f in self.files if not f.skipped)
+
+    @property
+    def runs(self) -> int:
+        return sum(f.runs for f in self.files if not f.skipped)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "project": self.project,
+            "points": self.points,
+            "runs": self.runs,
+            "files": [asdict(f) for f in self.files],
+        }
+
+
+def _options_key(format: str, bits: bool, mapping: dict[str, str] | None) -> str:
+    return json.dumps({"format": format, "bits": bits, "mapping": mapping or {}}, sort_keys=True)
+
+
+def import_files(
+    store: Store,
+    paths: list[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    project: str = "default",
+    format: str = "auto",
+    bits: bool = False,
+    mapping: dict[str, str] | None = None,
+) -> ImportReport:
+    """Import CSV files into `project`: all of them, or (on any bad input) none."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise BadInputError("no files to import")
+    if not project or not project.strip():
+        raise BadInputError("the project name must not be empty")
+    store.ensure()
+    options = _options_key(format, bits, mapping)
+    report = ImportReport(project=project)
+    todo: list[tuple[ParsedFile, FileReport]] = []
+    with store.connect(read_only=True) as con:
+        for path in paths:
+            scanned = scan(Path(path))
+            done = con.execute(
+                "SELECT format, n_runs, n_points FROM uploads WHERE sha256 = ? AND project = ? "
+                "AND options = ?",
+                [scanned.sha256, project, options],
+            ).fetchone()
+            if done is not None:
+                report.files.append(
+                    FileReport(str(path), done[0], scanned.sha256, 0, 0, skipped=True)
+                )
+                continue
+            parsed = parse_scanned(scanned, format=format, bits=bits, mapping=mapping)
+            item = FileReport(
+                str(path),
+                parsed.format,
+                parsed.sha256,
+                len(parsed.run_names),
+                parsed.n_points,
+                warnings=parsed.warnings,
+            )
+            todo.append((parsed, item))
+            report.files.append(item)
+    if todo:
+        _write(store, project, options, todo)
+    return report
+
+
+def _keep_upload(store: Store, parsed: ParsedFile) -> Path:
+    ext = parsed.path.suffix.lower() or ".csv"
+    target = store.uploads_dir / f"{parsed.sha256}{ext}"
+    if not target.exists():
+        tmp = target.with_name(f".tmp-{target.name}")
+        shutil.copyfile(parsed.path, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def _write(
+    store: Store, project: str, options: str, todo: list[tuple[ParsedFile, FileReport]]
+) -> None:
+    kept = [(_keep_upload(store, parsed), parsed, item) for parsed, item in todo]
+    with store.transaction() as con:
+        for target, parsed, item in kept:
+            _write_one(con, project, parsed)
+            con.execute(
+                "INSERT INTO uploads (sha256, project, options, original_name, format, path, "
+                "n_runs, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    parsed.sha256,
+                    project,
+                    options,
+                    parsed.path.name,
+                    parsed.format,
+                    target.name,
+                    item.runs,
+                    item.points,
+                ],
+            )
+
+
+def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile) -> None:
+    """Runs first (new ones marked 'imported', facts set), then the points upserted."""
+    source = json.dumps(
+        {
+            "file": parsed.path.name,
+            "sha256": parsed.sha256,
+            "format": parsed.format,
+            "bits": parsed.bits,
+        },
+        sort_keys=True,
+    )
+    con.register("_runs_in", parsed.runs_table)
+    con.register("_points_in", parsed.points_table)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _new_runs AS SELECT ? AS project, run FROM _runs_in",
+        [project],
+    )
+    ensure_runs(con, "_new_runs", status="imported")
+    sets = ", ".join(f"{f} = coalesce(s.{f}, runs.{f})" for f in RUN_FACTS)
+    con.execute(
+        f"UPDATE runs SET {sets}, source = ?, updated_at = now() FROM _runs_in s "
+        "WHERE runs.project = ? AND runs.run = s.run",
+        [source, project],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _staged AS SELECT ? AS project, run, split, step, "
+        "tokens, flops, lr, loss, family, sampling_ratio FROM _points_in",
+        [project],
+    )
+    replace_points(con, "_staged")
+    refresh_summaries(con, "_touched")
+    con.unregister("_runs_in")
+    con.unregister("_points_in")
