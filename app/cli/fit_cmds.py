@@ -1,9 +1,275 @@
-"""CLI verbs (placeholder until its owner fills it in)."""
+"""CLI verbs for the fitting engine: `laws`, `fit`, `predict`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from app.cli.common import JsonOption, StoreOption
+from store.errors import BadInputError
+
+
+def _parse_pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """NAME=VALUE pairs from a repeated option; BadInputError naming the bad one."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BadInputError(f"{flag} expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInputError(
+            f"{what}: {text!r} is not a number (or comma-separated numbers)"
+        ) from None
+
+
+def _dump(obj: Any) -> str:
+    import numpy as np
+
+    def default(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+        return str(v)
+
+    return json.dumps(obj, default=default)
+
+
+def laws(as_json: JsonOption = False) -> None:
+    """List the scaling laws: names, formulas, inputs and parameters."""
+    from fitting.laws import LAWS
+
+    described = [law.describe() for law in LAWS.values()]
+    if as_json:
+        typer.echo(_dump(described))
+        return
+    for d in described:
+        params = ", ".join(d["parameters"]) or "(per family: E, A, B, alpha, beta, gamma)"
+        typer.echo(f"{d['name']:<14} {d['formula']}")
+        typer.echo(f"{'':<14} inputs: {', '.join(d['inputs'])}; parameters: {params}")
+
+
+def _load_frame(
+    law: Any,
+    csv: Path | None,
+    project: str | None,
+    runs: str | None,
+    store: Path | None,
+    law_opts: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    from fitting.data import load_project, read_file, select_for_law
+
+    if csv is None and project is None and runs is None:
+        raise BadInputError("give the data: --csv FILE or --project P [--runs R,...]")
+    if csv is not None and runs is not None:
+        raise BadInputError("--runs selects runs of a stored project; it cannot be used with --csv")
+    if csv is not None:
+        frame = read_file(csv)
+        selection: dict[str, Any] = {"file": str(csv)}
+    else:
+        from store.core import Store
+
+        run_list = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+        frame = load_project(Store(store), project or "default", run_list)
+        selection = {"project": project or "default", "runs": run_list}
+    return select_for_law(law, frame, **law_opts), selection
+
+
+def fit(
+    law: Annotated[str, typer.Argument(help="Law name (see `scalinglab laws`).")],
+    csv: Annotated[Path | None, typer.Option("--csv", help="A file the importer accepts.")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Stored project.")] = None,
+    runs: Annotated[str | None, typer.Option("--runs", help="Comma-separated run names.")] = None,
+    x: Annotated[
+        str | None, typer.Option("--x", help="power_law: params, tokens, flops or step.")
+    ] = None,
+    fix: Annotated[list[str] | None, typer.Option("--fix", help="NAME=VALUE, repeatable.")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap refits.")] = 0,
+    loss: Annotated[str, typer.Option("--loss", help="huber or ls.")] = "huber",
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    extrapolation: Annotated[
+        bool, typer.Option("--extrapolation", help="Also run the extrapolation test.")
+    ] = False,
+    save: Annotated[bool, typer.Option("--save", help="Store the fit in the fits table.")] = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Fit a law to a CSV file or to stored runs; print the parameters (or JSON)."""
+    # Submodule imports (not `fitting.fit`): they work even where the package is installed
+    # as a namespace (a stale editable install).
+    from fitting.engine import fit as run_fit
+    from fitting.engine import get_law
+
+    law_obj = get_law(law)
+    law_opts: dict[str, Any] = {"x": x} if x is not None else {}
+    if x is not None and law_obj.name != "power_law":
+        raise BadInputError("--x only applies to power_law")
+    fixed = {k: _floats(v, f"--fix {k}")[0] for k, v in _parse_pairs(fix, "--fix").items()}
+    frame, selection = _load_frame(law_obj, csv, project, runs, store, law_opts)
+    result = run_fit(
+        law_obj,
+        frame,
+        fix=fixed,
+        bootstrap=bootstrap,
+        loss=loss,
+        seed=seed,
+        extrapolation=extrapolation,
+        **law_opts,
+    )
+    result.selection = selection
+    fit_id = None
+    if save:
+        from fitting.persist import save_result
+        from store.core import Store
+
+        fit_id = save_result(Store(store), result, project or "default", selection)
+    if as_json:
+        out = {
+            "law": result.law,
+            "params": result.params,
+            "stderr": result.stderr,
+            "intervals": result.intervals,
+            "objective": result.objective,
+            "n_points": result.n_points,
+            "aic": result.aic,
+            "bic": result.bic,
+            "options": result.options,
+            "data_hash": result.data_hash,
+            "checks": result.checks,
+        }
+        if fit_id is not None:
+            out["fit_id"] = fit_id
+        typer.echo(_dump(out))
+        return
+    typer.echo(result.report())
+    if fit_id is not None:
+        typer.echo(f"saved as fit {fit_id}")
+
+
+def _load_result(ref: str, store: Path | None) -> tuple[Any, int | None]:
+    from fitting.result import FitResult
+
+    if ref.strip().isdigit():
+        from fitting.persist import load_result
+        from store.core import Store
+
+        return load_result(Store(store), int(ref)), int(ref)
+    path = Path(ref)
+    if path.exists():
+        return FitResult.from_json(path.read_text()), None
+    if ref.lstrip().startswith("{"):
+        try:
+            return FitResult.from_json(ref), None
+        except json.JSONDecodeError as err:
+            raise BadInputError(f"not valid fit JSON: {err}") from None
+    raise BadInputError(f"{ref!r} is neither a fit id, a JSON file nor fit JSON")
+
+
+def _at_frame(at: dict[str, str]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    cols: dict[str, Any] = {}
+    for name, value in at.items():
+        if name in ("family", "run", "split"):
+            cols[name] = value.split(",")
+        else:
+            cols[name] = _floats(value, f"--at {name}")
+    n = max(len(v) for v in cols.values())
+    for name, values in cols.items():
+        if len(values) not in (1, n):
+            raise BadInputError(f"--at {name}: give one value or {n} values")
+        cols[name] = list(np.repeat(values, n)) if len(values) == 1 else values
+    return pd.DataFrame(cols)
+
+
+def predict(
+    fit_ref: Annotated[
+        str,
+        typer.Argument(metavar="FIT_ID_OR_JSON", help="A saved fit id, a JSON file, or fit JSON."),
+    ],
+    at: Annotated[
+        list[str] | None, typer.Option("--at", help="COLUMN=VALUE[,VALUE...], repeatable.")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", help="LR schedule spec, for the curve laws.")
+    ] = None,
+    level: Annotated[float, typer.Option("--level", help="Band level.")] = 0.95,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Predict the loss of a fitted law at new sizes (or under a new LR schedule)."""
+    result, fit_id = _load_result(fit_ref, store)
+    points = _parse_pairs(at, "--at")
+    if schedule is not None:
+        out = _schedule_prediction(result, schedule, points)
+    elif not points:
+        raise BadInputError("give --at COLUMN=VALUE (e.g. --at params=1e9 --at tokens=2e10)")
+    elif result.law in ("chinchilla", "kaplan") and set(points) == {"flops"}:
+        from fitting.analyses import compute_optimal
+
+        out = {
+            "compute_optimal": compute_optimal(
+                result, _floats(points["flops"], "--at flops"), level
+            )
+        }
+    else:
+        frame = _at_frame(points)
+        pred = result.predict(frame)
+        lo, hi = result.predict_band(frame, level)
+        out = {"rows": frame.to_dict(orient="list"), "loss": pred, "lo": lo, "hi": hi}
+    out = {"law": result.law, "fit_id": fit_id, "level": level, **out}
+    if as_json:
+        typer.echo(_dump(out))
+        return
+    _print_prediction(out)
+
+
+def _schedule_prediction(result: Any, spec: str, points: dict[str, str]) -> dict[str, Any]:
+    """Predicted curve under a new schedule (the curve laws' analysis)."""
+    from fitting import analyses
+
+    curve_fn = getattr(analyses, "schedule_curve", None)
+    if curve_fn is None:
+        raise BadInputError("schedule predictions are not available in this build")
+    steps = _floats(points["step"], "--at step") if "step" in points else None
+    curve = curve_fn(result, spec) if steps is None else curve_fn(result, spec, steps=steps)
+    return {"schedule": spec, "curve": curve}
+
+
+def _print_prediction(out: dict[str, Any]) -> None:
+    if "compute_optimal" in out:
+        co = out["compute_optimal"]
+        typer.echo(f"{'flops':>12} {'N_opt':>12} {'D_opt':>12} {'D/N':>8} {'loss':>8}")
+        for i, c in enumerate(co["flops"]):
+            typer.echo(
+                f"{c:12.4g} {co['N_opt'][i]:12.4g} {co['D_opt'][i]:12.4g} "
+                f"{co['tokens_per_param'][i]:8.2f} {co['loss'][i]:8.4f}"
+            )
+        return
+    if "curve" in out:
+        typer.echo(_dump(out["curve"]))
+        return
+    rows = out["rows"]
+    for i, value in enumerate(out["loss"]):
+        where = ", ".join(
+            f"{k}={v[i]:.4g}" if isinstance(v[i], float) else f"{k}={v[i]}" for k, v in rows.items()
+        )
+        typer.echo(f"{where}: loss {value:.5f}  [{out['lo'][i]:.5f}, {out['hi'][i]:.5f}]")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's verbs to the app."""
+    """Add `laws`, `fit` and `predict` to the app."""
+    app.command("laws")(laws)
+    app.command("fit")(fit)
+    app.command("predict")(predict)

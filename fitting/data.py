@@ -1,0 +1,121 @@
+"""Fit frames: load them from the store or a file, and pick the rows a law fits.
+
+Point laws (``kind == "points"``: one row per model) fit each run's final loss: its last
+eval loss, or its last train loss when the run has no eval. Multilingual runs keep one
+final row per (run, family). Table imports (one point per run) pass through unchanged.
+Curve laws get every row of each run, LR-only rows included. ``power_law`` with
+``x="step"`` fits the points of the curves themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fitting.errors import FitError
+from fitting.laws.base import Law
+
+if TYPE_CHECKING:
+    from store.core import Store
+
+
+def frame_from_parsed(parsed: Any) -> pd.DataFrame:
+    """Canonical long frame from an importer's ParsedFile: points joined with run facts
+    (a point's own family / sampling_ratio win over its run's)."""
+    points, runs = parsed.points.copy(), parsed.runs
+    facts = [c for c in runs.columns if c != "run"]
+    merged = points.merge(runs, on="run", how="left", suffixes=("", "_run"))
+    for col in facts:
+        if f"{col}_run" in merged.columns:
+            merged[col] = merged[col].where(merged[col].notna(), merged[f"{col}_run"])
+            merged = merged.drop(columns=f"{col}_run")
+    return merged
+
+
+def read_file(path: str | Path, **importer_options: Any) -> pd.DataFrame:
+    """Any file the importer accepts (long CSV, W&B, TensorBoard, tables) as a fit frame."""
+    from store.importers import parse_file
+
+    return frame_from_parsed(parse_file(Path(path), **importer_options))
+
+
+def load_project(store: Store, project: str, runs: Sequence[str] | None = None) -> pd.DataFrame:
+    """A project's points (optionally some runs) from the store, inbox included."""
+    from store.queries import points_frame
+
+    frame = points_frame(store, project=project, runs=list(runs) if runs else None)
+    if frame.empty:
+        which = f"runs {', '.join(runs)} of " if runs else ""
+        raise FitError(f"no points found for {which}project {project!r}")
+    if runs:
+        missing = sorted(set(runs) - set(frame["run"].astype(str)))
+        if missing:
+            raise FitError(f"project {project!r} has no run {missing[0]!r}")
+    return frame
+
+
+def fill_sizes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Carry tokens / flops forward within each run and derive D = C / 6N or C = 6ND
+    where only one of them was logged."""
+    out = frame.copy()
+    if {"run", "step"} <= set(out.columns):
+        out = out.sort_values(["run", "step"], kind="stable")
+        for col in ("tokens", "flops"):
+            if col in out.columns:
+                out[col] = out.groupby("run", sort=False)[col].ffill()
+    if "params" in out.columns:
+        n = pd.to_numeric(out["params"], errors="coerce")
+        if "flops" in out.columns:
+            c = pd.to_numeric(out["flops"], errors="coerce")
+            d = out["tokens"] if "tokens" in out.columns else pd.Series(np.nan, out.index)
+            out["tokens"] = pd.to_numeric(d, errors="coerce").fillna(c / (6.0 * n))
+        if "tokens" in out.columns:
+            d = pd.to_numeric(out["tokens"], errors="coerce")
+            c = out["flops"] if "flops" in out.columns else pd.Series(np.nan, out.index)
+            out["flops"] = pd.to_numeric(c, errors="coerce").fillna(6.0 * n * d)
+    return out
+
+
+def _final_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The last row with a loss per key group, preferring eval splits over train."""
+    rows = frame[pd.to_numeric(frame["loss"], errors="coerce").notna()].copy()
+    if "split" in rows.columns:
+        rows["_eval"] = rows["split"].astype(str).str.startswith("eval")
+        has_eval = rows.groupby(keys, dropna=False)["_eval"].transform("any")
+        rows = rows[rows["_eval"] | ~has_eval].drop(columns="_eval")
+    order = [*keys, "step"] if "step" in rows.columns else keys
+    return rows.sort_values(order, kind="stable").groupby(keys, dropna=False).tail(1)
+
+
+def select_for_law(law: Law, frame: pd.DataFrame, **law_options: Any) -> pd.DataFrame:
+    """The rows ``law`` fits, with sizes filled in; FitError when nothing is left."""
+    if frame.empty:
+        raise FitError(f"law {law.name!r}: no data to fit")
+    if "loss" not in frame.columns:
+        raise FitError(f"law {law.name!r} needs a 'loss' column", column="loss")
+    out = fill_sizes(frame)
+    if law.kind == "curves":
+        return out.reset_index(drop=True)
+    if law.name == "power_law" and law_options.get("x") == "step":
+        keep = pd.to_numeric(out["loss"], errors="coerce").notna()
+        if "split" in out.columns and (out["split"] == "train").any():
+            keep &= out["split"] == "train"
+        return out[keep].reset_index(drop=True)
+    if "run" not in out.columns:
+        return out[pd.to_numeric(out["loss"], errors="coerce").notna()].reset_index(drop=True)
+    keys = ["run", "family"] if law.name == "multilingual" and "family" in out.columns else ["run"]
+    if keys == ["run", "family"]:
+        out = out[out["family"].notna()]
+    picked = _final_rows(out, keys)
+    if picked.empty:
+        raise FitError(f"law {law.name!r}: no run has a loss value to fit")
+    return picked.reset_index(drop=True)
+
+
+def selection_of(source: dict[str, Any]) -> dict[str, Any]:
+    """The selection recorded with a saved fit (what data it saw), JSON-safe."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in source.items() if v is not None}
