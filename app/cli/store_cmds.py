@@ -1,9 +1,201 @@
-"""CLI verbs (placeholder until its owner fills it in)."""
+"""CLI verbs for the store: `import`, `runs`, `export`, `info`, `ingest`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from app.cli.common import JsonOption, StoreOption, fail
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from store.core import Store
+
+ProjectOption = Annotated[
+    str | None, typer.Option("--project", "-p", help="Project name.", show_default=False)
+]
+RUN_COLUMNS = ("project", "run", "status", "params", "n_points", "last_step", "last_loss")
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input or a busy store: message on stderr, exit code 2, no traceback."""
+    from store.errors import ScalinglabError
+
+    try:
+        yield
+    except ScalinglabError as err:
+        fail(str(err))
+
+
+def open_store(path: Path | None) -> Store:
+    from store.core import Store
+
+    return Store(path)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Records with NaN/NA as null and timestamps as ISO text."""
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV files to import.", show_default=False)],
+    project: Annotated[str, typer.Option("--project", "-p", help="Project name.")] = "default",
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="auto, long, wandb, tensorboard or table."),
+    ] = "auto",
+    bits: Annotated[
+        bool, typer.Option("--bits", help="The loss column is in bits: convert to nats.")
+    ] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import loss curves or final-loss tables from CSV (all files, or none on bad input)."""
+    from store.importers import import_files
+
+    with user_errors():
+        report = import_files(open_store(store), files, project=project, format=format, bits=bits)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    for item in report.files:
+        if item.skipped:
+            typer.echo(f"{item.file}: already imported into {project!r}, nothing to do")
+            continue
+        typer.echo(f"{item.file}: {item.format}, {item.runs} runs, {item.points} points")
+        for warning in item.warnings:
+            typer.echo(f"  note: {warning}")
+    typer.echo(f"project {project!r}: +{report.runs} runs, +{report.points} points")
+
+
+def runs(
+    project: ProjectOption = None, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """List runs with their facts and last point (live inbox runs included)."""
+    from store import queries
+
+    with user_errors():
+        frame = queries.list_runs(open_store(store), project=project)
+    if as_json:
+        print_json(frame_records(frame))
+        return
+    if frame.empty:
+        typer.echo("no runs" + (f" in project {project!r}" if project else ""))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*RUN_COLUMNS)
+    for row in frame[list(RUN_COLUMNS)].itertuples(index=False):
+        table.add_row(*("" if _missing(v) else _fmt(v) for v in row))
+    Console().print(table)
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def export(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file, .csv or .parquet.", show_default=False)
+    ],
+    runs: Annotated[
+        list[str] | None,
+        typer.Option("--runs", help="Runs to export (repeat or comma-separate; default all)."),
+    ] = None,
+    project: ProjectOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export points (long canonical format, with run facts) to CSV or Parquet."""
+    from store import queries
+
+    names = [n.strip() for item in runs or [] for n in item.split(",") if n.strip()] or None
+    with user_errors():
+        n = queries.export(open_store(store), out, project=project, runs=names)
+    if as_json:
+        print_json({"out": str(out), "rows": n})
+    else:
+        typer.echo(f"wrote {n} points to {out}")
+
+
+def info(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Store location, size on disk, row counts and schema version."""
+    with user_errors():
+        data = store_info(open_store(store))
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key:>16}: {value}")
+
+
+def store_info(st: Store) -> dict[str, Any]:
+    """What `info` shows; does not create a store that is not there yet."""
+    from store import shards
+
+    files = [p for p in st.root.rglob("*") if p.is_file()] if st.root.exists() else []
+    data: dict[str, Any] = {
+        "store": str(st.root),
+        "database": str(st.db_path),
+        "exists": st.db_path.exists(),
+        "size_bytes": sum(p.stat().st_size for p in files),
+        "inbox_shards": len(shards.list_shards(st.inbox_dir, shards.POINTS_PREFIX))
+        + len(shards.list_shards(st.inbox_dir, shards.FACTS_PREFIX)),
+        "uploads": len(list(st.uploads_dir.glob("*"))) if st.uploads_dir.exists() else 0,
+    }
+    tables = ("projects", "runs", "points", "fits", "jobs")
+    if not data["exists"]:
+        return {**data, "schema_version": None, **{t: 0 for t in tables}}
+    with st.connect(read_only=True) as con:
+        from store.schema import current_version
+
+        data["schema_version"] = current_version(con)
+        for table in tables:
+            row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            data[table] = int(row[0]) if row else 0
+    return data
+
+
+def ingest(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Move finished inbox shards (live runs) into the tables; safe to repeat."""
+    from dataclasses import asdict
+
+    from store.ingest import ingest_inbox
+
+    with user_errors():
+        report = ingest_inbox(open_store(store))
+    if as_json:
+        print_json(asdict(report))
+    else:
+        typer.echo(
+            f"ingested {report.points} points from {report.point_shards} shards "
+            f"({report.fact_shards} fact shards) in {report.seconds:.2f} s"
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's verbs to the app."""
+    app.command("import")(import_)
+    app.command("runs")(runs)
+    app.command("export")(export)
+    app.command("info")(info)
+    app.command("ingest")(ingest)

@@ -1,0 +1,95 @@
+"""The store's CLI verbs: import, runs, export, info, ingest (real console script too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / ".venv" / "bin" / "scalinglab"
+runner = CliRunner()
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def curves(tmp_path: Path) -> Path:
+    path = tmp_path / "curves.csv"
+    path.write_text("run,step,loss,lr\na,0,4.0,0.1\na,1,3.0,0.1\nb,0,4.5,0.1\n")
+    return path
+
+
+def test_import_runs_export_info(tmp_path: Path, curves: Path) -> None:
+    store = str(tmp_path / "store")
+    code, out, _ = cli("import", str(curves), "--project", "p", "--store", store)
+    assert code == 0 and "2 runs, 3 points" in out
+    code, out, _ = cli("import", str(curves), "--project", "p", "--store", store, "--json")
+    assert code == 0 and json.loads(out)["files"][0]["skipped"] is True
+    code, out, _ = cli("runs", "--project", "p", "--store", store, "--json")
+    runs = json.loads(out)
+    assert code == 0 and [r["run"] for r in runs] == ["a", "b"]
+    assert runs[0]["n_points"] == 2 and runs[0]["last_loss"] == 3.0
+    code, out, _ = cli("runs", "--store", store)
+    assert code == 0 and "imported" in out
+    target = tmp_path / "out.parquet"
+    code, out, _ = cli("export", "--runs", "a", "--out", str(target), "--store", store)
+    assert code == 0 and "wrote 2 points" in out
+    assert pd.read_parquet(target)["loss"].tolist() == [4.0, 3.0]
+    code, out, _ = cli("info", "--store", store, "--json")
+    info = json.loads(out)
+    assert code == 0 and (info["runs"], info["points"], info["schema_version"]) == (2, 3, 1)
+
+
+def test_env_var_selects_the_store(
+    tmp_path: Path, curves: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCALINGLAB_STORE", str(tmp_path / "env-store"))
+    code, _, _ = cli("import", str(curves))
+    assert code == 0
+    assert (tmp_path / "env-store" / "scalinglab.duckdb").exists()
+
+
+def test_ingest_verb(tmp_path: Path) -> None:
+    from store.inbox import InboxWriter
+
+    store = tmp_path / "store"
+    with InboxWriter(store, "p", "live") as w:
+        w.log(0, loss=2.0)
+    code, out, _ = cli("ingest", "--store", str(store), "--json")
+    assert code == 0 and json.loads(out)["points"] == 1
+
+
+def test_bad_input_exits_2_with_message_on_stderr(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("run,step,loss\na,0,3.0\na,x,2.0\n")
+    env = {**os.environ, "SCALINGLAB_STORE": str(tmp_path / "store")}
+    proc = subprocess.run(
+        [str(SCRIPT), "import", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "bad.csv, line 3, column 'step': expected a number, got 'x'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    code, _, err = cli("export", "--out", str(tmp_path / "x.xlsx"), "--store", str(tmp_path))
+    assert code == 2 and ".csv or .parquet" in err
+
+
+@pytest.mark.parametrize("verb", ["import", "runs", "export", "info", "ingest"])
+def test_help(verb: str) -> None:
+    code, out, _ = cli(verb, "--help")
+    assert code == 0 and "--store" in out
