@@ -90,7 +90,8 @@ def batched_lm(
         if acc.size:
             wa = wk if wk.shape[0] == 1 else wk[acc]
             obj[acc], g[acc], h[acc] = _normal_equations(problem, z[acc], wa)
-        active[acc[gain < tol]] = False
+        # Converged: relative progress stalled, or an exact fit (objective ~ 0).
+        active[acc[(gain < tol) | (obj[acc] < 1e-24)]] = False
         active[rej[lam[rej] > 1e10]] = False
     return z, obj, it
 

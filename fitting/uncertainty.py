@@ -110,13 +110,16 @@ def bootstrap(
     weights = resample_weights(problem, n, rng, by)
     se_z = np.sqrt(np.maximum(np.diag(cov), 0.0))
     starts = _perturbed_starts(problem, z, se_z, n, per, rng)
-    # Chunks small enough for memory; several per worker so they balance.
+    # Chunks small enough for memory, and several per worker so the pool balances.
     per_chunk = max(1, min(250, 4_000_000 // max(1, problem.prep.n_rows * (1 + per))))
+    workers = _workers(n_jobs, n * problem.n_points)
+    if workers > 1:
+        per_chunk = max(1, min(per_chunk, -(-n // (4 * workers))))
     jobs = []
     for i in range(0, n, per_chunk):
         j = min(n, i + per_chunk)
         jobs.append((problem, starts[i * (1 + per) : j * (1 + per)], weights[i:j], per))
-    workers = _workers(n_jobs, len(jobs), n * problem.n_points)
+    workers = min(workers, len(jobs))
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
             parts = list(pool.map(_refit_chunk, jobs))
@@ -125,13 +128,14 @@ def bootstrap(
     return problem.theta(np.vstack(parts))
 
 
-def _workers(n_jobs: int | None, n_chunks: int, work: int) -> int:
-    """Explicit n_jobs wins; otherwise a pool only when the job is big enough to pay off."""
+def _workers(n_jobs: int | None, work: int) -> int:
+    """Explicit n_jobs wins; otherwise a pool only when the job is big enough to pay for
+    starting the workers (about a second each)."""
     if n_jobs is not None:
-        return max(1, min(int(n_jobs), n_chunks))
+        return max(1, int(n_jobs))
     if work < 2_000_000:
         return 1
-    return max(1, min(os.cpu_count() or 1, n_chunks))
+    return max(1, os.cpu_count() or 1)
 
 
 def percentile_intervals(samples: NDArray, level: float) -> tuple[NDArray, NDArray]:
