@@ -66,6 +66,10 @@ def fill_sizes(frame: pd.DataFrame) -> pd.DataFrame:
         out = out.sort_values(["run", "step"], kind="stable")
         for col in ("tokens", "flops"):
             if col in out.columns:
+                # Same step in another split first (evals often log no tokens), then the
+                # run's latest earlier value.
+                same_step = out.groupby(["run", "step"], sort=False)[col].transform("max")
+                out[col] = out[col].fillna(same_step)
                 out[col] = out.groupby("run", sort=False)[col].ffill()
     if "params" in out.columns:
         n = pd.to_numeric(out["params"], errors="coerce")
