@@ -19,6 +19,9 @@ from store.errors import StoreBusyError
 
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 
+# How many times this process waited for another process's lock (for tests and `info`).
+lock_waits = 0
+
 _LOCK_MARKERS = ("could not set lock", "conflicting lock", "resource temporarily unavailable")
 _CONFIG_MARKER = "different configuration"
 
@@ -46,6 +49,7 @@ def open_with_retry(
     path: Path, *, read_only: bool, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 ) -> duckdb.DuckDBPyConnection:
     """Open `path`, retrying lock conflicts with jittered backoff until `timeout_s`."""
+    global lock_waits
     deadline = time.monotonic() + timeout_s
     delay = 0.005
     while True:
@@ -59,6 +63,7 @@ def open_with_retry(
                     f"the store {path} stayed locked by another process for {timeout_s:.0f} s; "
                     "try again when the other writer (an import, ingest or fit) has finished"
                 ) from err
+        lock_waits += 1
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.2)
 
