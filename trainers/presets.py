@@ -15,11 +15,11 @@ from trainers.models import ModelConfig
 CPU_FAMILY: list[tuple[int, int, int]] = [
     (1, 16, 2),
     (1, 24, 2),
-    (2, 32, 2),
+    (1, 32, 2),
     (2, 48, 4),
-    (3, 64, 4),
-    (4, 96, 4),
-    (4, 128, 4),
+    (2, 64, 4),
+    (2, 96, 4),
+    (3, 128, 4),
 ]
 GPU_FAMILY: list[tuple[int, int, int]] = [
     (4, 256, 4),

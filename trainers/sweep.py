@@ -121,7 +121,7 @@ def finished_runs(store: str | None, project: str) -> set[str]:
     """Names of runs the store already records as finished (inbox facts included)."""
     if store is None:
         return set()
-    from store import Store
+    from store.core import Store
     from store.queries import list_runs
 
     runs = list_runs(Store(store), project)

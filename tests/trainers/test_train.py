@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fitting.schedules import ScheduleSpec
-from store import Store
+from store.core import Store
 from store.ingest import ingest_inbox
 from store.queries import list_runs, points_frame
 from trainers.sink import ListSink
