@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import (
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from datetime import datetime
 from typing import Any
 
@@ -46,9 +53,11 @@ def next_cron_run(schedule: str, after: datetime) -> datetime:
 
 
 def _as_datetime(value: Any) -> datetime | None:
-    if value is None or (not isinstance(value, datetime) and pd.isna(value)):
+    """A timestamp from the store (None, NaT, Timestamp or datetime) as a datetime or None."""
+    if value is None:
         return None
-    return pd.Timestamp(value).to_pydatetime()
+    stamp = pd.Timestamp(value)
+    return None if pd.isna(stamp) else stamp.to_pydatetime()
 
 
 def is_due(job: dict[str, Any], now: datetime, data_version: str | None = None) -> bool:
@@ -72,13 +81,19 @@ class Scheduler:
         workers: int = 1,
         runner: Callable[[Any, int], int] = run_job,
         ingest_seconds: float | None = 10.0,
+        processes: bool = True,
     ) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
         self.ingest_seconds = ingest_seconds
         self._last_ingest = 0.0
         self._runner = runner
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fit-job")
+        self._workers = workers
+        # Fits run in worker processes by default: the bootstrap is CPU-bound (no GIL
+        # contention with the poll thread), and each worker has its own DuckDB instance,
+        # so it never shares an in-process connection configuration with the poller.
+        self._processes = processes
+        self._pool = self._new_pool()
         self._running: dict[int, Future[int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -154,14 +169,42 @@ class Scheduler:
             submitted.append(job_id)
         return submitted
 
+    def _new_pool(self) -> Executor:
+        if self._processes:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
+            return ProcessPoolExecutor(max_workers=self._workers, mp_context=ctx)
+        return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fit-job")
+
     def submit(self, job_id: int) -> Future[int] | None:
         """Run a job in the pool unless an instance of it is already running."""
         with self._lock:
             if job_id in self._running and not self._running[job_id].done():
                 return None
-            future = self._pool.submit(self._run_one, job_id)
+            try:
+                future = self._pool.submit(self._runner, self.store, job_id)
+            except BrokenExecutor:  # a worker died earlier: start a fresh pool
+                self._pool = self._new_pool()
+                future = self._pool.submit(self._runner, self.store, job_id)
+            future.add_done_callback(lambda f: self._finished(job_id, f))
             self._running[job_id] = future
             return future
+
+    def _finished(self, job_id: int, future: Future[int]) -> None:
+        """Log failures; run_job recorded them on the job unless its worker died."""
+        if future.cancelled() or future.exception() is None:
+            return
+        err = future.exception()
+        log.warning("job %s failed: %s", job_id, err)
+        if isinstance(err, BrokenExecutor):
+            from store import jobs
+
+            with contextlib.suppress(Exception):
+                jobs.update_job(
+                    self.store,
+                    job_id,
+                    status="error",
+                    last_error="the fit's worker process died (out of memory?)",
+                )
 
     def is_running(self, job_id: int) -> bool:
         with self._lock:
@@ -175,11 +218,3 @@ class Scheduler:
         for fut in futures:
             with contextlib.suppress(Exception):
                 fut.result(timeout=timeout)
-
-    def _run_one(self, job_id: int) -> int:
-        try:
-            return self._runner(self.store, job_id)
-        except Exception:
-            # run_job already recorded the error on the job; log and keep going.
-            log.warning("job %s failed", job_id, exc_info=True)
-            raise

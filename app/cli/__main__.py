@@ -2,4 +2,6 @@
 
 from app.cli import main
 
-main()
+# Guarded: the scheduler's spawned worker processes import the main module again.
+if __name__ == "__main__":
+    main()

@@ -158,7 +158,7 @@ def test_one_instance_of_a_job_at_a_time(store: object) -> None:
         return 0
 
     job_id = _add(store)
-    sched = Scheduler(store, runner=slow, workers=2, ingest_seconds=None)
+    sched = Scheduler(store, runner=slow, workers=2, ingest_seconds=None, processes=False)
     try:
         assert sched.submit(job_id) is not None
         assert sched.submit(job_id) is None
