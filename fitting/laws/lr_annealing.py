@@ -36,6 +36,16 @@ def resolve_curve_options(options: dict[str, Any], defaults: dict[str, Any]) -> 
     return out
 
 
+def local_minima(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of up to ``n`` local minima of a 1-D profile, lowest first."""
+    left = np.r_[np.inf, values[:-1]]
+    right = np.r_[values[1:], np.inf]
+    idx = np.flatnonzero((values <= left) & (values <= right) & np.isfinite(values))
+    if idx.size == 0:
+        idx = np.array([int(np.nanargmin(values))]) if np.isfinite(values).any() else np.array([0])
+    return idx[np.argsort(values[idx])][:n]
+
+
 def linear_start(y: np.ndarray, features: list[np.ndarray]) -> tuple[np.ndarray, float]:
     """Least-squares coefficients of y on [1, *features], and the residual sum of squares."""
     design = np.column_stack([np.ones_like(y), *features])
@@ -57,7 +67,7 @@ class LrAnnealing(Law):
     inputs: ClassVar[tuple[str, ...]] = ("run", "step", "lr")
     kind: ClassVar[str] = "curves"
     defaults: ClassVar[dict[str, Any]] = {"include_warmup": True, "lam": 0.999}
-    alphas: ClassVar[tuple[float, ...]] = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4)
+    alphas: ClassVar[np.ndarray] = np.geomspace(0.02, 2.5, 48)
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         return resolve_curve_options(options, self.defaults)
@@ -106,25 +116,38 @@ class LrAnnealing(Law):
         return out
 
     def starts(self, prep: Prepared) -> np.ndarray:
-        # For a fixed alpha the law is linear in (L0, A, C): solve it by least squares.
-        y = prep.y[prep.fit_mask]
-        log_s1, s2 = prep.extra["log_s1"][prep.fit_mask], prep.extra["s2"][prep.fit_mask]
-        rows = []
-        for alpha in self.alphas:
+        """Minima (best first, at most 4) of the least-squares profile over alpha: for a
+        fixed alpha the law is linear in (L0, A, C), so each value is one small linear
+        solve; each local minimum of a coarse grid is refined by a bounded 1-D search.
+        Starts this close let the engine converge in a few iterations."""
+        from scipy.optimize import minimize_scalar
+
+        fit_rows = np.flatnonzero(prep.fit_mask)
+        fit_rows = fit_rows[:: max(1, fit_rows.size // 5000)]  # starts need no more
+        y, log_s1 = prep.y[fit_rows], prep.extra["log_s1"][fit_rows]
+        s2 = prep.extra["s2"][fit_rows]
+
+        def solve(alpha: float) -> tuple[list[float], float]:
             feats = [np.exp(-alpha * log_s1)] + ([-s2] if np.ptp(s2) > 0 else [])
-            coef, _ = linear_start(y, feats)
+            coef, err = linear_start(y, feats)
             c = coef[2] if len(coef) > 2 else 0.0
-            rows.append([coef[0], max(coef[1], 1e-6), alpha, max(c, 0.0)])
-        return np.array(rows)
+            return [max(coef[0], 0.0), max(coef[1], 1e-6), alpha, max(c, 0.0)], err
+
+        grid = self.alphas
+        rss = np.array([solve(a)[1] for a in grid])
+        rows = []
+        for i in local_minima(rss, 4):
+            lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+            best = minimize_scalar(
+                lambda a: solve(a)[1], bounds=(lo, hi), method="bounded", options={"xatol": 1e-5}
+            )
+            alpha = float(best.x) if best.fun <= rss[i] else float(grid[i])
+            rows.append(solve(alpha))
+        rows.sort(key=lambda r: r[1])
+        return np.array([r[0] for r in rows])
 
     def guess(self, prep: Prepared) -> np.ndarray:
-        y = prep.y[prep.fit_mask]
-        best, best_rss = None, np.inf
-        for start in self.starts(prep):
-            rss = float(np.sum((self.predict(start[None, :], prep)[0][prep.fit_mask] - y) ** 2))
-            if rss < best_rss:
-                best, best_rss = start, rss
-        return np.asarray(best)
+        return self.starts(prep)[0]
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"L0": 2.8, "A": 0.5, "alpha": 0.5, "C": 0.4}

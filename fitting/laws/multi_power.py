@@ -9,8 +9,10 @@ tests/fitting/test_luo2025.py): S1(t) + S_W is the LR summed over every step 0..
 included (``include_warmup=False`` drops S_W); the sum in LD starts at k = 1, so the LR's
 rise during the warmup enters as negative drops (``ld_warmup=False`` starts it after the
 warmup). LD is evaluated with the binned sum of ``fitting.curves.loss_drop_terms``
-(error below 1e-5 nats); a run with more than ``max_eval`` distinct steps gets LD exactly
-at its fit points and on an even grid, and linearly interpolated in between.
+(error below 1e-4 of LD). When fitting, LD is computed at the fit points only and LR-only
+rows get it by linear interpolation (they do not enter the objective); when predicting, a
+run with more than ``max_eval`` distinct steps gets LD exactly at its rows with a loss and
+on an even grid of steps, and linearly interpolated in between.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class MultiPower(Law):
         "max_eval": 2000,
     }
 
+    n_starts: ClassVar[int] = 16  # the best of the 81-point grid after the linear solve
+
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         out = resolve_curve_options(options, self.defaults)
         if int(out["max_eval"]) < 2:
@@ -83,7 +87,7 @@ class MultiPower(Law):
             raise FitError("multi_power: no row with a loss has a positive LR area")
         positive = s1[s1 > 0]
         log_s1 = np.log(np.maximum(s1, float(positive.min()) if positive.size else 1.0))
-        terms, lo, hi, w_hi = _ld_layout(cur, mask, opts, notes)
+        terms, lo, hi, w_hi = _ld_layout(cur, mask, opts, notes, for_fit)
         extra = {"log_s1": log_s1, "terms": terms, "lo": lo, "hi": hi, "w_hi": w_hi}
         extra["notes"] = notes
         return Prepared(cur.y, mask, cur.groups, cur.steps.astype(float), extra)
@@ -147,7 +151,7 @@ class MultiPower(Law):
             b = coef[2] if np.ptp(unit_ld[i, m]) > 0 else 1.0
             rows.append((rss, [coef[0], max(coef[1], 1e-6), alpha, max(b, 1e-2), c, beta, gamma]))
         rows.sort(key=lambda r: r[0])
-        return np.array([r[1] for r in rows])
+        return np.array([r[1] for r in rows[: self.n_starts]])
 
     def guess(self, prep: Prepared) -> np.ndarray:
         return self.starts(prep)[0]
@@ -161,7 +165,7 @@ class MultiPower(Law):
 
 
 def _ld_layout(
-    cur: CurveRows, mask: np.ndarray, opts: dict[str, Any], notes: list[str]
+    cur: CurveRows, mask: np.ndarray, opts: dict[str, Any], notes: list[str], for_fit: bool
 ) -> tuple[LossDropTerms, np.ndarray, np.ndarray, np.ndarray]:
     """LD terms at each run's evaluation steps, and per row the two evaluation points
     (and the weight of the second) that give its LD by linear interpolation."""
@@ -170,9 +174,13 @@ def _ld_layout(
     for run, lr in cur.runs.items():
         rows = cur.rows_of(run)
         steps = np.unique(cur.steps[rows])
-        if steps.size > max_eval:
+        fit_steps = np.unique(cur.steps[rows[mask[rows]]])
+        if for_fit and fit_steps.size:
+            # Fitting only needs LD at the fit points; LR-only rows get it interpolated.
+            steps = fit_steps
+        elif steps.size > max_eval:
             pick = np.unique(np.linspace(0, steps.size - 1, max_eval).round().astype(int))
-            steps = np.union1d(steps[pick], cur.steps[rows[mask[rows]]])
+            steps = np.union1d(steps[pick], fit_steps)
             notes.append(f"run {run!r}: loss drop interpolated between {steps.size} steps")
         parts.append(loss_drop_terms(lr, steps, include_warmup=bool(opts["ld_warmup"])))
         pos = cur.steps[rows]
@@ -180,7 +188,7 @@ def _ld_layout(
             k = np.clip(np.searchsorted(steps, pos), 1, steps.size - 1)
             left, right = steps[k - 1], steps[k]
             lo[rows], hi[rows] = offset + k - 1, offset + k
-            w_hi[rows] = (pos - left) / (right - left)
+            w_hi[rows] = np.clip((pos - left) / (right - left), 0.0, 1.0)
         else:
             lo[rows] = hi[rows] = offset
         offset += steps.size
