@@ -55,12 +55,13 @@ def find_spec(name_or_path: str | Path) -> Path:
 
 
 def _compact(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    text = re.sub(r"[^A-Za-z0-9.=-]+", "-", text.split(":")[-1] if ":" in text else text)
-    text = text.strip("-")
-    if len(text) > 28:
+    """A short, file-name-safe label for a grid value (long ones end in a hash)."""
+    is_table = isinstance(value, dict)
+    text = ",".join(f"{k}={v}" for k, v in value.items()) if is_table else str(value)
+    text = re.sub(r"[^A-Za-z0-9.=-]+", "-", text).strip("-")
+    if len(text) > 40:
         digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:6]
-        text = f"{text[:20]}-{digest}"
+        text = f"{text[:32]}-{digest}"
     return text
 
 

@@ -1,7 +1,7 @@
 """Data sources and their spec strings.
 
     markov:vocab=256,order=1,zipf=1.2,mix=0.3,unigram=1.1,seed=0
-    mixture:families=3,ratios=0.5/0.3/0.2,vocab=128,seed=0     (family i has seed seed+i)
+    mixture:ratios=0.5/0.3/0.2,vocab=128,seed=0    (3 families; family i has seed seed+i)
     translation:vocab=64,channel_zipf=2.0,reverse=true,seed=0
     tokens:path=data.bin,dtype=uint16,vocab=50304              (flat token-id file)
     bytes:path=corpus.txt                                      (raw text as bytes)
@@ -79,14 +79,16 @@ def _mixture(d: dict[str, Any], spec: object) -> MixtureSource:
         specs = [MarkovSpec(**_dataclass_args(MarkovSpec, f, spec)) for f in d["families"].values()]
         ratios = [float(d["ratios"][n]) for n in names]
         return MixtureSource(specs, ratios, names)
-    n = int(d.pop("families", 3))
     ratios_raw = d.pop("ratios", None)
     if isinstance(ratios_raw, str):
         ratios = [float(r) for r in ratios_raw.split("/")]
     elif isinstance(ratios_raw, list | tuple):
         ratios = [float(r) for r in ratios_raw]
     else:
-        ratios = [1.0 / n] * n
+        ratios = [1.0 / int(d.get("families", 3))] * int(d.get("families", 3))
+    n = int(d.pop("families", len(ratios)))
+    if n != len(ratios):
+        raise ValueError(f"data spec {spec!r}: {n} families but {len(ratios)} ratios")
     base = MarkovSpec(**_dataclass_args(MarkovSpec, d, spec))
     specs = [MarkovSpec(**{**base.__dict__, "seed": base.seed + i}) for i in range(n)]
     return MixtureSource(specs, ratios, [f"fam{i}" for i in range(n)])
