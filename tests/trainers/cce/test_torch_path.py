@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.trainers.cce.cases import IGNORE, assert_close_to_truth, make_inputs
-from trainers.cce import LinearCrossEntropy, linear_cross_entropy
+from trainers.cce import HAS_NATIVE_LCE, LinearCrossEntropy, linear_cross_entropy
+from trainers.cce.api import native_linear_cross_entropy
 from trainers.cce.reference import reference_linear_cross_entropy
 from trainers.cce.torch_chunked import ChunkedLinearCrossEntropy, LossSpec
 
@@ -60,18 +61,20 @@ def test_half_precision(dtype: torch.dtype) -> None:
     assert_close_to_truth(torch_impl, inputs)
 
 
-def test_native_path_plain_loss_without_lse() -> None:
-    # return_lse=False and no extras: this goes through F.linear_cross_entropy if present.
+@pytest.mark.skipif(not HAS_NATIVE_LCE, reason="this PyTorch has no F.linear_cross_entropy")
+def test_native_path_plain_loss() -> None:
+    # impl="torch" on a GPU delegates plain losses (no lse, softcap, z-loss, smoothing) here.
     inputs = make_inputs(130, 40, 257, seed=5)
     for reduction in ("mean", "sum", "none"):
-        got = linear_cross_entropy(
-            inputs["hidden"], inputs["weight"], inputs["targets"], bias=inputs["bias"],
-            reduction=reduction, impl="torch",
-        )
+        spec = LossSpec(ignore_index=IGNORE)
+        got = native_linear_cross_entropy(
+            inputs["hidden"], inputs["weight"], inputs["bias"], inputs["targets"], spec,
+            reduction,
+        )  # fmt: skip
         want = reference_linear_cross_entropy(
             inputs["hidden"].double(), inputs["weight"].double(), inputs["targets"],
             bias=inputs["bias"].double(), reduction=reduction,
-        )
+        )  # fmt: skip
         assert got.dtype == torch.float32 and got.shape == want.shape
         torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
 
