@@ -11,7 +11,8 @@ Options (everything else is passed to the law, e.g. ``x`` for ``power_law``):
                    law's grid and guess; ``"guess"`` uses the guess alone
 ``n_polish``       distinct optima polished with scipy L-BFGS-B (default 4)
 ``bootstrap``      number of bootstrap refits (default 0: intervals from the curvature)
-``resample``       ``"runs"`` (default) or ``"points"``
+``resample``       ``"runs"``, ``"points"`` or ``"auto"`` (default: runs when there are at
+                   least 5 runs, else points)
 ``seed``           bootstrap seed (default 0)
 ``n_jobs``         bootstrap worker processes (default: automatic)
 ``level``          interval level, default 0.95
@@ -65,8 +66,8 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     engine["fix"] = {str(k): float(v) for k, v in dict(engine["fix"] or {}).items()}
     if engine["residuals"] not in ("log", "linear"):
         raise FitError(f"residuals must be 'log' or 'linear', not {engine['residuals']!r}")
-    if engine["resample"] not in ("runs", "points"):
-        raise FitError(f"resample must be 'runs' or 'points', not {engine['resample']!r}")
+    if engine["resample"] not in ("runs", "points", "auto"):
+        raise FitError(f"resample must be 'runs', 'points' or 'auto', not {engine['resample']!r}")
     level = float(engine["level"])
     if not 0 < level < 1:
         raise FitError(f"level must be between 0 and 1, not {engine['level']!r}")

@@ -66,7 +66,9 @@ def natural_stderr(problem: Problem, z: NDArray, cov: NDArray) -> NDArray:
 
 def resample_weights(problem: Problem, n: int, rng: np.random.Generator, by: str) -> NDArray:
     """(n, Mf) multiplicities of each fit row under n bootstrap resamples."""
-    groups = problem.prep.groups[problem.rows] if by == "runs" else np.arange(problem.n_points)
+    groups = problem.prep.groups[problem.rows]
+    if by == "points" or (by == "auto" and np.unique(groups).size < 5):
+        groups = np.arange(problem.n_points)  # too few runs to resample them
     uniq, inverse = np.unique(groups, return_inverse=True)
     draws = rng.integers(0, uniq.size, size=(n, uniq.size))
     counts = np.zeros((n, uniq.size))

@@ -1,7 +1,10 @@
 """The Law protocol: what every scaling law gives the fitting engine.
 
-A law is a small stateless class (registered as an instance in `fitting.LAWS`). The engine
-never looks inside a law's formula; it only calls these methods:
+A law is a small stateless class (registered as an instance in `fitting.LAWS`). Its class
+attributes are ``name``, ``formula``, ``description``, ``inputs`` (canonical columns besides
+``loss``) and ``kind``: ``"points"`` (one row per model; `fitting.data` keeps each run's
+final loss) or ``"curves"`` (every step of each run). The engine never looks inside a
+law's formula; it only calls these methods:
 
 - ``resolve(data, **options) -> dict``: fill in options that depend on the data and must be
   remembered for prediction (``power_law``'s ``x`` column, ``nmt``'s reference sizes,

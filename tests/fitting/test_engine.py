@@ -91,6 +91,9 @@ def test_resampling_runs_keeps_runs_whole() -> None:
     blocks = w.reshape(50, 4, 3)
     assert np.all(blocks == blocks[:, :, :1])  # all rows of a run share a multiplicity
     assert np.all(w.reshape(50, 4, 3)[:, :, 0].sum(axis=1) == 4)
+    auto = resample_weights(problem, 50, np.random.default_rng(0), "auto")  # < 5 runs
+    assert not np.all(auto.reshape(50, 4, 3) == auto.reshape(50, 4, 3)[:, :, :1])
+    assert np.all(auto.sum(axis=1) == 12)
 
 
 def test_information_criteria_prefer_the_true_law() -> None:
