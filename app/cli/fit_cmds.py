@@ -212,7 +212,7 @@ def predict(
     result, fit_id = _load_result(fit_ref, store)
     points = _parse_pairs(at, "--at")
     if schedule is not None:
-        out = _schedule_prediction(result, schedule, points)
+        out = _schedule_prediction(result, schedule, points, level)
     elif not points:
         raise BadInputError("give --at COLUMN=VALUE (e.g. --at params=1e9 --at tokens=2e10)")
     elif result.law in ("chinchilla", "kaplan") and set(points) == {"flops"}:
@@ -235,19 +235,22 @@ def predict(
     _print_prediction(out)
 
 
-def _schedule_prediction(result: Any, spec: str, points: dict[str, str]) -> dict[str, Any]:
+def _schedule_prediction(
+    result: Any, spec: str, points: dict[str, str], level: float
+) -> dict[str, Any]:
     """Predicted curve under a new schedule (the curve laws' analysis)."""
-    from fitting import analyses
-
-    curve_fn = getattr(analyses, "schedule_curve", None)
-    if curve_fn is None:
-        raise BadInputError("schedule predictions are not available in this build")
-    steps = _floats(points["step"], "--at step") if "step" in points else None
-    curve = curve_fn(result, spec) if steps is None else curve_fn(result, spec, steps=steps)
-    return {"schedule": spec, "curve": curve}
+    try:
+        from fitting.analyses.schedule_curve import schedule_curve
+    except ImportError:
+        raise BadInputError("schedule predictions are not available in this build") from None
+    steps = [int(s) for s in _floats(points["step"], "--at step")] if "step" in points else None
+    curve = schedule_curve(result, spec, steps=steps, level=level)
+    return {"schedule": spec, "curve": curve.to_dict(orient="list")}
 
 
 def _print_prediction(out: dict[str, Any]) -> None:
+    import numpy as np
+
     if "compute_optimal" in out:
         co = out["compute_optimal"]
         typer.echo(f"{'flops':>12} {'N_opt':>12} {'D_opt':>12} {'D/N':>8} {'loss':>8}")
@@ -258,7 +261,14 @@ def _print_prediction(out: dict[str, Any]) -> None:
             )
         return
     if "curve" in out:
-        typer.echo(_dump(out["curve"]))
+        curve = out["curve"]
+        n = len(curve["step"])
+        typer.echo(f"{'step':>8} {'lr':>10} {'loss':>9} {'lo':>9} {'hi':>9}")
+        for i in sorted(set(np.linspace(0, n - 1, min(n, 40)).astype(int).tolist())):
+            typer.echo(
+                f"{curve['step'][i]:8d} {curve['lr'][i]:10.3g} {curve['loss'][i]:9.5f} "
+                f"{curve['lo'][i]:9.5f} {curve['hi'][i]:9.5f}"
+            )
         return
     rows = out["rows"]
     for i, value in enumerate(out["loss"]):

@@ -172,3 +172,20 @@ def test_real_process_exit_codes(table: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_predict_a_new_schedule(tmp_path: Path) -> None:
+    """A curve-law fit predicts the loss curve of a schedule it never saw."""
+    law = fitting.LAWS["lr_annealing"]
+    _, frame = law.example(np.random.default_rng(0))
+    result = fitting.fit("lr_annealing", frame)
+    path = tmp_path / "curve_fit.json"
+    path.write_text(result.to_json())
+    spec = "cosine:peak=3e-4,warmup=100,total=2000,final=3e-5"
+    out = _json(["predict", str(path), "--schedule", spec, "--at", "step=500,1000,2000", "--json"])
+    curve = out["curve"]
+    assert curve["step"] == [500, 1000, 2000]
+    assert all(np.isfinite(curve["loss"]))
+    assert curve["loss"][2] < curve["loss"][0]  # the loss falls as the LR anneals
+    text = runner.invoke(app, ["predict", str(path), "--schedule", spec])
+    assert text.exit_code == 0 and "step" in text.output
