@@ -27,8 +27,11 @@ def loss_expr(column: str, bits: bool) -> str:
 
 
 def create_points(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
-    """`select_sql` yields POINT_FIELDS + _rec; store it as `_points`."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _points AS {select_sql}")
+    """`select_sql` yields POINT_FIELDS + _rec in file order; expose it as `_points`.
+
+    A view, not a copy: the rows are read once more when they are handed to the store.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _points AS {select_sql}")
 
 
 def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: str) -> None:
@@ -39,28 +42,27 @@ def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: s
     if repeats:
         cols = ", ".join(f"max({c}) AS {c}" for c in _VALUES)
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _points AS SELECT run, split, step, "
+            "CREATE OR REPLACE TEMP TABLE _merged AS SELECT run, split, step, "
             f"{cols}, min(_rec) AS _rec FROM _points GROUP BY run, split, step ORDER BY _rec"
         )
+        con.execute("CREATE OR REPLACE TEMP VIEW _points AS SELECT * FROM _merged")
 
 
 def _sorted_unique(con: duckdb.DuckDBPyConnection) -> bool:
-    """Cheap proof of unique keys: each (run, split) is one block, steps rising in it."""
-    import pyarrow.compute as pc
+    """Cheap proof of unique keys: each (run, split) is one block, steps rising in it.
 
-    table = con.sql("SELECT run, split, step FROM _points ORDER BY _rec").to_arrow_table()
-    if table.num_rows < 2:
+    Series are told apart by a 64-bit hash (no strings leave DuckDB). A collision can
+    only merge two blocks into one, which the exact count of series then exposes, so a
+    collision sends us to the exact check instead of letting a duplicate through.
+    """
+    arrays = con.execute("SELECT hash(run, split) AS h, step FROM _points").fetchnumpy()
+    series, step = np.asarray(arrays["h"]), np.asarray(arrays["step"])
+    if len(step) < 2:
         return True
-    run, split = table.column("run"), table.column("split")
-    step = table.column("step").to_numpy()
-    change = pc.or_(
-        pc.not_equal(run.slice(1), run.slice(0, len(run) - 1)),
-        pc.not_equal(split.slice(1), split.slice(0, len(split) - 1)),
-    ).to_numpy(zero_copy_only=False)
+    change = series[1:] != series[:-1]
     if not np.all(change | (step[1:] > step[:-1])):
         return False
-    n_series = con.execute("SELECT count(*) FROM (SELECT DISTINCT run, split FROM _points)")
-    row = n_series.fetchone()
+    row = con.execute("SELECT count(*) FROM (SELECT DISTINCT run, split FROM _points)").fetchone()
     return row is not None and int(change.sum()) + 1 == row[0]
 
 
@@ -69,10 +71,12 @@ def create_runs(
     scanned: ScannedFile,
     run_sql: str,
     facts: dict[str, str],
+    source: str = "_raw",
 ) -> None:
     """`_runs`: one row per run with its facts, which must not vary within a run.
 
-    `run_sql` is the run-name expression over `_raw`; `facts` maps fact -> file column.
+    `run_sql` is the run-name expression over `source` (the loaded file, `_raw`);
+    `facts` maps fact -> file column.
     """
     for fact, column in facts.items():
         bad = con.execute(
@@ -104,5 +108,5 @@ def create_runs(
             parts.append(f"NULL AS {fact}")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _runs AS SELECT {run_sql} AS run, {', '.join(parts)} "
-        "FROM _raw GROUP BY 1 ORDER BY min(rowid)"
+        f"FROM {source} GROUP BY 1 ORDER BY min(rowid)"
     )

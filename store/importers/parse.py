@@ -111,9 +111,7 @@ def parse_scanned(
         extra = _parser(fmt)(
             con, scanned, col_map, bits=bits, run_name=run_name or scanned.path.stem
         )
-        points = con.sql(
-            f"SELECT {', '.join(POINT_FIELDS)} FROM _points ORDER BY _rec"
-        ).to_arrow_table()
+        points = con.sql(f"SELECT {', '.join(POINT_FIELDS)} FROM _points").to_arrow_table()
         runs = con.sql("SELECT * FROM _runs").to_arrow_table()
     finally:
         con.close()

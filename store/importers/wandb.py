@@ -100,8 +100,8 @@ def parse_wandb(
             f"NULL::DOUBLE AS flops, {lr} AS lr, {loss} AS loss, NULL::VARCHAR AS family, "
             f"NULL::DOUBLE AS sampling_ratio, rowid AS _rec FROM _raw WHERE {present}"
         )
-    create_points(con, " UNION ALL ".join(selects) + " ORDER BY run, split, _rec")
+    create_points(con, " UNION ALL ".join(selects))
     dedupe_points(con, scanned, step_column)
-    con.execute("CREATE OR REPLACE TEMP TABLE _raw AS SELECT DISTINCT run AS _run FROM _points")
-    create_runs(con, scanned, "_run", {})
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_names AS SELECT DISTINCT run FROM _points")
+    create_runs(con, scanned, "run", {}, source="_run_names")
     return warnings
