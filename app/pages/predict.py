@@ -51,8 +51,19 @@ def bigger(result: Any, seen: pd.DataFrame) -> None:
         )
     out = predictions.loss_at(result, point)
     band = f" (95% band {out['lower']:.4f} – {out['upper']:.4f})" if "lower" in out else ""
-    st.metric("Predicted loss (nats/token)", f"{out['loss']:.4f}")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Predicted loss (nats/token)", f"{out['loss']:.4f}")
     st.caption(f"at {', '.join(f'{k} = {v:.3g}' for k, v in point.items())}{band}")
+    try:  # How far from the data's entropy: L = S (irreducible) + KL (reducible).
+        kl = predictions.kl_decomposition(result, point)
+    except ScalinglabError:
+        return
+    c2.metric("irreducible (entropy estimate)", f"{kl['irreducible']:.4f}")
+    c3.metric(
+        "reducible (KL to the data)",
+        f"{kl['reducible']:.4f}",
+        help=f"95% interval {kl['reducible_lo']:.4f} – {kl['reducible_hi']:.4f}",
+    )
 
 
 def compute_optimal(result: Any) -> None:
@@ -144,7 +155,10 @@ def main() -> None:
     if picked is None:
         return
     result, record = picked
-    st.code(getattr(result, "formula", "") or result.law, language=None)
+    import fitting
+
+    law_obj = fitting.LAWS.get(result.law)
+    st.code(f"{result.law}: {law_obj.formula}" if law_obj else result.law, language=None)
     law = result.law
     sections = []
     if law in predictions.SCHEDULE_LAWS:

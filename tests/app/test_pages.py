@@ -124,6 +124,8 @@ def test_predict_page_answers_with_a_saved_fit(store: object) -> None:
     at = open_page("pages/predict.py")
     assert not at.exception, at.exception
     assert at.metric[0].label.startswith("Predicted loss")
+    labels = [m.label for m in at.metric]
+    assert "reducible (KL to the data)" in labels and "params needed" in labels
     at.number_input(key="pred-target").set_value(0.01).run()
     assert not at.exception, at.exception
 

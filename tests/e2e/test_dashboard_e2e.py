@@ -63,7 +63,7 @@ def test_upload_fit_and_see_parameters_and_plot(
     pg.goto(f"{server.url}/fit")
     wait_idle(pg)
     pg.get_by_role("button", name="Fit", exact=True).click()
-    pg.get_by_text(re.compile(r"L_inf\s*=")).wait_for(timeout=60_000)
+    pg.get_by_text(re.compile(r"L_inf\s*=")).first.wait_for(timeout=60_000)
     pg.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
     body = pg.inner_text("body")
     value = float(re.search(r"L_inf\s*=\s*([0-9.]+)", body).group(1))
