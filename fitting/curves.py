@@ -359,16 +359,20 @@ class CurveRows:
 
 
 def curve_rows(
-    data: pd.DataFrame, law: str, for_fit: bool, schedules: Mapping[str, Any] | None = None
+    data: pd.DataFrame,
+    law: str,
+    for_fit: bool,
+    schedules: Mapping[str, Any] | None = None,
+    split: str | None = None,
 ) -> CurveRows:
     """Validate a per-run curve frame (``run``, ``step``, ``lr`` and/or schedule, ``loss``).
 
     Rows without a loss are kept (they carry the LR and get predictions) but are not fit
-    points."""
+    points; with ``split``, neither are the rows of other splits."""
     if len(data) == 0:
         raise FitError(f"law {law!r}: the data has no rows")
     steps = run_steps(data)
-    runs, notes = run_lrs(data, schedules)
+    runs, lr_notes = run_lrs(data, schedules)
     groups = data["run"].astype(str).to_numpy() if "run" in data.columns else np.full(len(data), "")
     if "loss" in data.columns:
         y = pd.to_numeric(data["loss"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -377,11 +381,21 @@ def curve_rows(
     else:
         y = np.full(len(data), np.nan)
     mask = np.isfinite(y)
+    notes: list[str] = list(lr_notes)
+    if split is not None and "split" in data.columns:
+        other = mask & (data["split"].astype(str).to_numpy() != split)
+        if other.any():
+            notes.append(
+                f"fit on split {split!r}; {int(other.sum())} loss(es) of other splits "
+                "are not fit points"
+            )
+        mask &= ~other
     if for_fit and (y[mask] <= 0).any():
         row = int(np.flatnonzero(mask & (y <= 0))[0])
         raise FitError(f"law {law!r}: loss must be > 0 (row {row})", line=row, column="loss")
     if for_fit and not mask.any():
-        raise FitError(f"law {law!r}: no row has a loss to fit", column="loss")
+        which = f" of split {split!r}" if split is not None and "split" in data.columns else ""
+        raise FitError(f"law {law!r}: no row{which} has a loss to fit", column="loss")
     return CurveRows(y, mask, groups, steps, runs, notes)
 
 

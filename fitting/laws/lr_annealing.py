@@ -20,19 +20,27 @@ from fitting.laws.base import Law, Parameter, Prepared
 from fitting.schedules import ScheduleSpec
 
 
-def resolve_curve_options(options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Options of a curve law, completed with defaults; schedules stored as text."""
-    out = {**defaults, **options}
-    unknown = set(out) - set(defaults) - {"schedules"}
+def resolve_curve_options(
+    options: dict[str, Any], defaults: dict[str, Any], data: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Options of a curve law, completed with defaults; schedules stored as text; the
+    ``split`` to fit chosen when the frame mixes several (``train`` when present)."""
+    out = {**defaults, "split": None, **options}
+    known = {*defaults, "schedules", "split"}
+    unknown = set(out) - known
     if unknown:
         raise FitError(
-            f"unknown option(s) {', '.join(sorted(unknown))}; known: "
-            f"{', '.join(sorted([*defaults, 'schedules']))}"
+            f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
         )
     schedules = out.get("schedules") or {}
     if not isinstance(schedules, dict):
         raise FitError("option schedules must map run names to schedule specs")
     out["schedules"] = {str(r): str(ScheduleSpec.coerce(s)) for r, s in schedules.items()}
+    if data is not None and "split" in data.columns and "loss" in data.columns:
+        has_loss = pd.to_numeric(data["loss"], errors="coerce").notna()
+        splits = sorted(data.loc[has_loss, "split"].dropna().astype(str).unique())
+        if out["split"] is None and len(splits) > 1:
+            out["split"] = "train" if "train" in splits else splits[0]
     return out
 
 
@@ -70,7 +78,7 @@ class LrAnnealing(Law):
     alphas: ClassVar[np.ndarray] = np.geomspace(0.02, 2.5, 48)
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
-        return resolve_curve_options(options, self.defaults)
+        return resolve_curve_options(options, self.defaults, data)
 
     def parameters(self, data: pd.DataFrame | None = None, **options: Any) -> list[Parameter]:
         return [
@@ -82,7 +90,7 @@ class LrAnnealing(Law):
 
     def prepare(self, data: pd.DataFrame, *, for_fit: bool = True, **options: Any) -> Prepared:
         opts = self.resolve(data, **options)
-        cur = curve_rows(data, self.name, for_fit, opts["schedules"])
+        cur = curve_rows(data, self.name, for_fit, opts["schedules"], opts["split"])
         s1 = cur.per_row({r: area(lr, opts["include_warmup"]) for r, lr in cur.runs.items()})
         s2 = cur.per_row({r: momentum_area(lr, float(opts["lam"])) for r, lr in cur.runs.items()})
         notes = list(cur.notes)

@@ -61,7 +61,7 @@ class MultiPower(Law):
     n_starts: ClassVar[int] = 16  # the best of the 81-point grid after the linear solve
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
-        out = resolve_curve_options(options, self.defaults)
+        out = resolve_curve_options(options, self.defaults, data)
         if int(out["max_eval"]) < 2:
             raise FitError(f"multi_power: max_eval must be >= 2, got {out['max_eval']!r}")
         return out
@@ -79,7 +79,7 @@ class MultiPower(Law):
 
     def prepare(self, data: pd.DataFrame, *, for_fit: bool = True, **options: Any) -> Prepared:
         opts = self.resolve(data, **options)
-        cur = curve_rows(data, self.name, for_fit, opts["schedules"])
+        cur = curve_rows(data, self.name, for_fit, opts["schedules"], opts["split"])
         s1 = cur.per_row({r: area(lr, opts["include_warmup"]) for r, lr in cur.runs.items()})
         notes = list(cur.notes)
         mask = cur.fit_mask & (s1 > 0)

@@ -250,3 +250,17 @@ def test_schedule_curve_rejects_bad_input() -> None:
     result.law = "power_law"
     with pytest.raises(FitError, match="needs a fit of lr_annealing or multi_power"):
         schedule_curve(result, COSINE)
+
+
+def test_mixed_splits_fit_the_train_split_only() -> None:
+    law = LrAnnealing()
+    train = _frame(COSINE, 100).assign(split="train")
+    evals = train.assign(split="eval", loss=train["loss"] + 0.1)
+    frame = pd.concat([train, evals], ignore_index=True)
+    opts = law.resolve(frame)
+    assert opts["split"] == "train"
+    prep = law.prepare(frame, **opts)
+    assert prep.fit_mask[len(train) :].sum() == 0 and prep.fit_mask[: len(train)].all()
+    assert any("split 'train'" in note for note in prep.extra["notes"])
+    with pytest.raises(FitError, match="no row of split 'test' has a loss"):
+        law.prepare(frame, split="test")
