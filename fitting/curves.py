@@ -95,9 +95,14 @@ def run_lrs(
         rows = np.flatnonzero(runs == run)
         spec = schedules.get(run)
         if spec is None and spec_col is not None:
-            spec = next((v for v in spec_col[rows] if isinstance(v, str) and v.strip()), None)
+            spec = next((v for v in spec_col[rows] if _is_spec(v)), None)
         out[run] = _one_run(str(run), steps[rows], lr[rows], spec, notes)
     return out, notes
+
+
+def _is_spec(value: Any) -> bool:
+    """A non-empty schedule cell: text (spec or JSON) or a dict (in-memory frames)."""
+    return (isinstance(value, str) and bool(value.strip())) or isinstance(value, Mapping)
 
 
 def _float_column(data: pd.DataFrame, column: str) -> np.ndarray:

@@ -264,3 +264,9 @@ def test_mixed_splits_fit_the_train_split_only() -> None:
     assert any("split 'train'" in note for note in prep.extra["notes"])
     with pytest.raises(FitError, match="no row of split 'test' has a loss"):
         law.prepare(frame, split="test")
+
+
+def test_schedule_cells_may_hold_dicts_as_the_trainer_records_them() -> None:
+    frame = _frame(COSINE, 50).assign(schedule=[ScheduleSpec.parse(WSD).to_dict()] * 40)
+    runs, _ = run_lrs(frame)
+    np.testing.assert_array_equal(runs["r"].lr, ScheduleSpec.parse(WSD).dense())
