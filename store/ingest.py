@@ -20,6 +20,7 @@ import duckdb
 from store import shards
 from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
 from store.summary import refresh_summaries, replace_points
+from store.uniq import keys_unique
 
 if TYPE_CHECKING:
     from store.core import Store
@@ -78,28 +79,31 @@ def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[s
 
 
 def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
-    """Stage the shards' rows (last write wins within the batch) and upsert them."""
+    """Upsert the shards' rows straight from Parquet (last write wins within the batch)."""
     cols = ", ".join(POINT_COLUMNS)
     names = [str(p) for p in files]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM read_parquet(?)", [names]
+        f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({_list(names)})"
     )
-    dupes = con.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM _staged GROUP BY project, run, split, step "
-        "HAVING count(*) > 1)"
-    ).fetchone()
-    if dupes and dupes[0]:
+    if keys_unique(con, "_shards", "project, run, split"):
+        staged = "_shards"
+    else:
         # A resumed run re-logged some steps: keep the latest value of each.
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM "
-            "read_parquet(?, filename = true, file_row_number = true) "
+            f"read_parquet({_list(names)}, filename = true, file_row_number = true) "
             "QUALIFY row_number() OVER (PARTITION BY project, run, split, step "
-            "ORDER BY filename DESC, file_row_number DESC) = 1",
-            [names],
+            "ORDER BY filename DESC, file_row_number DESC) = 1"
         )
-    n = replace_points(con, "_staged")
+        staged = "_staged"
+    n = replace_points(con, staged)
     refresh_summaries(con, "_touched")
     return n
+
+
+def _list(paths: list[str]) -> str:
+    """A SQL list literal of paths (views cannot take parameters)."""
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def merge_fact_shards(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict:

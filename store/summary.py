@@ -14,13 +14,19 @@ from store.schema import POINT_COLUMNS
 _COLS = ", ".join(POINT_COLUMNS)
 
 
-def replace_points(con: duckdb.DuckDBPyConnection, staged: str) -> int:
-    """Upsert the points of table `staged` (canonical columns, unique keys) into `points`."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM {staged}"
-    )
+def replace_points(con: duckdb.DuckDBPyConnection, staged: str, touched: str | None = None) -> int:
+    """Upsert the points of `staged` (canonical columns, unique keys) into `points`.
+
+    `touched` names a table of the (project, run) pairs in `staged` when the caller
+    already has one; otherwise `_touched` is built from `staged`.
+    """
+    if touched is None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM {staged}"
+        )
+        touched = "_touched"
     existing = con.execute(
-        "SELECT count(*) FROM points p SEMI JOIN _touched t "
+        f"SELECT count(*) FROM points p SEMI JOIN {touched} t "
         "ON p.project = t.project AND p.run = t.run"
     ).fetchone()
     if existing and existing[0]:
@@ -28,9 +34,8 @@ def replace_points(con: duckdb.DuckDBPyConnection, staged: str) -> int:
             f"DELETE FROM points p USING {staged} s WHERE p.project = s.project "
             "AND p.run = s.run AND p.split = s.split AND p.step = s.step"
         )
-    con.execute(f"INSERT INTO points ({_COLS}) SELECT {_COLS} FROM {staged}")
-    ensure_runs(con, "_touched", status="running")
-    row = con.execute(f"SELECT count(*) FROM {staged}").fetchone()
+    row = con.execute(f"INSERT INTO points ({_COLS}) SELECT {_COLS} FROM {staged}").fetchone()
+    ensure_runs(con, touched, status="running")
     return int(row[0]) if row else 0
 
 

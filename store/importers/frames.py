@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import duckdb
-import numpy as np
 
 from store.errors import BadInputError
 from store.importers.aliases import INTEGER_FACTS, RUN_FACTS
 from store.importers.scan import ScannedFile, record_location
 from store.importers.validate import check_unique, quote
+from store.uniq import keys_unique
 
 LN2 = math.log(2.0)
 POINT_FIELDS = ("run", "split", "step", "tokens", "flops", "lr", "loss", "family", "sampling_ratio")
@@ -36,7 +36,7 @@ def create_points(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
 
 def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: str) -> None:
     """Reject keys repeated with different values; merge repeats that agree."""
-    if _sorted_unique(con):
+    if keys_unique(con, "_points", "run, split"):
         return
     repeats = check_unique(con, scanned, "_points", ("run", "split", "step"), _VALUES, where)
     if repeats:
@@ -46,24 +46,6 @@ def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: s
             f"{cols}, min(_rec) AS _rec FROM _points GROUP BY run, split, step ORDER BY _rec"
         )
         con.execute("CREATE OR REPLACE TEMP VIEW _points AS SELECT * FROM _merged")
-
-
-def _sorted_unique(con: duckdb.DuckDBPyConnection) -> bool:
-    """Cheap proof of unique keys: each (run, split) is one block, steps rising in it.
-
-    Series are told apart by a 64-bit hash (no strings leave DuckDB). A collision can
-    only merge two blocks into one, which the exact count of series then exposes, so a
-    collision sends us to the exact check instead of letting a duplicate through.
-    """
-    arrays = con.execute("SELECT hash(run, split) AS h, step FROM _points").fetchnumpy()
-    series, step = np.asarray(arrays["h"]), np.asarray(arrays["step"])
-    if len(step) < 2:
-        return True
-    change = series[1:] != series[:-1]
-    if not np.all(change | (step[1:] > step[:-1])):
-        return False
-    row = con.execute("SELECT count(*) FROM (SELECT DISTINCT run, split FROM _points)").fetchone()
-    return row is not None and int(change.sum()) + 1 == row[0]
 
 
 def create_runs(

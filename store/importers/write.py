@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from store.errors import BadInputError
 from store.importers.aliases import RUN_FACTS
+from store.importers.long import sql_text
 from store.importers.parse import ParsedFile, parse_scanned
 from store.importers.scan import scan
 from store.summary import ensure_runs, refresh_summaries, replace_points
@@ -89,30 +90,32 @@ def import_files(
     options = _options_key(format, bits, mapping)
     report = ImportReport(project=project)
     todo: list[tuple[ParsedFile, FileReport]] = []
+    scans = [scan(Path(path)) for path in paths]
+    # A short read: the lock is not held while files are parsed.
     with store.connect(read_only=True) as con:
-        for path in paths:
-            scanned = scan(Path(path))
-            done = con.execute(
-                "SELECT format, n_runs, n_points FROM uploads WHERE sha256 = ? AND project = ? "
-                "AND options = ?",
-                [scanned.sha256, project, options],
-            ).fetchone()
-            if done is not None:
-                report.files.append(
-                    FileReport(str(path), done[0], scanned.sha256, 0, 0, skipped=True)
-                )
-                continue
-            parsed = parse_scanned(scanned, format=format, bits=bits, mapping=mapping)
-            item = FileReport(
-                str(path),
-                parsed.format,
-                parsed.sha256,
-                len(parsed.run_names),
-                parsed.n_points,
-                warnings=parsed.warnings,
+        rows = con.execute(
+            "SELECT sha256, format FROM uploads WHERE project = ? AND options = ? "
+            "AND list_contains(?, sha256)",
+            [project, options, [s.sha256 for s in scans]],
+        ).fetchall()
+    done = dict(rows)
+    for path, scanned in zip(paths, scans, strict=True):
+        if scanned.sha256 in done:
+            report.files.append(
+                FileReport(str(path), done[scanned.sha256], scanned.sha256, skipped=True)
             )
-            todo.append((parsed, item))
-            report.files.append(item)
+            continue
+        parsed = parse_scanned(scanned, format=format, bits=bits, mapping=mapping)
+        item = FileReport(
+            str(path),
+            parsed.format,
+            parsed.sha256,
+            len(parsed.run_names),
+            parsed.n_points,
+            warnings=parsed.warnings,
+        )
+        todo.append((parsed, item))
+        report.files.append(item)
     if todo:
         _write(store, project, options, todo)
     return report
@@ -175,12 +178,13 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
         "WHERE runs.project = ? AND runs.run = s.run",
         [source, project],
     )
+    # A view, not a copy: the Arrow rows are scanned once, by the insert.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _staged AS SELECT ? AS project, run, split, step, "
-        "tokens, flops, lr, loss, family, sampling_ratio FROM _points_in",
-        [project],
+        f"CREATE OR REPLACE TEMP VIEW _staged AS SELECT {sql_text(project)} AS project, run, "
+        "split, step, tokens, flops, lr, loss, family, sampling_ratio FROM _points_in"
     )
-    replace_points(con, "_staged")
-    refresh_summaries(con, "_touched")
+    replace_points(con, "_staged", touched="_new_runs")
+    refresh_summaries(con, "_new_runs")
+    con.execute("DROP VIEW _staged")
     con.unregister("_runs_in")
     con.unregister("_points_in")
