@@ -123,7 +123,7 @@ class LrAnnealing(Law):
         out[:, :, 3] = -prep.extra["s2"]
         return out
 
-    def starts(self, prep: Prepared) -> np.ndarray:
+    def profile_starts(self, prep: Prepared) -> np.ndarray:
         """Minima (best first, at most 4) of the least-squares profile over alpha: for a
         fixed alpha the law is linear in (L0, A, C), so each value is one small linear
         solve; each local minimum of a coarse grid is refined by a bounded 1-D search.
@@ -154,8 +154,12 @@ class LrAnnealing(Law):
         rows.sort(key=lambda r: r[1])
         return np.array([r[0] for r in rows])
 
+    def starts(self, prep: Prepared) -> np.ndarray:
+        # The engine always tries the guess (the best minimum): only the others here.
+        return self.profile_starts(prep)[1:]
+
     def guess(self, prep: Prepared) -> np.ndarray:
-        return self.starts(prep)[0]
+        return self.profile_starts(prep)[0]
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"L0": 2.8, "A": 0.5, "alpha": 0.5, "C": 0.4}

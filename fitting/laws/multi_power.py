@@ -130,7 +130,7 @@ class MultiPower(Law):
         out[:, :, 3:] = -d_ld
         return out
 
-    def starts(self, prep: Prepared) -> np.ndarray:
+    def grid_starts(self, prep: Prepared) -> np.ndarray:
         # For fixed (alpha, C, beta, gamma) the law is linear in (L0, A, B): least squares.
         shape = grid([0.3, 0.5, 0.8], [0.5, 2.0, 8.0], [0.3, 0.6, 1.0], [0.3, 0.6, 0.9])
         m = prep.fit_mask
@@ -153,8 +153,12 @@ class MultiPower(Law):
         rows.sort(key=lambda r: r[0])
         return np.array([r[1] for r in rows[: self.n_starts]])
 
+    def starts(self, prep: Prepared) -> np.ndarray:
+        # The engine always tries the guess (the best grid point): only the others here.
+        return self.grid_starts(prep)[1:]
+
     def guess(self, prep: Prepared) -> np.ndarray:
-        return self.starts(prep)[0]
+        return self.grid_starts(prep)[0]
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "B": 400.0, "C": 2.0, "beta": 0.6, "gamma": 0.6}

@@ -203,7 +203,7 @@ def test_options_are_checked_and_schedules_stored_as_text(law) -> None:
 def test_start_grid_contains_a_close_start(law) -> None:
     truth, frame = law.example(np.random.default_rng(2))
     prep = law.prepare(frame)
-    starts = law.starts(prep)
+    starts = np.vstack([law.guess(prep)[None, :], law.starts(prep)])
     assert np.isfinite(starts).all() and starts.shape[1] == len(truth)
     y = prep.y[prep.fit_mask]
     best = min(
