@@ -92,7 +92,9 @@ class MultiPower(Law):
         extra["notes"] = notes
         return Prepared(cur.y, mask, cur.groups, cur.steps.astype(float), extra)
 
-    def _ld(self, theta: np.ndarray, prep: Prepared, grad: bool):
+    def _ld(
+        self, theta: np.ndarray, prep: Prepared, grad: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """LD at every row (K, M), and its gradient (K, M, 4) when asked."""
         ex = prep.extra
         terms: LossDropTerms = ex["terms"]
