@@ -169,3 +169,48 @@ def test_shipped_specs_expand() -> None:
             c.schedule_spec()  # every schedule in the specs parses
     demo = sweep.load("demo-cpu", project="demo")
     assert all(c.project == "demo" for c in demo) and len(demo) >= 4
+
+
+@pytest.mark.slow
+def test_train_cli_streams_into_the_store(tmp_path: Path) -> None:
+    cmd = [
+        str(BIN / "scalinglab"),
+        "train",
+        "--preset",
+        "cpu-tiny",
+        "--data",
+        "markov:vocab=32,seed=1",
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "3",
+        "--store",
+        str(tmp_path),
+        "--project",
+        "cli",
+        "--run",
+        "r1",
+        "--schedule",
+        "wsd:peak=1e-3,warmup=1,decay=2,final=1e-4",
+        "--threads",
+        "1",
+    ]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["steps_done"] == 6
+    pts = points_frame(Store(tmp_path), project="cli")
+    assert sorted(pts[pts["split"] == "train"]["step"]) == list(range(6))
+    assert sorted(pts[pts["split"] == "eval"]["step"]) == [2, 5]
+    bad = subprocess.run(
+        [*cmd[:2], "--preset", "gpt-7t", "--store", str(tmp_path)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert bad.returncode == 2 and "unknown preset" in bad.stderr

@@ -43,6 +43,7 @@ class MarkovSpec:
     zipf: float = 1.2  # exponent of each row's own Zipf distribution
     mix: float = 0.3  # weight of the shared Zipf unigram in every row
     unigram: float = 1.1  # exponent of the shared unigram
+    row_zipf: float = 0.0  # > 0: contexts pick rows with Zipf weights (few rows dominate)
     seed: int = 0
 
 
@@ -70,7 +71,10 @@ class MarkovChain:
         self.emissions = s.mix * zipf(s.vocab, s.unigram) + (1 - s.mix) * emissions
         self.cdf = np.cumsum(self.emissions, axis=1)
         self.cdf[:, -1] = 1.0  # guard against rounding leaving the last bucket short
-        ctx = np.arange(n_ctx) if rows == n_ctx else rng.integers(0, rows, n_ctx)
+        if s.row_zipf > 0:
+            ctx = rng.choice(rows, size=n_ctx, p=zipf(rows, s.row_zipf))
+        else:
+            ctx = np.arange(n_ctx) if rows == n_ctx else rng.integers(0, rows, n_ctx)
         self.ctx_row = ctx.reshape((s.vocab,) * s.order)
         self.stationary = self._stationary()
 
