@@ -270,3 +270,30 @@ def test_schedule_cells_may_hold_dicts_as_the_trainer_records_them() -> None:
     frame = _frame(COSINE, 50).assign(schedule=[ScheduleSpec.parse(WSD).to_dict()] * 40)
     runs, _ = run_lrs(frame)
     np.testing.assert_array_equal(runs["r"].lr, ScheduleSpec.parse(WSD).dense())
+
+
+@pytest.mark.parametrize("law", [LrAnnealing(), MultiPower()], ids=lambda law: law.name)
+def test_bad_frames_name_what_is_wrong(law) -> None:
+    good = _frame(COSINE, 100)
+    with pytest.raises(FitError, match="'step' column"):
+        law.prepare(good.drop(columns="step"))
+    with pytest.raises(FitError, match="loss must be > 0"):
+        law.prepare(good.assign(loss=-1.0))
+    with pytest.raises(FitError, match="needs a 'loss' column"):
+        law.prepare(good.drop(columns="loss"))
+    with pytest.raises(FitError, match="lr must be >= 0"):
+        law.prepare(good.assign(lr=-1e-3))
+    with pytest.raises(FitError, match="no rows"):
+        law.prepare(good.iloc[:0])
+    assert law.prepare(good.drop(columns="loss"), for_fit=False).n_points == 0
+
+
+def test_include_warmup_false_drops_the_warmup_area() -> None:
+    law = LrAnnealing()
+    frame = _frame(COSINE, 100)
+    with_w = law.prepare(frame, schedules={"r": COSINE})
+    without = law.prepare(frame, schedules={"r": COSINE}, include_warmup=False)
+    warm_area = ScheduleSpec.parse(COSINE).dense()[:100].sum()
+    np.testing.assert_allclose(
+        np.exp(with_w.extra["log_s1"]) - np.exp(without.extra["log_s1"]), warm_area
+    )
