@@ -72,7 +72,14 @@ def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> p
         points = points[has_eval] if has_eval.any() else points[points["split"] == "train"]
     if sel.get("reduce", "final") == "final":
         if sel.get("finished", True) and "status" in points.columns:
-            points = points[~points["status"].isin(LIVE_STATUSES)]
+            live = points["status"].isin(LIVE_STATUSES)
+            if len(points) and live.all():
+                n_live = points.loc[live, "run"].nunique()
+                raise BadInputError(
+                    f"no finished runs yet in project {project!r} ({n_live} running or "
+                    "failed): a fit on final losses waits for runs to finish"
+                )
+            points = points[~live]
         points = final_losses(points)
     return points.reset_index(drop=True)
 

@@ -87,6 +87,71 @@ def _export(project: str, chosen: list[str]) -> None:
         st.download_button(f"Download {name}", payload, file_name=name, mime=mime)
 
 
+def _wait_for_runs(root: str, project: str | None) -> None:
+    """Fragment body on an empty store: rerun the page as soon as a run appears (the demo
+    sweep's first shard), so a newcomer never has to reload."""
+    if len(data.runs(root, project)):
+        st.rerun()
+
+
+def _choose(project: str, names: list[str]) -> list[str]:
+    follow = st.toggle(
+        f"Plot all runs (the first {MAX_DEFAULT_RUNS}; new runs join as they start)",
+        value=True,
+        key=f"runs-follow-{project}",
+    )
+    if follow:
+        return names[:MAX_DEFAULT_RUNS]
+    return st.multiselect(
+        "Runs to plot", names, default=names[: min(6, len(names))], key=f"runs-chosen-{project}"
+    )
+
+
+def _body(
+    root: str, project: str | None, search: str, statuses: list[str], view: dict, was_live: bool
+) -> None:
+    """The runs table and the plot; a fragment that redraws itself while runs are live."""
+    all_runs = data.runs(root, project)
+    shown = _filter(all_runs, search, statuses)
+    st.dataframe(facts_table(shown), hide_index=True, width="stretch", height=260)
+    if was_live and not all_runs["status"].eq("running").any():
+        st.rerun()  # everything finished: rerun the page once, without the timer
+    if project is None:
+        st.info("Pick a project in the sidebar to plot its runs.")
+        return
+    chosen = _choose(project, list(shown["run"].astype(str)))
+    if not chosen:
+        st.info("Select runs to plot.")
+        return
+    _plot(
+        root,
+        project,
+        tuple(chosen),
+        view["x"],
+        tuple(view["splits"]),
+        view["log_x"],
+        view["log_y"],
+        view["smoothing"],
+    )
+    with st.expander("Export (full resolution)"):
+        _export(project, chosen)
+
+
+def _view_controls() -> dict:
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 3])
+    return {
+        "x": c1.radio(
+            "x axis", list(X_CHOICES), format_func=X_CHOICES.get, horizontal=True, key="runs-x"
+        ),
+        "splits": c2.multiselect(
+            "Splits", ["train", "eval"], default=["train", "eval"], key="runs-splits"
+        ),
+        "log_x": c3.toggle("log x", value=True, key="runs-logx"),
+        "log_y": c3.toggle("log y", value=True, key="runs-logy"),
+        "smoothing": c4.slider("EMA smoothing", 0.0, 0.99, 0.6, 0.01, key="runs-smooth"),
+    }
+
+
 def main() -> None:
     st.title("Runs")
     root = data.store_root()
@@ -97,39 +162,17 @@ def main() -> None:
             "The store is empty. Upload CSV files on the Upload page, or run "
             "`scalinglab demo` to train a small model family live."
         )
+        st.fragment(_wait_for_runs, run_every=REFRESH_S)(root, project)
         return
     search = st.sidebar.text_input("Search runs", key="runs-search")
     statuses = st.sidebar.multiselect(
         "Status", sorted(all_runs["status"].dropna().unique()), key="runs-status"
     )
-    shown = _filter(all_runs, search, statuses)
-    st.dataframe(facts_table(shown), hide_index=True, width="stretch", height=260)
-    if project is None:
-        st.info("Pick a project in the sidebar to plot its runs.")
-        return
-    names = list(shown["run"].astype(str))
-    chosen = st.multiselect(
-        "Runs to plot", names, default=names[:MAX_DEFAULT_RUNS], key=f"runs-chosen-{project}"
-    )
-    c1, c2, c3, c4 = st.columns([2, 2, 1, 3])
-    x = c1.radio(
-        "x axis", list(X_CHOICES), format_func=X_CHOICES.get, horizontal=True, key="runs-x"
-    )
-    splits = c2.multiselect(
-        "Splits", ["train", "eval"], default=["train", "eval"], key="runs-splits"
-    )
-    log_x = c3.toggle("log x", value=True, key="runs-logx")
-    log_y = c3.toggle("log y", value=True, key="runs-logy")
-    smoothing = c4.slider("EMA smoothing", 0.0, 0.99, 0.6, 0.01, key="runs-smooth")
-    if not chosen:
-        st.info("Select runs to plot.")
-        return
-    live = bool(shown[shown["run"].isin(chosen)]["status"].eq("running").any())
-    # Live runs redraw themselves; finished ones do not poll the store.
-    plot = st.fragment(_plot, run_every=REFRESH_S if live else None)
-    plot(root, project, tuple(chosen), x, tuple(splits), log_x, log_y, smoothing)
-    with st.expander("Export (full resolution)"):
-        _export(project, chosen)
+    view = _view_controls()
+    live = bool(all_runs["status"].eq("running").any())
+    # Live runs redraw themselves (new points, new runs); finished ones do not poll.
+    body = st.fragment(_body, run_every=REFRESH_S if live else None)
+    body(root, project, search, statuses, view, live)
 
 
 main()

@@ -54,6 +54,7 @@ def test_runs_page_lists_runs_and_plots_the_selected(store: object) -> None:
     table = at.dataframe[0].value
     assert len(table) == 5 and {"N", "status", "last loss"} <= set(table.columns)
     assert len(at.get("plotly_chart")) == 1
+    at.toggle(key="runs-follow-demo").set_value(False).run()
     at.multiselect(key="runs-chosen-demo").set_value(["n100000"]).run()
     at.radio(key="runs-x").set_value("tokens").run()
     assert not at.exception
