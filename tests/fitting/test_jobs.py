@@ -79,6 +79,6 @@ def test_run_job_records_the_error(store: object) -> None:
 
 def test_final_losses_wait_for_finished_runs(tmp_path: Path) -> None:
     live = build_store(tmp_path / "live", sizes=(1e5, 1e6), running=("n100000", "n1000000"))
-    with pytest.raises(ScalinglabError, match=r"no finished runs yet .* 2 running"):
+    with pytest.raises(ScalinglabError, match=r"no finished runs yet .*\(2 running"):
         select_data(live, "demo", None)
     assert len(select_data(live, "demo", {"finished": False})) == 2
