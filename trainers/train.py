@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -244,12 +245,16 @@ def train(
     )
     rows = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
     t0, last_train, last_eval, status = time.perf_counter(), math.nan, {}, "failed"
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    next_batch = prefetch.submit(source.batch, start, cfg.batch_size, cfg.seq_len)
     try:
         for step in range(start, cfg.steps):
             lr = float(lrs[step])
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = source.batch(step, cfg.batch_size, cfg.seq_len)  # the global batch
+            batch = next_batch.result()  # the global batch of this step
+            if step + 1 < cfg.steps:  # generate the next one while this step computes
+                next_batch = prefetch.submit(source.batch, step + 1, cfg.batch_size, cfg.seq_len)
             local = to_device(batch, dev, rows)
             loss_sum = torch.zeros((), device=dev)
             for m in range(n_micro):
@@ -291,6 +296,7 @@ def train(
                 checkpoint.save(ckpt_dir, model, optimizer, step)
         status = "finished"
     finally:
+        prefetch.shutdown(wait=False, cancel_futures=True)
         sink.close(status=status)
         distributed.teardown(info)
 
