@@ -253,43 +253,52 @@ def loss_drop_terms(
     """Binned LD terms of ``run`` at ``steps`` (the LR changes of the warmup count as
     negative drops when ``include_warmup``, as in Luo et al.'s code)."""
     eta = np.maximum(run.lr, _LR_FLOOR)
-    s1 = np.cumsum(run.lr)
     drop = np.zeros_like(eta)
     drop[1:] = run.lr[:-1] - run.lr[1:]
     if not include_warmup:
         drop[: run.warmup_steps + 1] = 0.0
     absd = np.abs(drop)
+    s1 = np.cumsum(run.lr)
     # Prefix sums over k (index 0 = empty prefix), so any bin (lo, hi] is a difference.
-    pre_w = np.r_[0.0, np.cumsum(drop)]
-    pre_a = np.r_[0.0, np.cumsum(absd)]
-    pre_le = np.r_[0.0, np.cumsum(absd * np.log(eta))]
-    s_prev = np.r_[0.0, s1[:-1]]
-    pre_s = np.r_[0.0, np.cumsum(absd * s_prev)]
+    pre = {
+        "w": np.r_[0.0, np.cumsum(drop)],
+        "a": np.r_[0.0, np.cumsum(absd)],
+        "le": np.r_[0.0, np.cumsum(absd * np.log(eta))],
+        "s": np.r_[0.0, np.cumsum(absd * np.r_[0.0, s1[:-1]])],
+        "s1": s1,
+    }
     pos = run.index(steps)
     dist = _distance_edges(int(pos.max()) if pos.size else 0, n_exact, ratio)
+    breaks = _lr_breaks(eta, run.warmup_steps, log_tol)
+    per = max(1, 2_000_000 // (dist.size + breaks.size))  # bounded work arrays
+    parts = [_bin(pre, pos[i : i + per], dist, breaks) for i in range(0, pos.size, per)]
+    return LossDropTerms.concat(parts) if len(parts) != 1 else parts[0]
+
+
+def _bin(
+    pre: dict[str, np.ndarray], pos: np.ndarray, dist: np.ndarray, breaks: np.ndarray
+) -> LossDropTerms:
+    """The binned terms of the points at dense positions ``pos``."""
     # Bin edges of point t (prefix indexing: bin (lo, hi] holds k = lo .. hi - 1): the
     # distances t - dist from t, plus global breaks where log eta has moved by
     # ``log_tol`` or the warmup ends, so no bin mixes very different LRs or signs.
-    breaks = _lr_breaks(eta, run.warmup_steps, log_tol)
     edges = np.concatenate(
         [pos[:, None] - dist[None, :] + 1, np.broadcast_to(breaks, (pos.size, breaks.size))],
         axis=1,
     )
     edges = np.sort(np.clip(edges, 1, pos[:, None] + 1), axis=1)
     lo, hi = edges[:, :-1], edges[:, 1:]
-    mass = pre_a[hi] - pre_a[lo]
+    mass = pre["a"][hi] - pre["a"][lo]
     keep = mass > 0
     # Every point keeps one term (weight 0 when nothing contributes) so reduceat is safe.
-    first = np.zeros_like(keep)
-    first[:, 0] = True
-    keep |= ~keep.any(axis=1, keepdims=True) & first
+    keep[:, 0] |= ~keep.any(axis=1)
     rows, cols = np.nonzero(keep)
     lo_k, hi_k, m = lo[rows, cols], hi[rows, cols], mass[rows, cols]
     safe = np.where(m > 0, m, 1.0)
-    weight = np.where(m > 0, pre_w[hi_k] - pre_w[lo_k], 0.0)
-    log_eta = np.where(m > 0, (pre_le[hi_k] - pre_le[lo_k]) / safe, 0.0)
-    mean_prev = np.where(m > 0, (pre_s[hi_k] - pre_s[lo_k]) / safe, 0.0)
-    span = s1[pos[rows]] - mean_prev
+    weight = np.where(m > 0, pre["w"][hi_k] - pre["w"][lo_k], 0.0)
+    log_eta = np.where(m > 0, (pre["le"][hi_k] - pre["le"][lo_k]) / safe, 0.0)
+    mean_prev = np.where(m > 0, (pre["s"][hi_k] - pre["s"][lo_k]) / safe, 0.0)
+    span = pre["s1"][pos[rows]] - mean_prev
     log_span = np.log(np.maximum(span, _LR_FLOOR))
     offsets = np.searchsorted(rows, np.arange(pos.size))
     return LossDropTerms(weight, log_eta, log_span, offsets)
@@ -297,10 +306,10 @@ def loss_drop_terms(
 
 def _lr_breaks(eta: np.ndarray, warmup_steps: int, log_tol: float) -> np.ndarray:
     """Prefix indices where the cumulative |change of log eta| crosses a multiple of
-    ``log_tol`` (at most ~4,000 of them), plus the end of the warmup."""
+    ``log_tol`` (at most ~1,000 of them), plus the end of the warmup."""
     # Offset so that the tiny LRs early in a warmup (where G is ~1 anyway) share bins.
     moved = np.r_[0.0, np.cumsum(np.abs(np.diff(np.log(eta + 0.05 * eta.max()))))]
-    tol = max(log_tol, float(moved[-1]) / 4000.0)
+    tol = max(log_tol, float(moved[-1]) / 1000.0)
     level = np.floor(moved / tol)
     ks = np.flatnonzero(np.diff(level) != 0) + 1  # first k of each new level
     return np.unique(np.r_[ks, warmup_steps + 1]).astype(np.int64)

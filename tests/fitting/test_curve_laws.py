@@ -297,3 +297,17 @@ def test_include_warmup_false_drops_the_warmup_area() -> None:
     np.testing.assert_allclose(
         np.exp(with_w.extra["log_s1"]) - np.exp(without.extra["log_s1"]), warm_area
     )
+
+
+def test_loss_drop_terms_for_many_points_are_built_in_chunks() -> None:
+    """20,000 points (a loss at every step) build in bounded chunks; spot-check them."""
+    spec = ScheduleSpec.luo2025("cosine_24000")
+    run = RunLR("r", 0, spec.dense(), spec.warmup_steps, "schedule")
+    steps = np.arange(4000, 24000)
+    params = {"b": 400.0, "c": 2.0, "beta": 0.6, "gamma": 0.6}
+    terms = loss_drop_terms(run, steps)
+    assert terms.offsets.size == steps.size
+    ld, _ = terms.drop(*(np.array([v]) for v in params.values()))
+    spot = np.arange(0, steps.size, 997)
+    exact = exact_loss_drop(run, steps[spot], **params)
+    np.testing.assert_allclose(ld[0, spot], exact, atol=1e-4 * np.abs(exact).max())
