@@ -25,6 +25,9 @@ def resolve_curve_options(
 ) -> dict[str, Any]:
     """Options of a curve law, completed with defaults; schedules stored as text; the
     ``split`` to fit chosen when the frame mixes several (``train`` when present)."""
+    options = dict(options)
+    if "lambda" in options and "lam" in defaults:  # the paper's name (a Python keyword)
+        options["lam"] = options.pop("lambda")
     out = {**defaults, "split": None, **options}
     known = {*defaults, "schedules", "split"}
     unknown = set(out) - known

@@ -311,3 +311,12 @@ def test_loss_drop_terms_for_many_points_are_built_in_chunks() -> None:
     spot = np.arange(0, steps.size, 997)
     exact = exact_loss_drop(run, steps[spot], **params)
     np.testing.assert_allclose(ld[0, spot], exact, atol=1e-4 * np.abs(exact).max())
+
+
+def test_lambda_is_accepted_as_the_papers_name_for_lam() -> None:
+    law = LrAnnealing()
+    assert law.resolve(pd.DataFrame(), **{"lambda": 0.99})["lam"] == 0.99
+    frame = _frame(WSD, 100)
+    a = law.prepare(frame, schedules={"r": WSD}, lam=0.99).extra["s2"]
+    b = law.prepare(frame, schedules={"r": WSD}, **{"lambda": 0.99}).extra["s2"]
+    np.testing.assert_array_equal(a, b)
