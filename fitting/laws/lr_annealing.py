@@ -9,6 +9,7 @@ predicts the loss curve of other schedules (``fitting.analyses.schedule_curve``)
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,6 +36,8 @@ def resolve_curve_options(
         raise FitError(
             f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
         )
+    for key, default in defaults.items():
+        out[key] = _typed(key, out[key], type(default))
     schedules = out.get("schedules") or {}
     if not isinstance(schedules, dict):
         raise FitError("option schedules must map run names to schedule specs")
@@ -45,6 +48,21 @@ def resolve_curve_options(
         if out["split"] is None and len(splits) > 1:
             out["split"] = "train" if "train" in splits else splits[0]
     return out
+
+
+def _typed(key: str, value: Any, kind: type) -> Any:
+    """An option value of the default's type (options may arrive as text from a job)."""
+    text = str(value).strip().lower()
+    if kind is bool and (isinstance(value, bool) or text in ("true", "false", "1", "0")):
+        return text in ("true", "1")
+    try:
+        if kind is not bool:
+            number = float(value)
+            if math.isfinite(number) and (kind is float or number == round(number)):
+                return kind(number)
+    except (TypeError, ValueError):
+        pass
+    raise FitError(f"option {key} must be a {kind.__name__}, got {value!r}")
 
 
 def local_minima(values: np.ndarray, n: int) -> np.ndarray:

@@ -320,3 +320,13 @@ def test_lambda_is_accepted_as_the_papers_name_for_lam() -> None:
     a = law.prepare(frame, schedules={"r": WSD}, lam=0.99).extra["s2"]
     b = law.prepare(frame, schedules={"r": WSD}, **{"lambda": 0.99}).extra["s2"]
     np.testing.assert_array_equal(a, b)
+
+
+def test_options_are_typed_like_their_defaults() -> None:
+    opts = MultiPower().resolve(pd.DataFrame(), ld_warmup="false", max_eval="500")
+    assert opts["ld_warmup"] is False and opts["max_eval"] == 500
+    assert LrAnnealing().resolve(pd.DataFrame(), lam="0.99")["lam"] == 0.99
+    with pytest.raises(FitError, match="option include_warmup must be a bool"):
+        LrAnnealing().resolve(pd.DataFrame(), include_warmup="maybe")
+    with pytest.raises(FitError, match="option max_eval must be a int"):
+        MultiPower().resolve(pd.DataFrame(), max_eval=2.5)
