@@ -109,6 +109,10 @@ class LossModel(nn.Module):
         else:
             hidden, targets = self.model(batch["x"]), batch["y"]
         weight = self.model.output_weight()
+        kind = hidden.device.type
+        if torch.is_autocast_enabled(kind):  # the CCE kernel wants one dtype for both
+            dtype = torch.get_autocast_dtype(kind)
+            hidden, weight = hidden.to(dtype), weight.to(dtype)
         if self.impl == "materialized":
             return F.cross_entropy((hidden @ weight.T).float().flatten(0, -2), targets.flatten())
         from trainers.cce import linear_cross_entropy
