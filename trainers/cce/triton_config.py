@@ -25,9 +25,12 @@ class BlockConfig:
     vocab_splits: int = 0  # forward: programs sharing one token block's vocab; 0 = auto
 
 
-# Starting points for Hopper, bf16/fp16 (fp32 halves block_d to fit shared memory).
+# Starting points for Hopper (sm_90), chosen so that `python -m trainers.cce.codegen_check`
+# shows no register spills; `bench/cce_bench.py` searches around them on a real GPU.
 _FORWARD = BlockConfig(block_n=128, block_v=128, block_d=64, num_warps=8, num_stages=3)
 _BACKWARD = BlockConfig(block_n=128, block_v=128, block_d=64, num_warps=8, num_stages=3)
+# fp32 tiles take twice the shared memory and registers (ieee dots): halve N and D.
+_FP32 = {"block_n": 64, "block_d": 32}
 
 _override: dict[str, BlockConfig] = {}
 
@@ -35,13 +38,13 @@ _override: dict[str, BlockConfig] = {}
 def forward_config(dtype: torch.dtype) -> BlockConfig:
     if "forward" in _override:
         return _override["forward"]
-    return _FORWARD if dtype != torch.float32 else replace(_FORWARD, block_d=32)
+    return _FORWARD if dtype != torch.float32 else replace(_FORWARD, **_FP32)
 
 
 def backward_config(dtype: torch.dtype) -> BlockConfig:
     if "backward" in _override:
         return _override["backward"]
-    return _BACKWARD if dtype != torch.float32 else replace(_BACKWARD, block_d=32)
+    return _BACKWARD if dtype != torch.float32 else replace(_BACKWARD, **_FP32)
 
 
 @contextlib.contextmanager
