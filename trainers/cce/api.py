@@ -67,13 +67,17 @@ def linear_cross_entropy(
         impl == "auto" and capabilities.auto_uses_triton(hidden.device)
     )
     flat_h = hidden.reshape(-1, hidden.shape[-1])
-    flat_t = targets.reshape(-1)
+    flat_t = targets.reshape(-1).long()  # gather and the kernels index with int64
     if not use_triton and _native_allows(spec, return_lse, hidden.device):
         loss = native_linear_cross_entropy(flat_h, weight, bias, flat_t, spec, reduction)
         return loss.reshape(targets.shape) if reduction == "none" else loss
     if use_triton:
         from trainers.cce.op import triton_linear_cross_entropy
 
+        # The kernels would silently read a target outside [0, V) as "no target logit";
+        # PyTorch raises. Checked on the device, without a host sync.
+        in_range = (flat_t == spec.ignore_index) | ((flat_t >= 0) & (flat_t < weight.shape[0]))
+        torch._assert_async(in_range.all(), "linear_cross_entropy: target out of range")
         per_token, lse = triton_linear_cross_entropy(flat_h, weight, bias, flat_t, spec)
     else:
         rows = chunk_rows(flat_h.shape[0], weight.shape[0])

@@ -130,3 +130,21 @@ def test_64bit_indexing(big: str) -> None:
     ref.sum().backward()
     torch.testing.assert_close(loss[-64:], ref, atol=5e-2, rtol=2e-2)
     torch.testing.assert_close(h.grad[-64:].float(), tail.grad, atol=2e-2, rtol=5e-2)
+
+
+@pytest.mark.skipif(ON_GPU, reason="a device-side assert would poison the CUDA context")
+def test_out_of_range_target_raises() -> None:
+    inputs = make_inputs(20, 16, 40, device=DEVICE)
+    targets = inputs["targets"].clone()
+    targets[3] = 40
+    with use_configs(SMALL, SMALL), pytest.raises(RuntimeError, match="out of range"):
+        triton_impl(inputs["hidden"], inputs["weight"], targets)
+
+
+def test_int32_targets() -> None:
+    inputs = make_inputs(30, 16, 50, device=DEVICE)
+    args = (inputs["hidden"], inputs["weight"])
+    with use_configs(SMALL, SMALL):
+        got = triton_impl(*args, inputs["targets"].int(), reduction="none")
+        want = triton_impl(*args, inputs["targets"], reduction="none")
+    torch.testing.assert_close(got, want)
