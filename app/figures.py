@@ -327,6 +327,7 @@ def schedule_figure(
     observed: pd.DataFrame | None = None,
     *,
     log_y: bool = False,
+    band: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> go.Figure:
     """An LR schedule (top) and the loss curve predicted for it (bottom), beside the
     observed curves the fit was trained on (`observed`: run, step, loss)."""
@@ -351,6 +352,29 @@ def schedule_figure(
                 row=2,
                 col=1,
             )
+    if band is not None:
+        lo, hi = band
+        fig.add_trace(
+            go.Scatter(
+                x=steps, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"
+            ),
+            row=2,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=lo,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor=BAND_FILL,
+                name="95% band",
+                hoverinfo="skip",
+            ),
+            row=2,
+            col=1,
+        )
     if predicted is not None:
         fig.add_trace(
             go.Scatter(

@@ -156,7 +156,7 @@ def residuals_figure(result: Any, data: pd.DataFrame) -> go.Figure:
 def kl_frame(result: Any, data: pd.DataFrame) -> pd.DataFrame | None:
     """Loss at each data size split into irreducible (L_inf) and reducible (KL) parts."""
     l_inf = irreducible(result)
-    if l_inf is None:
+    if l_inf is None or result.law in CURVE_LAWS:  # a curve's rows are not sizes
         return None
     x = main_x(result, data)
     rows = data.drop_duplicates(subset=[x]).sort_values(x)

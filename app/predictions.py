@@ -92,24 +92,35 @@ def kl_decomposition(result: Any, point: dict[str, float]) -> dict[str, Any]:
     return one_row(analyses.kl_decomposition(result, frame))
 
 
-def schedule_curve(result: Any, spec: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, lr, predicted loss) for a schedule the user designed.
+def schedule_curve(result: Any, spec: Any) -> pd.DataFrame:
+    """`step, lr, loss` (and `lo, hi` when the fit has a band) for a designed schedule.
 
-    Uses `fitting.analyses.schedule_curve` when present; otherwise predicts directly on a
-    dense frame of the schedule's exact per-step LR (what the curve laws are built on)."""
+    Uses `fitting.analyses.schedule_curve`; without it, predicts directly on a dense frame
+    of the schedule's exact per-step LR (what the curve laws are built on)."""
     from fitting import analyses
 
-    steps = np.arange(1, int(spec.total_steps) + 1)
     if hasattr(analyses, "schedule_curve"):
-        out = analyses.schedule_curve(result, spec)
-        if isinstance(out, pd.DataFrame):
-            return out["step"].to_numpy(), out["lr"].to_numpy(), out["loss"].to_numpy()
-        d = as_dict(out)
-        steps = np.asarray(d.get("step", d.get("steps", steps)))
-        return steps, np.asarray(d["lr"]), np.asarray(d["loss"])
-    lr = np.asarray(spec.lr(steps), dtype=float)
-    frame = pd.DataFrame({"run": "designed", "step": steps, "lr": lr})
-    return steps, lr, np.asarray(result.predict(frame), dtype=float)
+        return analyses.schedule_curve(result, spec)
+    steps = np.arange(1, int(spec.total_steps) + 1)
+    frame = pd.DataFrame({"run": "designed", "step": steps, "lr": spec.lr(steps)})
+    return frame.assign(loss=np.asarray(result.predict(frame), dtype=float))
+
+
+def schedule_spec(
+    kind: str, *, total: int, warmup: int, peak: float, final: float, decay: int, shape: str
+) -> Any:
+    """A ScheduleSpec from the designer's controls (fields a shape does not use are left
+    at their defaults; multistep drops 10x at 50% and 75% of training)."""
+    from fitting.schedules import ScheduleSpec
+
+    extra: dict[str, Any] = {}
+    if kind == "wsd":
+        extra = {"decay_steps": decay, "decay_shape": shape}
+    elif kind == "multistep":
+        extra = {"milestones": (total // 2, (3 * total) // 4), "gamma": 0.1}
+    if kind != "constant" and kind != "multistep":
+        extra["final_lr"] = final
+    return ScheduleSpec(kind=kind, peak_lr=peak, total_steps=total, warmup_steps=warmup, **extra)
 
 
 def encoder_decoder_split(result: Any, budget: float) -> dict[str, Any]:

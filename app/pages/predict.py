@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -94,8 +95,6 @@ def reducible_target(result: Any) -> None:
 
 
 def schedule_designer(result: Any, record: dict[str, Any]) -> None:
-    from fitting.schedules import ScheduleSpec
-
     st.subheader("LR-schedule designer")
     c = st.columns(6)
     kind = c[0].selectbox(
@@ -107,22 +106,25 @@ def schedule_designer(result: Any, record: dict[str, Any]) -> None:
     final = c[4].number_input("Final LR", 0.0, 1.0, 3e-5, format="%.2e", key="pred-final")
     decay = int(c[5].number_input("Decay steps (wsd)", 0, 10_000_000, 4_000, key="pred-decay"))
     shape = st.radio(
-        "Decay shape (wsd)", ["linear", "cosine", "exponential"], horizontal=True, key="pred-shape"
+        "Decay shape (wsd)",
+        ["linear", "cosine", "exponential"],
+        horizontal=True,
+        key="pred-shape",
     )
-    spec = ScheduleSpec(
-        kind=kind,
-        peak_lr=peak,
-        total_steps=total,
-        warmup_steps=warmup,
-        final_lr=final,
-        decay_steps=decay,
-        decay_shape=shape,
+    spec = predictions.schedule_spec(
+        kind, total=total, warmup=warmup, peak=peak, final=final, decay=decay, shape=shape
     )
-    steps, lr, loss = predictions.schedule_curve(result, spec)
+    curve = predictions.schedule_curve(result, spec)
+    band = None
+    if {"lo", "hi"} <= set(curve.columns) and np.isfinite(curve[["lo", "hi"]].to_numpy()).all():
+        band = (curve["lo"].to_numpy(), curve["hi"].to_numpy())
     seen = observed(record, reduce="all")
-    cols = [c for c in ("run", "step", "loss") if c in seen.columns]
-    seen = seen[cols].dropna() if len(cols) == 3 else None
-    st.plotly_chart(figures.schedule_figure(steps, lr, loss, seen), key="pred-schedule")
+    seen = seen[["run", "step", "loss"]].dropna() if {"run", "step", "loss"} <= set(seen) else None
+    fig = figures.schedule_figure(
+        curve["step"].to_numpy(), curve["lr"].to_numpy(), curve["loss"].to_numpy(), seen, band=band
+    )
+    st.plotly_chart(fig, key="pred-schedule")
+    st.metric("Predicted final loss", f"{float(curve['loss'].iloc[-1]):.4f}")
 
 
 def encoder_decoder(result: Any) -> None:

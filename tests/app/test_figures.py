@@ -128,5 +128,9 @@ def test_residual_kl_history_schedule_and_bar_figures() -> None:
     observed = pd.DataFrame({"run": ["a"] * 100, "step": steps, "loss": 3 - steps / 100})
     sf = figures.schedule_figure(steps, np.full(100, 1e-3), 3 - steps / 90, observed)
     assert [t.name for t in sf.data] == ["learning rate", "a", "predicted loss"]
+    banded = figures.schedule_figure(
+        steps, np.full(100, 1e-3), 3 - steps / 90, None, band=(2.9 - steps / 90, 3.1 - steps / 90)
+    )
+    assert "95% band" in [t.name for t in banded.data]
     bars = figures.bar_figure(["x", "y"], [0.3, 0.7], y_title="ratio")
     assert list(bars.data[0].y) == [0.3, 0.7]

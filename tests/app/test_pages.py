@@ -164,3 +164,24 @@ def test_upload_page_maps_unrecognised_columns(store: object) -> None:
     assert not at.error and "Detected format: **long**" in texts(at)
     at.button(key="upload-confirm").click().run()
     assert "1 run(s), 2 point(s)" in texts(at)
+
+
+@pytest.mark.slow
+def test_predict_page_schedule_designer_with_a_curve_law(store: object) -> None:
+    need("fitting.analyses")
+    need("fitting.persist")
+    from fitting import persist
+    from fitting.jobs import fit_selection
+
+    selection = {"reduce": "all", "splits": ["train"], "runs": ["n100000"]}
+    result, _ = fit_selection(store, "demo", "lr_annealing", selection, {})
+    persist.save_result(store, result, "demo", selection)
+    at = open_page("pages/predict.py")
+    at.number_input(key="pred-total").set_value(80).run()
+    at.number_input(key="pred-warmup").set_value(5).run()
+    at.number_input(key="pred-decay").set_value(20).run()
+    at.selectbox(key="pred-kind").set_value("wsd").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert [m.label for m in at.metric] == ["Predicted final loss"]
+    assert len(at.get("plotly_chart")) == 1
