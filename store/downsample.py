@@ -1,60 +1,78 @@
 """Downsampling a curve inside DuckDB: min/max buckets per (run, split) series.
 
-Each series with more than `max_points` points is cut into `max_points // 4` equal-width
-buckets of the x column; each bucket keeps its first and last point by x and its lowest
-and highest loss (the M4 scheme), so spikes and the curve's ends survive while at most
+A series with more than `max_points` points is cut into `max_points // 4` buckets of
+its x column; each bucket keeps its first and last point by x and its lowest and
+highest loss (the M4 scheme), so spikes and the curve's ends survive while at most
 `max_points` points leave the database. Shorter series are returned whole.
+
+Buckets are equal in log(1 + x - x0) by default, because loss curves are read on log
+axes: equal linear buckets would fold the first decades of training into a handful of
+points. All selected series share one x range, so the bucket bounds are constants and
+the query is a single scan with a GROUP BY (no join, no window).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from store.errors import BadInputError
 from store.pending import pending, points_source, with_inbox_retry
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
     from store.core import Store
 
 X_COLUMNS = ("step", "tokens", "flops")
-_OUT = ("step", "tokens", "flops", "lr", "loss")
+SPACINGS = ("log", "linear")
 
 
-def curve_sql(source: str, x: str, with_splits: bool) -> str:
-    """The downsampling query over `source`; parameters: project, runs, [splits], K, K//4."""
+def _filters(x: str, with_splits: bool) -> str:
     splits = "AND list_contains(?, split)" if with_splits else ""
-    row = "struct_pack(" + ", ".join(f"{c} := {c}" for c in _OUT) + ")"
-    cols = ", ".join(_OUT)
-    return f"""
-    WITH src AS (
-        SELECT run, split, {cols} FROM {source}
-        WHERE project = ? AND list_contains(?, run) {splits}
-            AND loss IS NOT NULL AND {x} IS NOT NULL),
-    params AS (SELECT ?::BIGINT AS k, ?::BIGINT AS nb),
-    ext AS (
-        SELECT run, split, min({x}) AS x0, max({x}) AS x1, count(*) AS n
-        FROM src GROUP BY run, split),
-    small AS (
-        SELECT s.run, s.split, {", ".join("s." + c for c in _OUT)}
-        FROM src s JOIN ext e ON s.run = e.run AND s.split = e.split, params
-        WHERE e.n <= params.k),
-    buckets AS (
-        SELECT s.run, s.split,
-            least(floor((s.{x} - e.x0) * params.nb / (e.x1 - e.x0)), params.nb - 1) AS b,
-            arg_min({row}, s.{x}) AS f, arg_max({row}, s.{x}) AS l,
-            arg_min({row}, s.loss) AS lo, arg_max({row}, s.loss) AS hi
-        FROM src s JOIN ext e ON s.run = e.run AND s.split = e.split, params
-        WHERE e.n > params.k
-        GROUP BY s.run, s.split, b),
-    big AS (
-        SELECT DISTINCT run, split, unnest(p) FROM (
-            SELECT run, split, unnest([f, l, lo, hi]) AS p FROM buckets))
-    SELECT run, split, {cols} FROM small
-    UNION ALL SELECT run, split, {cols} FROM big
-    ORDER BY run, split, {x}, step"""
+    return (
+        f"project = ? AND list_contains(?, run) {splits} AND loss IS NOT NULL AND {x} IS NOT NULL"
+    )
+
+
+def _bucket_sql(x: str, spacing: str) -> str:
+    """Bucket index in [0, nb) from parameters x0, x1, nb (in that order)."""
+    if spacing == "log":
+        pos = f"ln(1 + {x} - $x0) / ln(1 + $x1 - $x0)"
+    else:
+        pos = f"({x} - $x0) / ($x1 - $x0)"
+    return f"least(floor({pos} * $nb), $nb - 1)"
+
+
+def _columns(x: str) -> tuple[str, ...]:
+    return ("step", "loss") if x == "step" else ("step", x, "loss")
+
+
+def bucket_sql(source: str, x: str, spacing: str, with_splits: bool) -> str:
+    """The M4 query: four picks per bucket, as rows (run, split, step, [x,] loss)."""
+    picks = {
+        "f": (f"min({x})", f"arg_min(loss, {x})", f"arg_min(step, {x})"),
+        "l": (f"max({x})", f"arg_max(loss, {x})", f"arg_max(step, {x})"),
+        "lo": (f"arg_min({x}, loss)", "min(loss)", "arg_min(step, loss)"),
+        "hi": (f"arg_max({x}, loss)", "max(loss)", "arg_max(step, loss)"),
+    }
+    aggs = []
+    for name, (px, ploss, pstep) in picks.items():
+        aggs += [f"{px} AS {name}_x", f"{ploss} AS {name}_loss"]
+        if x != "step":
+            aggs.append(f"{pstep} AS {name}_step")
+    inner = (
+        f"SELECT run, split, {_bucket_sql(x, spacing)} AS b, {', '.join(aggs)} "
+        f"FROM {source} WHERE {_filters(x, with_splits)} "
+        "AND list_contains($big, run || chr(0) || split) GROUP BY run, split, b"
+    )
+    unions = []
+    for name in picks:
+        step = f"{name}_x" if x == "step" else f"{name}_step"
+        xcol = "" if x == "step" else f", {name}_x AS {x}"
+        unions.append(f"SELECT run, split, {step} AS step{xcol}, {name}_loss AS loss FROM m")
+    return f"WITH m AS MATERIALIZED ({inner}) SELECT DISTINCT * FROM ({' UNION ALL '.join(unions)})"
 
 
 def curve(
@@ -65,26 +83,83 @@ def curve(
     x: str = "step",
     max_points: int = 2000,
     splits: Sequence[str] | None = None,
+    spacing: str = "log",
 ) -> pd.DataFrame:
     """Each selected (run, split) series as at most `max_points` points, ordered by x.
 
-    Columns: run, split, step, tokens, flops, lr, loss. Rows without a loss (LR-only
-    rows) or without an x value are skipped.
+    Columns: run, split, step, the x column when it is not step, loss. Rows without a
+    loss (LR-only rows) or without an x value are skipped.
     """
     if x not in X_COLUMNS:
         raise BadInputError(f"x must be one of {X_COLUMNS}, got {x!r}")
+    if spacing not in SPACINGS:
+        raise BadInputError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     if max_points < 4:
         raise BadInputError(f"max_points must be at least 4, got {max_points}")
-    runs = [runs] if isinstance(runs, str) else list(runs)
+    names = [runs] if isinstance(runs, str) else list(runs)
 
     def read() -> pd.DataFrame:
         with store.connect(read_only=True) as con:
             source, source_params = points_source(pending(store, con))
-            sql = curve_sql(source, x, splits is not None)
-            params = [*source_params, project, runs]
-            if splits is not None:
-                params.append(list(splits))
-            params += [max_points, max_points // 4]
-            return con.execute(sql, params).df()
+            return _read(con, source, source_params, project, names, x, max_points, splits, spacing)
 
     return with_inbox_retry(read)
+
+
+def _read(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    source_params: list[Any],
+    project: str,
+    runs: list[str],
+    x: str,
+    max_points: int,
+    splits: Sequence[str] | None,
+    spacing: str,
+) -> pd.DataFrame:
+    base = [*source_params, project, runs] + ([list(splits)] if splits is not None else [])
+    where = _filters(x, splits is not None)
+    stats = con.execute(
+        f"SELECT run, split, count(*), min({x}), max({x}) FROM {source} WHERE {where} "
+        "GROUP BY run, split",
+        base,
+    ).fetchall()
+    small = [f"{r}\0{s}" for r, s, n, _, _ in stats if n <= max_points]
+    big = [row for row in stats if row[2] > max_points]
+    cols = ", ".join(_columns(x))
+    parts, params = [], []
+    if small:
+        parts.append(
+            f"SELECT run, split, {cols} FROM {source} WHERE {where} "
+            "AND list_contains(?, run || chr(0) || split)"
+        )
+        params += [*base, small]
+    frames = []
+    if parts:
+        frames.append(con.execute(parts[0], params).df())
+    if big:
+        named = dict(zip(("p" + str(i) for i in range(len(base))), base, strict=True))
+        sql = bucket_sql(source, x, spacing, splits is not None)
+        for i in range(len(base)):
+            sql = sql.replace("?", f"$p{i}", 1)
+        x0 = float(min(row[3] for row in big))
+        x1 = float(max(row[4] for row in big))
+        named |= {
+            "x0": x0,
+            "x1": max(x1, x0 + 1e-12),
+            "nb": max_points // 4,
+            "big": [f"{r}\0{s}" for r, s, *_ in big],
+        }
+        frames.append(con.execute(sql, named).df())
+    return _combine(frames, x)
+
+
+def _combine(frames: list[pd.DataFrame], x: str) -> pd.DataFrame:
+    import pandas as pd
+
+    columns = ["run", "split", *_columns(x)]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({c: [] for c in columns})
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return out[columns].sort_values(["run", "split", x, "step"], ignore_index=True)

@@ -207,9 +207,10 @@ def curve(
     x: str = "step",
     max_points: int = 2000,
     splits: Sequence[str] | None = None,
+    spacing: str = "log",
 ) -> pd.DataFrame:
     """A plot-ready curve: at most `max_points` points per (run, split), downsampled in
-    DuckDB (see `store.downsample`)."""
+    DuckDB (see `store.downsample`); columns run, split, step, [x,] loss."""
     from store.downsample import curve as _curve
 
-    return _curve(store, project, runs, x=x, max_points=max_points, splits=splits)
+    return _curve(store, project, runs, x=x, max_points=max_points, splits=splits, spacing=spacing)

@@ -28,11 +28,13 @@ def _big_run(store: Store, n: int = 50_000) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("x", ["step", "tokens", "flops"])
-def test_curve_keeps_shape_within_budget(store: Store, x: str) -> None:
+@pytest.mark.parametrize(
+    ("x", "spacing"), [("step", "log"), ("step", "linear"), ("tokens", "log"), ("flops", "linear")]
+)
+def test_curve_keeps_shape_within_budget(store: Store, x: str, spacing: str) -> None:
     frame = _big_run(store)
     ingest_inbox(store)
-    got = queries.curve(store, "p", ["big"], x=x, max_points=400)
+    got = queries.curve(store, "p", ["big"], x=x, max_points=400, spacing=spacing)
     train = got[got["split"] == "train"]
     assert 0 < len(train) <= 400
     n_eval = len(got[got["split"] == "eval"])  # 500 points: bucketed too (no tokens: none)
@@ -44,6 +46,10 @@ def test_curve_keeps_shape_within_budget(store: Store, x: str) -> None:
     # Every returned point is a real point of the curve.
     merged = train.merge(frame, on="step", suffixes=("", "_orig"))
     assert len(merged) == len(train) and (merged["loss"] == merged["loss_orig"]).all()
+    if x != "step":
+        assert (merged[x] == merged[f"{x}_orig"]).all()
+    if spacing == "log":  # the first decades keep every point
+        assert list(train["step"].iloc[:10]) == list(range(10))
 
 
 def test_curve_short_series_whole_and_lr_only_rows_skipped(store: Store) -> None:
