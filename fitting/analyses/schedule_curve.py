@@ -33,9 +33,9 @@ def schedule_curve(
 ) -> pd.DataFrame:
     """Columns ``step, lr, loss, lo, hi``: the predicted loss at each step under ``spec``.
 
-    ``steps`` defaults to about 1,000 steps from 1 to ``spec.total_steps`` plus the steps
-    where the schedule changes regime (end of warmup, start of the decay, milestones), so
-    sudden drops show up sharply. ``lo``/``hi`` bound the prediction at ``level``; they are
+    ``steps`` defaults to about 1,000 steps from the end of the warmup to
+    ``spec.total_steps`` plus the steps where the schedule changes regime (start of the
+    decay, milestones), so sudden drops show up sharply. ``lo``/``hi`` bound the prediction at ``level``; they are
     infinite where a parameter the prediction depends on has no finite standard error."""
     if result.law not in CURVE_LAWS:
         raise FitError(
@@ -57,15 +57,16 @@ def schedule_curve(
 
 
 def default_steps(spec: ScheduleSpec, n: int = DEFAULT_POINTS) -> np.ndarray:
-    """An even grid over 1..total plus each regime change and the step before it."""
-    total = spec.total_steps
-    grid = np.linspace(1, total, n).round()
+    """An even grid from the end of the warmup (the laws describe the loss after it; at
+    S1 -> 0 they diverge) to ``total_steps``, plus each regime change and its neighbours."""
+    total, first = spec.total_steps, max(1, spec.warmup_steps)
+    grid = np.linspace(first, total, n).round()
     changes = [spec.warmup_steps, *spec.milestones]
     if spec.kind == "wsd":
         changes.append(total - spec.decay_steps)
     near = [s + d for s in changes for d in (-1, 0, 1)]
     steps = np.unique(np.r_[grid, near]).astype(np.int64)
-    return steps[(steps >= 1) & (steps <= total)]
+    return steps[(steps >= first) & (steps <= total)]
 
 
 def checked_steps(steps: np.ndarray | list[int]) -> np.ndarray:

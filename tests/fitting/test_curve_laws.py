@@ -330,3 +330,12 @@ def test_options_are_typed_like_their_defaults() -> None:
         LrAnnealing().resolve(pd.DataFrame(), include_warmup="maybe")
     with pytest.raises(FitError, match="option max_eval must be a int"):
         MultiPower().resolve(pd.DataFrame(), max_eval=2.5)
+
+
+def test_default_steps_start_after_the_warmup_and_mark_regime_changes() -> None:
+    from fitting.analyses.schedule_curve import default_steps
+
+    spec = ScheduleSpec.parse("multistep:peak=1e-3,warmup=200,total=5000,milestones=3001,gamma=0.1")
+    steps = default_steps(spec)
+    assert steps[0] == 200 and steps[-1] == 5000
+    assert {3000, 3001, 3002} <= set(steps) and np.all(np.diff(steps) > 0)
