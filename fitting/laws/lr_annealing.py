@@ -122,6 +122,8 @@ class LrAnnealing(Law):
             )
         if for_fit and not mask.any():
             raise FitError("lr_annealing: no row with a loss has a positive LR area")
+        if for_fit and not s2[mask].any():
+            notes.append("no run anneals its LR (S2 = 0): C is not determined; fix C=0")
         positive = s1[s1 > 0]
         floor = float(positive.min()) if positive.size else 1.0
         log_s1 = np.log(np.maximum(s1, floor))  # rows at S1 = 0 are predicted at the floor

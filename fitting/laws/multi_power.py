@@ -25,6 +25,7 @@ import pandas as pd
 from fitting.curves import (
     CurveRows,
     LossDropTerms,
+    RunLR,
     area,
     curve_rows,
     loss_drop_terms,
@@ -87,6 +88,11 @@ class MultiPower(Law):
             raise FitError("multi_power: no row with a loss has a positive LR area")
         positive = s1[s1 > 0]
         log_s1 = np.log(np.maximum(s1, float(positive.min()) if positive.size else 1.0))
+        if for_fit and not any(_decays(lr) for lr in cur.runs.values()):
+            notes.append(
+                "no run lowers its LR after the warmup: B, C, beta, gamma are poorly "
+                "determined (fit on a decaying schedule too)"
+            )
         terms, lo, hi, w_hi = _ld_layout(cur, mask, opts, notes, for_fit)
         extra = {"log_s1": log_s1, "terms": terms, "lo": lo, "hi": hi, "w_hi": w_hi}
         extra["notes"] = notes
@@ -168,6 +174,11 @@ class MultiPower(Law):
         clean = self.predict(np.array([list(truth.values())]), self.prepare(frame, for_fit=False))
         frame["loss"] = clean[0] * np.exp(rng.normal(0.0, 5e-4, len(frame)))
         return truth, frame
+
+
+def _decays(run: RunLR) -> bool:
+    """Whether the LR goes down anywhere after the warmup."""
+    return bool(np.any(np.diff(run.lr[run.warmup_steps :]) < 0))
 
 
 def _ld_layout(

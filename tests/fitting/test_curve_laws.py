@@ -339,3 +339,10 @@ def test_default_steps_start_after_the_warmup_and_mark_regime_changes() -> None:
     steps = default_steps(spec)
     assert steps[0] == 200 and steps[-1] == 5000
     assert {3000, 3001, 3002} <= set(steps) and np.all(np.diff(steps) > 0)
+
+
+@pytest.mark.parametrize("law", [LrAnnealing(), MultiPower()], ids=lambda law: law.name)
+def test_constant_lr_only_is_noted(law) -> None:
+    prep = law.prepare(_frame("constant:peak=1e-3,warmup=100,total=2000", 100))
+    assert any("determined" in note for note in prep.extra["notes"])
+    assert not any("determined" in n for n in law.prepare(_frame(COSINE, 100)).extra["notes"])
