@@ -118,7 +118,9 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, causal: bool, cross: bool = False) -> None:
         super().__init__()
         self.norm1, self.attn = RMSNorm(cfg.d_model), Attention(cfg, causal)
-        self.cross = Attention(cfg, causal=False, rope=False) if cross else None
+        # RoPE on cross-attention too: scores then see target - source offset, so a
+        # monotone alignment is the easy "same position" pattern.
+        self.cross = Attention(cfg, causal=False) if cross else None
         self.norm_x = RMSNorm(cfg.d_model) if cross else None
         self.norm2, self.mlp = RMSNorm(cfg.d_model), MLP(cfg)
 

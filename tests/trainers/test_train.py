@@ -128,3 +128,61 @@ def test_resume_continues_the_curve(tmp_path: Path) -> None:
     assert sorted(got) == list(range(12, 24))
     assert np.allclose([got[s] for s in got], [want[s] for s in got], rtol=1e-5, atol=1e-6)
     assert second.series("lr") == [(s, v) for s, v in straight.series("lr") if s >= 12]
+
+
+def test_gradient_accumulation_matches_one_big_batch() -> None:
+    whole, accum = ListSink(), ListSink()
+    train(tiny(steps=5), sink=whole)
+    train(tiny(steps=5, micro_batch=2), sink=accum)
+    assert np.allclose(
+        [v for _, v in whole.series("loss/train")],
+        [v for _, v in accum.series("loss/train")],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_mixture_run_logs_eval_per_family(tmp_path: Path) -> None:
+    cfg = tiny(
+        steps=6,
+        eval_every=3,
+        data="mixture:ratios=0.7/0.3,vocab=24,seed=2",
+        store=str(tmp_path),
+        project="mix",
+        run="m",
+    )
+    train(cfg)
+    pts = points_frame(Store(tmp_path), project="mix")
+    fam = pts[pts["split"].str.startswith("eval/")]
+    assert sorted(set(fam["split"])) == ["eval/fam0", "eval/fam1"]
+    assert fam.groupby("family")["sampling_ratio"].first().to_dict() == pytest.approx(
+        {"fam0": 0.7, "fam1": 0.3}
+    )
+    assert sorted(fam["step"].unique()) == [2, 5]
+    run = list_runs(Store(tmp_path), "mix").iloc[0]
+    fam_h = json.loads(run["config"])["family_entropy"]
+    assert run["entropy"] == pytest.approx(0.7 * fam_h["fam0"] + 0.3 * fam_h["fam1"])
+
+
+def test_encoder_decoder_learns_translation_and_records_split(tmp_path: Path) -> None:
+    cfg = tiny(
+        steps=80,
+        lr=1e-2,
+        preset="cpu-encdec",
+        seq_len=12,
+        batch_size=64,
+        data="translation:vocab=16,channel_zipf=2.5,seed=0",
+        store=str(tmp_path),
+        project="nmt",
+        run="e",
+        model={"d_model": 32, "n_heads": 2},
+    )
+    summary = train(cfg)
+    run = list_runs(Store(tmp_path), "nmt").iloc[0]
+    assert run["encoder_params"] == summary.counts["encoder_params"] > 0
+    assert run["decoder_params"] == summary.counts["decoder_params"] > run["encoder_params"]
+    assert run["params_non_embedding"] == run["encoder_params"] + run["decoder_params"]
+    pts = points_frame(Store(tmp_path), project="nmt", splits=["train"]).sort_values("step")
+    # Starts near log(vocab) and must move clearly towards the conditional entropy.
+    first, last = pts["loss"].iloc[:5].mean(), pts["loss"].iloc[-5:].mean()
+    assert last < first - 0.8 and last > summary.entropy - 0.05

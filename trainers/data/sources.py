@@ -158,7 +158,7 @@ class MixtureSource(Source):
 class TranslationSpec:
     vocab: int = 64  # per side; both sides share ids 0..vocab-1, BOS = vocab
     channel_zipf: float = 2.0  # how peaked each source token's translation distribution is
-    reverse: bool = True  # target order is the source reversed, so attention must route
+    reverse: bool = False  # True: the target is the source reversed (harder alignment)
     seed: int = 0
 
 
