@@ -163,8 +163,11 @@ class InboxWriter:
 
 
 def _to_points_table(columns: Any, project: str, run: str) -> pa.Table:
-    """Turn a dict of columns or a pandas/polars frame into a points shard table."""
-    import numpy as np
+    """Turn a dict of columns or a pandas/polars frame into a points shard table.
+
+    Numeric columns go through numpy with their final dtype, so no Arrow cast is needed;
+    non-finite floats (a diverged run) become nulls.
+    """
     import pyarrow as pa
 
     if hasattr(columns, "to_arrow"):  # polars
@@ -179,16 +182,41 @@ def _to_points_table(columns: Any, project: str, run: str) -> pa.Table:
     if unknown:
         raise BadInputError(f"log_many got unknown columns {unknown}; expected {_ROW_FIELDS}")
     n = len(columns["step"])
-    data: dict[str, Any] = {"project": pa.repeat(project, n), "run": pa.repeat(run, n)}
+    schema = shards.points_schema()
+    arrays = [pa.repeat(pa.scalar(project), n), pa.repeat(pa.scalar(run), n)]
     for name in _ROW_FIELDS:
         value = columns.get(name, "train" if name == "split" else None)
-        if value is None or isinstance(value, (str, int, float)):
-            data[name] = pa.repeat(value, n) if value is not None else pa.nulls(n)
-        else:
-            data[name] = (
-                value if isinstance(value, (pa.Array, pa.ChunkedArray)) else np.asarray(value)
-            )
-    return _clean_table(pa.table(data), project, run)
+        try:
+            arrays.append(_column(name, value, n, schema.field(name).type))
+        except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise BadInputError(f"run {run!r}: column {name!r} does not fit: {err}") from err
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
+    if value is None:
+        return pa.nulls(n, arrow_type)
+    if isinstance(value, (str, int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return pa.nulls(n, arrow_type)
+        return pa.repeat(pa.scalar(value, arrow_type), n)
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if arrow_type == pa.string():
+        return (
+            value.cast(pa.string()) if isinstance(value, pa.Array) else pa.array(value, pa.string())
+        )
+    data = value.to_numpy(zero_copy_only=False) if isinstance(value, pa.Array) else value
+    data = np.asarray(data, dtype=np.float64)
+    if name == "step":
+        if len(data) and (np.isnan(data).any() or data.min() < 0 or (data != np.floor(data)).any()):
+            raise BadInputError("steps must be non-negative integers")
+        return pa.array(data.astype(np.int64), pa.int64())
+    finite = np.isfinite(data)
+    return pa.array(data, pa.float64(), mask=None if finite.all() else ~finite)
 
 
 def _clean_table(table: pa.Table, project: str, run: str) -> pa.Table:

@@ -6,6 +6,7 @@ A shard is written under a hidden temporary name and renamed into place, so a re
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -29,6 +30,7 @@ def new_name(prefix: str) -> str:
     return f"{prefix}{time.time_ns():020d}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
 
 
+@functools.cache
 def points_schema() -> pa.Schema:
     import pyarrow as pa
 
@@ -38,6 +40,7 @@ def points_schema() -> pa.Schema:
     return pa.schema([(name, types[sql]) for name, sql in POINT_COLUMNS.items()])
 
 
+@functools.cache
 def facts_schema() -> pa.Schema:
     import pyarrow as pa
 
@@ -45,13 +48,19 @@ def facts_schema() -> pa.Schema:
 
 
 def write_atomic(inbox: Path, prefix: str, table: pa.Table) -> Path:
-    """Write `table` as a Parquet shard in `inbox`: temporary name, fsync-free rename."""
+    """Write `table` as a Parquet shard in `inbox`: temporary name, then rename.
+
+    Uncompressed: shards are small and short-lived, and the writer is on the hot path.
+    """
     import pyarrow.parquet as pq
 
-    inbox.mkdir(parents=True, exist_ok=True)
     name = new_name(prefix)
     tmp = inbox / f".tmp-{name}"
-    pq.write_table(table, tmp, compression="snappy")
+    try:
+        pq.write_table(table, tmp, compression="none")
+    except FileNotFoundError:  # first shard of a fresh store
+        inbox.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp, compression="none")
     final = inbox / name
     os.replace(tmp, final)
     return final
