@@ -72,6 +72,8 @@ def _raise_reject(
 def _cell(raw: str, scanned: ScannedFile, column: str) -> str:
     import csv
 
+    # DuckDB's copy of the line may carry blank lines that preceded it.
+    raw = next((part for part in reversed(raw.splitlines()) if part.strip()), raw)
     try:
         row = next(csv.reader([raw], delimiter=scanned.delimiter))
         return row[scanned.header.index(column)].strip()

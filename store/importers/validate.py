@@ -113,10 +113,11 @@ def check_unique(
     ).fetchone() or (0, 0)
     if n_rows == n_keys:
         return False
-    vals = ", ".join(values)
+    # Per column, so rows that complement each other (loss here, lr there) still merge.
+    differs = " OR ".join(f"count(DISTINCT {v}) > 1" for v in values)
     clash = con.execute(
         f"""SELECT min(_rec), max(_rec) FROM {table} GROUP BY {key}
-        HAVING count(DISTINCT ({vals})) > 1 ORDER BY min(_rec) LIMIT 1"""
+        HAVING {differs} ORDER BY min(_rec) LIMIT 1"""
     ).fetchone()
     if clash is not None:
         first_line, _ = record_location(scanned, int(clash[0]), where_column)

@@ -21,6 +21,10 @@ CASES: dict[str, tuple[bytes, list[str]]] = {
         b"run,step,loss\na,0,3.0\na,1,2.0\na,2,abc\n",
         ["line 4", "column 'loss'", "expected a number, got 'abc'"],
     ),
+    "non_numeric_after_blank_line": (
+        b"run,step,loss\n\na,0,3.0\n\na,1,abc\n",
+        ["line 5", "column 'loss'", "expected a number, got 'abc'"],
+    ),
     "nan": (b"run,step,loss\na,0,3.0\na,1,nan\n", ["line 3", "column 'loss'", "finite", "'nan'"]),
     "inf": (b"run,step,loss\na,0,inf\n", ["line 2", "column 'loss'", "finite", "'inf'"]),
     "negative_step": (

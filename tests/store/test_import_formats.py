@@ -163,3 +163,12 @@ def test_luo_curves(shared_data: Path, store: Store) -> None:
     cosine = queries.points_frame(store, "luo25", runs=["cosine_24000"])
     assert cosine["step"].iloc[0] == 2160 and cosine["lr"].iloc[0] == pytest.approx(3e-4)
     assert cosine["step"].is_monotonic_increasing
+
+
+def test_repeated_rows_that_agree_or_complement_merge(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "rep.csv",
+        "run,step,loss,lr\na,0,3.0,\na,0,,0.1\na,1,2.0,0.1\na,1,2.0,0.1\n",
+    )
+    points = parse_file(f).points
+    assert points[["step", "loss", "lr"]].values.tolist() == [[0, 3.0, 0.1], [1, 2.0, 0.1]]
