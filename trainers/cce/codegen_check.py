@@ -114,6 +114,22 @@ def backward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
     return _compile(_backward_kernel, types, consts, cfg, arch, name)
 
 
+def exact_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
+                    extras: bool = False) -> Resources:  # fmt: skip
+    from trainers.cce.triton_exact import _grad_logits_kernel
+
+    t = _TRITON_TYPES[dtype]
+    types = {
+        "h_ptr": f"*{t}", "w_ptr": f"*{t}", "b_ptr": f"*{t}", "t_ptr": "*i64",
+        "lse_ptr": "*fp32", "cp_ptr": "*fp32", "co_ptr": "*fp32", "cu_ptr": "*fp32",
+        "g_ptr": f"*{t}", "N": "i32", "V": "i32", "D": "i32", "stride_hn": "i32",
+        "stride_wv": "i32", "stride_gn": "i32", "v_begin": "i32", "width": "i32",
+        "softcap": "fp32",
+    }  # fmt: skip
+    consts = _common_consts(dtype, cfg, extras)
+    return _compile(_grad_logits_kernel, types, consts, cfg, arch, f"exact grad {t} {cfg}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90)
@@ -128,6 +144,7 @@ def main() -> None:
         forward_resources(dtype, fwd, args.arch, extras=True),
         backward_resources(dtype, bwd, args.arch),
         backward_resources(dtype, bwd, args.arch, extras=True, exact=True),
+        exact_resources(dtype, triton_config.exact_config(dtype), args.arch, extras=True),
     ]
     for r in checks:
         print(f"{r.kernel}: shared {r.shared_bytes} B, {r.registers} registers, "

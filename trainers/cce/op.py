@@ -100,6 +100,7 @@ def cce_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients; the ones not asked for (`needs` = [hidden, weight, bias]) are empty."""
     from trainers.cce.triton_backward import backward_grads
+    from trainers.cce.triton_exact import exact_backward_grads
 
     hidden, weight = hidden.contiguous(), weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
@@ -107,15 +108,17 @@ def cce_backward(
         targets, lse, grad_loss, grad_lse, weight.shape[0], hidden.dtype,
         ignore_index, z_loss, label_smoothing, exact,
     )  # fmt: skip
-    # Exact mode and fp32 inputs accumulate in fp32; otherwise in the input dtype, so the
-    # extra memory is the gradients' own size (see the module docs of `api.py`).
-    acc = torch.float32 if exact else hidden.dtype
     cfg = triton_config.backward_config(hidden.dtype)
-    d_h, d_w, d_b = backward_grads(
-        hidden, weight, bias, targets.contiguous(), lse.contiguous(),
-        coefs,
-        _cap(softcap), acc, (needs[0], needs[1], needs[2]), cfg,
-    )  # fmt: skip
+    args = (hidden, weight, bias, targets.contiguous(), lse.contiguous(), coefs, _cap(softcap))
+    wanted = (needs[0], needs[1], needs[2])
+    if exact:
+        # No filtering, fp32 accumulation, no atomics (deterministic): see triton_exact.py.
+        d_h, d_w, d_b = exact_backward_grads(
+            *args, wanted, triton_config.exact_config(hidden.dtype)
+        )
+    else:
+        # Atomics in the input dtype: the extra memory is the gradients' own size.
+        d_h, d_w, d_b = backward_grads(*args, hidden.dtype, wanted, cfg)
     # Gradients not asked for come back empty (each its own tensor: outputs may not alias).
     return (
         d_h.to(hidden.dtype) if d_h is not None else hidden.new_empty(0),

@@ -29,6 +29,8 @@ class BlockConfig:
 # shows no register spills; `bench/cce_bench.py` searches around them on a real GPU.
 _FORWARD = BlockConfig(block_n=128, block_v=128, block_d=64, num_warps=8, num_stages=3)
 _BACKWARD = BlockConfig(block_n=128, block_v=128, block_d=64, num_warps=8, num_stages=3)
+# The exact-mode gradient kernel keeps more live values per tile: narrower vocab tiles.
+_EXACT = BlockConfig(block_n=128, block_v=64, block_d=64, num_warps=4, num_stages=3)
 # fp32 tiles take twice the shared memory and registers (ieee dots): halve N and D.
 _FP32 = {"block_n": 64, "block_d": 32}
 
@@ -47,9 +49,17 @@ def backward_config(dtype: torch.dtype) -> BlockConfig:
     return _BACKWARD if dtype != torch.float32 else replace(_BACKWARD, **_FP32)
 
 
+def exact_config(dtype: torch.dtype) -> BlockConfig:
+    if "exact" in _override:
+        return _override["exact"]
+    return _EXACT if dtype != torch.float32 else replace(_BACKWARD, **_FP32)
+
+
 @contextlib.contextmanager
 def use_configs(
-    forward: BlockConfig | None = None, backward: BlockConfig | None = None
+    forward: BlockConfig | None = None,
+    backward: BlockConfig | None = None,
+    exact: BlockConfig | None = None,
 ) -> Iterator[None]:
     """Run the kernels with these block sizes inside the `with` block."""
     saved = dict(_override)
@@ -57,6 +67,8 @@ def use_configs(
         _override["forward"] = forward
     if backward is not None:
         _override["backward"] = backward
+    if exact is not None:
+        _override["exact"] = exact
     try:
         yield
     finally:

@@ -67,3 +67,33 @@ def test_backward_skips_tiles_without_changing_the_gradients() -> None:
     assert results[False][0] == 3
     for filtered, exact in zip(results[False][1:], results[True][1:], strict=True):
         torch.testing.assert_close(filtered, exact, atol=1e-7, rtol=1e-6)
+
+
+@needs_triton
+def test_exact_chunks_match_the_unfiltered_atomic_kernel() -> None:
+    """Exact mode's chunked GEMM backward (3 chunks, the last partial) agrees with the
+    tile kernel run without filtering, gradient by gradient, bias and softcap included."""
+    from trainers.cce.op import backward_coefs
+    from trainers.cce.triton_backward import backward_grads
+    from trainers.cce.triton_exact import chunk_width, exact_backward_grads
+    from trainers.cce.triton_forward import forward_stats
+
+    n, d, v = 100, 50, 300
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(n, d, generator=gen).to(DEVICE)
+    weight = (torch.randn(v, d, generator=gen) / d**0.5).to(DEVICE)
+    bias = torch.randn(v, generator=gen).to(DEVICE)
+    targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
+    cfg = BlockConfig(block_n=64, block_v=128, block_d=32, group_n=2)
+    lse, _, _ = forward_stats(hidden, weight, bias, targets, 4.0, cfg)
+    coefs = backward_coefs(
+        targets, lse, torch.rand(n, generator=gen).to(DEVICE), torch.zeros_like(lse), v,
+        hidden.dtype, -100, 1e-3, 0.1, True,
+    )  # fmt: skip
+    budget = n * 4 * 128
+    assert chunk_width(n, v, 4, 128, budget) == 128
+    args = (hidden, weight, bias, targets, lse, coefs, 4.0)
+    exact = exact_backward_grads(*args, (True, True, True), cfg, budget=budget)
+    tiles = backward_grads(*args, torch.float32, (True, True, True), cfg)
+    for got, want in zip(exact, tiles, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
