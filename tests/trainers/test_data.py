@@ -68,12 +68,13 @@ def test_mixture_family_entropies_and_ratios() -> None:
     assert np.bincount(picks, minlength=3) / 4000 == pytest.approx([0.5, 0.3, 0.2], abs=0.03)
 
 
-def test_translation_conditional_entropy_matches_monte_carlo() -> None:
-    src = make_source("translation:vocab=32,channel_zipf=1.5,seed=2")
+@pytest.mark.parametrize("reverse", [False, True])
+def test_translation_conditional_entropy_matches_monte_carlo(reverse: bool) -> None:
+    src = make_source(f"translation:vocab=32,channel_zipf=1.5,seed=2,reverse={reverse}")
     b = src.batch(0, 2000, 24)
     assert np.array_equal(b["tgt_in"][:, 1:], b["tgt_out"][:, :-1])
     assert (b["tgt_in"][:, 0] == 32).all()
-    aligned = b["src"][:, ::-1]
+    aligned = b["src"][:, ::-1] if reverse else b["src"]
     nll = -np.log(src.channel[aligned, b["tgt_out"]])
     se = nll.mean(axis=1).std(ddof=1) / np.sqrt(len(nll))
     assert abs(nll.mean() - src.entropy(24)) < 4 * se

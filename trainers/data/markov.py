@@ -82,19 +82,13 @@ class MarkovChain:
         self.ctx_row = ctx.reshape((s.vocab,) * s.order)
         self.stationary = self._stationary()
 
-    def _step(self, pi: np.ndarray) -> np.ndarray:
-        """One step of the context chain: pi over contexts -> pi over next contexts."""
-        if self.spec.order == 1:
-            return pi @ self.emissions[self.ctx_row]
-        # pi[b, a] over (x_{t-2}, x_{t-1}); next context is (a, x).
-        rows = self.emissions[self.ctx_row]  # (b, a, x)
-        return np.einsum("ba,bax->ax", pi, rows)
-
     def _stationary(self, tol: float = 1e-13, max_iter: int = 10_000) -> np.ndarray:
+        """Power iteration on the context chain (order 2: pi[b, a] -> next context (a, x))."""
         v = self.spec.vocab
         pi = np.full((v,) * self.spec.order, 1.0 / v**self.spec.order)
+        rows = self.emissions[self.ctx_row]  # (v, v) for order 1, (b, a, x) for order 2
         for _ in range(max_iter):
-            nxt = self._step(pi)
+            nxt = pi @ rows if self.spec.order == 1 else np.einsum("ba,bax->ax", pi, rows)
             if np.abs(nxt - pi).sum() < tol:
                 return nxt / nxt.sum()
             pi = nxt
