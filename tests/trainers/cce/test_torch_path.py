@@ -137,3 +137,22 @@ def test_bad_shapes_and_dtypes() -> None:
         linear_cross_entropy(h, w, t.float())
     with pytest.raises(TypeError):
         linear_cross_entropy(h, w.double(), t)
+
+
+def test_compiled_torch_path_matches_eager() -> None:
+    # The chunked autograd.Function traces under torch.compile (its chunk loop unrolls).
+    inputs = make_inputs(45, 20, 70, seed=7)
+    weight = inputs["weight"].clone().requires_grad_()
+
+    def loss_fn(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return linear_cross_entropy(
+            h, w, inputs["targets"], bias=inputs["bias"], softcap=5.0, impl="torch"
+        )
+
+    compiled = torch.compile(loss_fn, backend="aot_eager", fullgraph=True)
+    eager = loss_fn(inputs["hidden"], weight)
+    got = compiled(inputs["hidden"], weight)
+    torch.testing.assert_close(got, eager)
+    (g_eager,) = torch.autograd.grad(eager, [weight])
+    (g_got,) = torch.autograd.grad(got, [weight])
+    torch.testing.assert_close(g_got, g_eager)
