@@ -52,8 +52,15 @@ def linear_cross_entropy(
     each token's fp32 log-sum-exp (shape of `targets`; differentiable).
 
     `impl`: "triton" (CUDA GPU, or CPU tensors under TRITON_INTERPRET=1), "torch"
-    (chunked PyTorch, any device) or "auto" (Triton on a capable GPU, torch otherwise).
-    `exact=True` turns off gradient filtering and accumulates gradients in fp32.
+    (chunked PyTorch, any device; on a GPU plain losses go to PyTorch's chunked
+    `F.linear_cross_entropy`) or "auto" (Triton on a capable GPU, torch otherwise).
+
+    Gradients: by default the Triton backward skips logit tiles whose softmax gradient
+    is below the dtype's precision (`filtering.py`) and accumulates with atomics in the
+    input dtype, so its extra memory is about the gradients' own size. `exact=True`
+    filters nothing and accumulates in fp32 with dense GEMMs and no atomics, so it is
+    also deterministic (`triton_exact.py`); the torch path accumulates the weight
+    gradient in fp32 then.
     """
     _check_args(hidden, weight, targets, bias, reduction, softcap, label_smoothing, impl)
     spec = LossSpec(
