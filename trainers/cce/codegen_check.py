@@ -89,7 +89,7 @@ def forward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
         "N": "i32", "V": "i32", "D": "i32", "stride_hn": "i32", "stride_wv": "i32",
         "blocks_per_split": "i32", "softcap": "fp32",
     }  # fmt: skip
-    consts = _common_consts(dtype, cfg, extras)
+    consts = {**_common_consts(dtype, cfg, extras), "NEED_SUM": extras}
     return _compile(_forward_kernel, types, consts, cfg, arch, f"forward {t} {cfg}")
 
 

@@ -40,8 +40,9 @@ def cce_forward(
     bias = bias.contiguous() if bias is not None else None
     cfg = triton_config.forward_config(hidden.dtype)
     lse, z_target, z_sum = forward_stats(
-        hidden, weight, bias, targets.contiguous(), _cap(softcap), cfg
-    )
+        hidden, weight, bias, targets.contiguous(), _cap(softcap), cfg,
+        need_sum=label_smoothing != 0.0,
+    )  # fmt: skip
     # F.cross_entropy with smoothing eps: lse - (1 - eps) z_t - eps * mean_j z_j
     loss = lse - (1.0 - label_smoothing) * z_target
     if label_smoothing:

@@ -33,6 +33,7 @@ def _forward_kernel(
     softcap,
     HAS_BIAS: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
+    NEED_SUM: tl.constexpr,  # the logit sum only matters with label smoothing
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -67,7 +68,8 @@ def _forward_kernel(
         run_max = new_max
         is_target = offs_v[None, :] == targets[:, None]
         z_target += tl.sum(tl.where(is_target, z, 0.0), axis=1)
-        z_sum += tl.sum(tl.where(v_mask[None, :], z, 0.0), axis=1)
+        if NEED_SUM:
+            z_sum += tl.sum(tl.where(v_mask[None, :], z, 0.0), axis=1)
 
     plane = n_splits.to(tl.int64) * N
     base = out_ptr + pid_s.to(tl.int64) * N + offs_n
@@ -94,8 +96,12 @@ def forward_stats(
     targets: torch.Tensor,
     softcap: float | None,
     cfg: BlockConfig,
+    need_sum: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lse, target logit, sum of logits) per token, fp32, from contiguous inputs."""
+    """(lse, target logit, sum of logits) per token, fp32, from contiguous inputs.
+
+    With `need_sum=False` the logit sum is left at zero (saves a reduction per tile).
+    """
     n, d = hidden.shape
     v = weight.shape[0]
     n_token_blocks = triton.cdiv(n, cfg.block_n)
@@ -111,6 +117,7 @@ def forward_stats(
             float(softcap or 1.0),
             HAS_BIAS=bias is not None,
             HAS_SOFTCAP=softcap is not None,
+            NEED_SUM=need_sum,
             BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_D=cfg.block_d,
             DOT_PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32",
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
