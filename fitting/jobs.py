@@ -65,11 +65,17 @@ def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> p
     sel = {**DEFAULT_SELECTION, **(selection or {})}
     runs = sel.get("runs") or None
     splits = sel.get("splits") or None
-    points = queries.points_frame(store, project=project, runs=runs, splits=splits)
-    if splits is None and not points.empty:
-        # Prefer held-out losses; a table of final losses has only "train".
-        has_eval = points["split"].astype(str).str.startswith("eval")
-        points = points[has_eval] if has_eval.any() else points[points["split"] == "train"]
+    if splits is None:
+        # Prefer held-out losses. Ask for the plain eval split first: it is small, so a
+        # project of long train curves never loads them all just to find its evals.
+        points = queries.points_frame(store, project=project, runs=runs, splits=["eval"])
+        if points.empty:
+            points = queries.points_frame(store, project=project, runs=runs)
+            named_eval = points["split"].astype(str).str.startswith("eval")
+            # Named eval sets (eval/<family>), else a table of final losses ("train").
+            points = points[named_eval] if named_eval.any() else points[points["split"] == "train"]
+    else:
+        points = queries.points_frame(store, project=project, runs=runs, splits=splits)
     if sel.get("reduce", "final") == "final":
         if sel.get("finished", True) and "status" in points.columns:
             live = points["status"].isin(LIVE_STATUSES)
