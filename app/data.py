@@ -74,7 +74,10 @@ def curve(
 
 
 @st.cache_data(ttl=LIST_TTL_S, show_spinner=False)
-def fits(root: str, project: str | None = None, job_id: int | None = None) -> pd.DataFrame:
+def fits(
+    root: str, project: str | None = None, job_id: int | None = None, version: Any = None
+) -> pd.DataFrame:
+    """Saved fits; `version` (e.g. a job's last_fit_id) is only part of the cache key."""
     from store import Store
     from store import fits as store_fits
 

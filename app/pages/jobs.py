@@ -122,7 +122,8 @@ def actions(job: dict[str, Any]) -> None:
 
 
 def history(job: dict[str, Any]) -> None:
-    fits = data.fits(data.store_root(), job_id=int(job["id"]))
+    # Keyed by the job's last fit, so a fit that just landed shows at once.
+    fits = data.fits(data.store_root(), job_id=int(job["id"]), version=job.get("last_fit_id"))
     if fits is None or len(fits) == 0:
         st.info("No fits from this job yet.")
         return

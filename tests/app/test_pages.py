@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.data import LIVE_TTL_S
 from tests.app.builders import build_store
 
 ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
@@ -185,3 +186,34 @@ def test_predict_page_schedule_designer_with_a_curve_law(store: object) -> None:
     assert not at.error, [e.value for e in at.error]
     assert [m.label for m in at.metric] == ["Predicted final loss"]
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_jobs_page_runs_now_and_shows_the_history(store: object) -> None:
+    need("fitting.persist")
+    import time
+
+    from fitting.jobs import run_job
+    from store import fits, jobs
+
+    job_id = jobs.add_job(
+        store,
+        name="pl",
+        project="demo",
+        law="power_law",
+        selection={"reduce": "final"},
+        options={"x": "params"},
+        schedule="on-new-data",
+    )
+    run_job(store, job_id)
+    at = open_page("pages/jobs.py")
+    at.button(key=f"job-run-{job_id}").click().run()  # a background thread: no scheduler here
+    deadline = time.monotonic() + 60
+    while len(fits.list_fits(store, job_id=job_id)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(fits.list_fits(store, job_id=job_id)) == 2
+    time.sleep(LIVE_TTL_S + 0.1)  # the job list is cached this long, by design
+    at.run()
+    history = at.selectbox(key=f"job-hist-{job_id}")
+    assert history.options[0] == "prediction" and "L_inf" in history.options
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.dataframe[1].value) == 2  # one row per fit of the job
