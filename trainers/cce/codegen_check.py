@@ -94,11 +94,11 @@ def forward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
 
 
 def backward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
-                       extras: bool = False, exact: bool = False) -> Resources:  # fmt: skip
+                       extras: bool = False, fp32_acc: bool = False) -> Resources:  # fmt: skip
     from trainers.cce.triton_backward import _backward_kernel
 
     t = _TRITON_TYPES[dtype]
-    acc = "fp32" if exact else t
+    acc = "fp32" if fp32_acc else t
     types = {
         "h_ptr": f"*{t}", "w_ptr": f"*{t}", "b_ptr": f"*{t}", "t_ptr": "*i64",
         "lse_ptr": "*fp32", "cp_ptr": "*fp32", "co_ptr": "*fp32", "cu_ptr": "*fp32",
@@ -110,7 +110,7 @@ def backward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
         **_common_consts(dtype, cfg, extras), "COUNT_LIVE": False, "COMPUTE_DH": True,
         "COMPUTE_DW": True, "COMPUTE_DB": extras, "GROUP_N": cfg.group_n,
     }  # fmt: skip
-    name = f"backward {t}{' exact' if exact else ''} {cfg}"
+    name = f"backward {t}{' fp32-acc' if fp32_acc else ''} {cfg}"
     return _compile(_backward_kernel, types, consts, cfg, arch, name)
 
 
@@ -143,7 +143,7 @@ def main() -> None:
         forward_resources(dtype, fwd, args.arch),
         forward_resources(dtype, fwd, args.arch, extras=True),
         backward_resources(dtype, bwd, args.arch),
-        backward_resources(dtype, bwd, args.arch, extras=True, exact=True),
+        backward_resources(dtype, bwd, args.arch, extras=True, fp32_acc=True),
         exact_resources(dtype, triton_config.exact_config(dtype), args.arch, extras=True),
     ]
     for r in checks:
