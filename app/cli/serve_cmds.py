@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.common import JsonOption, StoreOption, fail
+from store.errors import ScalinglabError
 
 PortOption = Annotated[int, typer.Option("--port", help="Dashboard port.")]
 AddressOption = Annotated[
@@ -95,8 +96,15 @@ def jobs_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
 
     table = Table(*frame.columns)
     for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None or v != v else str(v) for v in row])
+        table.add_row(*["" if _missing(v) else str(v) for v in row])
     Console(width=200).print(table)
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT and pandas' NA alike (the store's empty cells)."""
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value)) if not isinstance(value, str) else False
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -145,6 +153,10 @@ def jobs_add(
         fail(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
     if reduce not in ("final", "all"):
         fail(f"--reduce must be 'final' or 'all', got {reduce!r}")
+    try:
+        schedule = validate_schedule(schedule)
+    except ScalinglabError as err:
+        fail(str(err))
     selection = {
         "runs": _split_list(runs),
         "splits": _split_list(splits),
@@ -161,7 +173,7 @@ def jobs_add(
         law=law,
         selection=selection,
         options=options,
-        schedule=validate_schedule(schedule),
+        schedule=schedule,
     )
     print(f"job {job_id} added")
 
@@ -171,7 +183,10 @@ def jobs_run(job_id: int, store: StoreOption = None) -> None:
     """Run a job now, in this process, and print the new fit's id."""
     from fitting.jobs import run_job
 
-    fit_id = run_job(_store(store), job_id)
+    try:
+        fit_id = run_job(_store(store), job_id)
+    except ScalinglabError as err:
+        fail(f"job {job_id}: {err}")
     print(f"job {job_id}: fit {fit_id} saved")
 
 

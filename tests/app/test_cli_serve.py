@@ -1,0 +1,157 @@
+"""`scalinglab jobs ...`, `serve` and `demo` against real stores (serve/demo as real
+subprocesses answering the health endpoint)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app import demo
+from app.cli import app
+from tests.app.builders import build_store
+from tests.e2e.conftest import ROOT, free_port, wait_health
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    build_store(tmp_path / "store")
+    return tmp_path / "store"
+
+
+def test_jobs_add_list_pause_resume_delete(root: Path) -> None:
+    code, out = cli(
+        "jobs",
+        "add",
+        "--name",
+        "nightly",
+        "--project",
+        "demo",
+        "--law",
+        "power_law",
+        "--schedule",
+        "0 3 * * *",
+        "--x",
+        "params",
+        "--option",
+        "bootstrap=20",
+        "--store",
+        str(root),
+    )
+    assert code == 0 and "job 1 added" in out
+    code, out = cli("jobs", "list", "--json", "--store", str(root))
+    listed = json.loads(out)
+    assert listed[0]["name"] == "nightly" and listed[0]["schedule"] == "0 3 * * *"
+    from store import Store, jobs
+
+    job = jobs.get_job(Store(root), 1)
+    assert json.loads(job["options"]) == {"x": "params", "bootstrap": 20}
+    assert cli("jobs", "pause", "1", "--store", str(root))[0] == 0
+    assert bool(jobs.get_job(Store(root), 1)["paused"])
+    assert cli("jobs", "resume", "1", "--store", str(root))[0] == 0
+    assert not bool(jobs.get_job(Store(root), 1)["paused"])
+    code, out = cli("jobs", "list", "--store", str(root))
+    assert code == 0 and "nightly" in out
+    assert cli("jobs", "delete", "1", "--store", str(root))[0] == 0
+    assert cli("jobs", "delete", "1", "--store", str(root))[0] == 2
+
+
+def test_jobs_add_rejects_bad_input(root: Path) -> None:
+    code, out = cli(
+        "jobs",
+        "add",
+        "--name",
+        "x",
+        "--project",
+        "demo",
+        "--law",
+        "power_law",
+        "--schedule",
+        "whenever",
+        "--store",
+        str(root),
+    )
+    assert code == 2 and "cron" in out
+    code, out = cli(
+        "jobs", "add", "--name", "x", "--project", "demo", "--law", "nope", "--store", str(root)
+    )
+    assert code == 2 and "unknown law" in out
+
+
+def test_jobs_run_saves_a_fit(root: Path) -> None:
+    pytest.importorskip("fitting.persist")
+    cli(
+        "jobs",
+        "add",
+        "--name",
+        "pl",
+        "--project",
+        "demo",
+        "--law",
+        "power_law",
+        "--store",
+        str(root),
+    )
+    code, out = cli("jobs", "run", "1", "--store", str(root))
+    assert code == 0 and "fit 1 saved" in out
+
+
+def test_demo_job_is_created_once_and_sweep_is_skipped_when_done(root: Path) -> None:
+    from store import Store, jobs
+
+    store = Store(root)
+    first = demo.ensure_demo_job(store)
+    assert demo.ensure_demo_job(store) == first
+    job = jobs.get_job(store, first)
+    assert job["schedule"] == "* * * * *" and job["law"] == "power_law"
+    assert demo.demo_finished(store)  # the built store's demo runs are all finished
+    proc, message = demo.start_sweep(store)
+    assert proc is None and "already finished" in message
+    cmd = demo.sweep_command(root, Path("trainers/sweeps/demo-cpu.toml"))
+    assert cmd[:4] == [sys.executable, "-m", "app.cli", "sweep"] and "--project" in cmd
+
+
+@pytest.mark.slow
+def test_demo_serves_the_store_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    store = tmp_path / "store"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "demo",
+            "--no-sweep",
+            "--store",
+            str(store),
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_health(f"http://127.0.0.1:{port}", proc)
+        from store import Store, jobs
+
+        assert list(jobs.list_jobs(Store(store))["name"]) == [demo.DEMO_JOB_NAME]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, out
+    assert f"http://127.0.0.1:{port}" in out and "sweep skipped" in out
