@@ -30,7 +30,8 @@ def rho(r: np.ndarray, loss: str, delta: float) -> np.ndarray:
     if loss == "ls":
         return 0.5 * r * r
     a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    c = np.minimum(a, delta)  # c * (a - c / 2) is a^2 / 2 inside delta, linear beyond
+    return c * (a - 0.5 * c)
 
 
 def psi(r: np.ndarray, loss: str, delta: float) -> np.ndarray:
@@ -88,27 +89,39 @@ class Problem:
 
     def residuals(self, z: np.ndarray) -> np.ndarray:
         """r (K, Mf) on the fit rows."""
-        pred = self.law.predict(self.theta(z), self.prep)[:, self.rows]
-        if self.log_residuals:
-            return self.target - np.log(np.maximum(pred, _FLOOR))
-        return self.target - pred
+        return self.residuals_and_pred(z)[0]
 
-    def jacobian(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(r, dr/dz): residuals (K, Mf) and their Jacobian (K, Mf, F)."""
+    def residuals_and_pred(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(r, predictions) on the fit rows, both (K, Mf)."""
+        pred = self.law.predict(self.theta(z), self.prep)
+        if self.rows.size < pred.shape[1]:
+            pred = pred[:, self.rows]
+        if self.log_residuals:
+            return self.target - np.log(np.maximum(pred, _FLOOR)), pred
+        return self.target - pred, pred
+
+    def jacobian(
+        self, z: np.ndarray, pred: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(r, dr/dz): residuals (K, Mf) and their Jacobian (K, Mf, F). ``pred`` (on the
+        fit rows), when the caller already has it, saves one evaluation of the law."""
         theta = self.theta(z)
-        pred = self.law.predict(theta, self.prep)
         grad = self.law.gradient(theta, self.prep)
-        if self.rows.size < pred.shape[1]:  # skip the copies when every row is a fit row
-            pred, grad = pred[:, self.rows], grad[:, self.rows]
+        if pred is None:
+            pred = self.law.predict(theta, self.prep)
+            if self.rows.size < pred.shape[1]:
+                pred = pred[:, self.rows]
+        if self.rows.size < grad.shape[1]:  # skip the copy when every row is a fit row
+            grad = grad[:, self.rows]
         if self.free.size < theta.shape[1]:
             grad = grad[:, :, self.free]
         # Chain rule for log-scale parameters (d/dz = value * d/dvalue) and for the log
-        # residual (dr = -dpred / pred), in one in-place multiply.
+        # residual (dr = -dpred / pred), in place.
         col = np.where(self.log, theta[:, self.free], 1.0)[:, None, :]
         if self.log_residuals:
             safe = np.maximum(pred, _FLOOR)
             grad *= col
-            grad /= -safe[:, :, None]
+            grad *= (-1.0 / safe)[:, :, None]
             return self.target - np.log(safe), grad
         grad *= -col
         return self.target - pred, grad

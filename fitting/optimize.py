@@ -36,12 +36,14 @@ def _weights_rows(w: NDArray | None, idx: NDArray, m: int) -> NDArray:
     return w[None, :] if w.ndim == 1 else w[idx]
 
 
-def _normal_equations(problem: Problem, z: NDArray, w: NDArray) -> tuple[NDArray, ...]:
+def _normal_equations(
+    problem: Problem, z: NDArray, w: NDArray, pred: NDArray | None = None
+) -> tuple[NDArray, ...]:
     """Objective, gradient and IRLS Gauss-Newton matrix for each row of z."""
     k, f = z.shape
     obj, g, h = np.empty(k), np.empty((k, f)), np.empty((k, f, f))
     for sl in problem.chunks(k):
-        r, jac = problem.jacobian(z[sl])
+        r, jac = problem.jacobian(z[sl], None if pred is None else pred[sl])
         ww = w if w.shape[0] == 1 else w[sl]
         p = psi(r, problem.loss, problem.delta)
         obj[sl] = (rho(r, problem.loss, problem.delta) * ww).sum(axis=1)
@@ -80,7 +82,8 @@ def batched_lm(
         wi = wk if wk.shape[0] == 1 else wk[idx]
         step = _lm_step(z[idx], g[idx], h[idx], lam[idx], problem, eye)
         trial = np.clip(z[idx] + step, problem.lo, problem.hi)
-        t_obj = problem.objective(trial, wi[0] if wi.shape[0] == 1 else wi)
+        r_t, pred_t = problem.residuals_and_pred(trial)
+        t_obj = (rho(r_t, problem.loss, problem.delta) * wi).sum(axis=1)
         better = np.isfinite(t_obj) & (t_obj < obj[idx])
         acc, rej = idx[better], idx[~better]
         gain = (obj[acc] - t_obj[better]) / np.maximum(np.abs(obj[acc]), 1e-300)
@@ -89,7 +92,7 @@ def batched_lm(
         lam[rej] *= 4.0
         if acc.size:
             wa = wk if wk.shape[0] == 1 else wk[acc]
-            obj[acc], g[acc], h[acc] = _normal_equations(problem, z[acc], wa)
+            obj[acc], g[acc], h[acc] = _normal_equations(problem, z[acc], wa, pred_t[better])
         # Converged: relative progress stalled, or an exact fit (objective ~ 0).
         active[acc[(gain < tol) | (obj[acc] < 1e-24)]] = False
         active[rej[lam[rej] > 1e10]] = False
