@@ -56,7 +56,10 @@ def open_with_retry(
         try:
             return _open(path, read_only)
         except (duckdb.IOException, duckdb.ConnectionException) as err:
-            if not is_lock_error(err):
+            # A read-only instance of this file open in another thread of this process
+            # blocks a read-write open the same way another process's lock does.
+            busy_here = not read_only and _CONFIG_MARKER in str(err).lower()
+            if not (is_lock_error(err) or busy_here):
                 raise
             if time.monotonic() + delay > deadline:
                 raise StoreBusyError(

