@@ -56,8 +56,9 @@ def linear_cross_entropy(
     `F.linear_cross_entropy`) or "auto" (Triton on a capable GPU, torch otherwise).
 
     Gradients: by default the Triton backward skips logit tiles whose softmax gradient
-    is below the dtype's precision (`filtering.py`) and accumulates with atomics in the
-    input dtype, so its extra memory is about the gradients' own size. `exact=True`
+    is below the dtype's precision (`filtering.py`) and accumulates with atomics: d_hidden
+    in fp32 (token chunks of a 32 MiB buffer), d_weight in the input dtype, so its extra
+    memory is the gradients' own size plus about 32 MiB. `exact=True`
     filters nothing and accumulates in fp32 with dense GEMMs and no atomics, so it is
     also deterministic (`triton_exact.py`); the torch path accumulates the weight
     gradient in fp32 then.

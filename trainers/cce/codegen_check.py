@@ -102,7 +102,7 @@ def backward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
     types = {
         "h_ptr": f"*{t}", "w_ptr": f"*{t}", "b_ptr": f"*{t}", "t_ptr": "*i64",
         "lse_ptr": "*fp32", "cp_ptr": "*fp32", "co_ptr": "*fp32", "cu_ptr": "*fp32",
-        "thr_ptr": "*fp32", "dh_ptr": f"*{acc}", "dw_ptr": f"*{acc}", "db_ptr": "*fp32",
+        "thr_ptr": "*fp32", "dh_ptr": "*fp32", "dw_ptr": f"*{acc}", "db_ptr": "*fp32",
         "live_ptr": "*i32", "N": "i32", "V": "i32", "D": "i32", "stride_hn": "i32",
         "stride_wv": "i32", "softcap": "fp32",
     }  # fmt: skip

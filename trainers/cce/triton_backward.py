@@ -9,8 +9,9 @@ respect to the (pre-softcap) logits
     g *= 1 - (z / softcap)^2          (when soft-capped)
 
 and, unless every |g| is below its token's threshold (`filtering.py`), adds
-`g @ weight_tile` into d_hidden and `g.T @ hidden_tile` into d_weight with atomics,
-one BLOCK_D slice at a time.
+`g @ weight_tile` into d_hidden (an fp32 buffer, one token chunk at a time) and
+`g.T @ hidden_tile` into d_weight (in the input dtype) with atomics, one BLOCK_D slice
+at a time.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def _backward_kernel(
                 )
 
 
+# fp32 d_hidden accumulator per launch; tokens are processed in chunks that fit it.
+DH_BUDGET_BYTES = 32 * 2**20
+
+
 def backward_grads(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -122,9 +127,13 @@ def backward_grads(
     needs: tuple[bool, bool, bool],
     cfg: BlockConfig,
     live_tiles: torch.Tensor | None = None,
+    dh_budget: int = DH_BUDGET_BYTES,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """(d_hidden, d_weight, d_bias) accumulated in `accumulate` (bias: fp32).
+    """(d_hidden, d_weight, d_bias): d_weight accumulated in `accumulate`, the others fp32.
 
+    d_hidden sums over every vocab block (thousands of atomic adds per element), so it is
+    accumulated in fp32, one token chunk at a time within `dh_budget` bytes, and then
+    cast to hidden's dtype; d_weight sums over at most N / block_n token blocks.
     `coefs` = (coef_p, coef_onehot, coef_uniform, threshold), fp32 (N,) each; `needs`
     says which of the three gradients to compute (None for the others). When given,
     the int32 scalar tensor `live_tiles` is increased by the number of tiles that were
@@ -135,27 +144,44 @@ def backward_grads(
     need_h, need_w, need_b = needs
     need_b = need_b and bias is not None
     dev = hidden.device
-    d_h = torch.zeros((n, d), dtype=accumulate, device=dev) if need_h else None
+    d_h = torch.empty((n, d), dtype=hidden.dtype, device=dev) if need_h else None
     d_w = torch.zeros((v, d), dtype=accumulate, device=dev) if need_w else None
     d_b = torch.zeros((v,), dtype=torch.float32, device=dev) if need_b else None
     if n == 0 or not (need_h or need_w or need_b):
         return d_h, d_w, d_b
+    rows = max(cfg.block_n, dh_budget // (4 * d) // cfg.block_n * cfg.block_n)
+    acc_h = torch.empty((min(rows, n), d), dtype=torch.float32, device=dev) if need_h else None
+    for n0 in range(0, n, rows):
+        n1 = min(n, n0 + rows)
+        if acc_h is not None:
+            acc_h[: n1 - n0].zero_()
+        chunk_coefs = tuple(c[n0:n1] for c in coefs)
+        _launch(hidden[n0:n1], weight, bias, targets[n0:n1], lse[n0:n1], chunk_coefs,
+                softcap, acc_h, d_w, d_b, live_tiles, cfg)  # fmt: skip
+        if d_h is not None and acc_h is not None:
+            d_h[n0:n1] = acc_h[: n1 - n0]
+    return d_h, d_w, d_b
+
+
+def _launch(hidden, weight, bias, targets, lse, coefs, softcap, d_h, d_w, d_b, live_tiles,
+            cfg: BlockConfig) -> None:  # fmt: skip
+    n, d = hidden.shape
+    v = weight.shape[0]
     c_p, c_onehot, c_uniform, thr = coefs
-    grid = (tile_count(n, v, cfg),)
-    _backward_kernel[grid](
+    _backward_kernel[(tile_count(n, v, cfg),)](
         hidden, weight, bias if bias is not None else hidden, targets, lse,
         c_p, c_onehot, c_uniform, thr,
         d_h if d_h is not None else lse, d_w if d_w is not None else lse,
         d_b if d_b is not None else lse, live_tiles if live_tiles is not None else targets,
         n, v, d, hidden.stride(0), weight.stride(0), float(softcap or 1.0),
         HAS_BIAS=bias is not None, HAS_SOFTCAP=softcap is not None,
-        COUNT_LIVE=live_tiles is not None, COMPUTE_DH=need_h, COMPUTE_DW=need_w, COMPUTE_DB=need_b,
+        COUNT_LIVE=live_tiles is not None, COMPUTE_DH=d_h is not None,
+        COMPUTE_DW=d_w is not None, COMPUTE_DB=d_b is not None,
         BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_D=cfg.block_d,
         GROUP_N=cfg.group_n,
         DOT_PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32",
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
-    return d_h, d_w, d_b
 
 
 def tile_count(n: int, v: int, cfg: BlockConfig) -> int:

@@ -97,3 +97,29 @@ def test_exact_chunks_match_the_unfiltered_atomic_kernel() -> None:
     tiles = backward_grads(*args, torch.float32, (True, True, True), cfg)
     for got, want in zip(exact, tiles, strict=True):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+@needs_triton
+def test_token_chunks_of_the_hidden_gradient_buffer() -> None:
+    """d_hidden accumulates in an fp32 buffer a token chunk at a time: chunking (three
+    chunks, the last partial) changes nothing."""
+    from trainers.cce.op import backward_coefs
+    from trainers.cce.triton_backward import backward_grads
+    from trainers.cce.triton_forward import forward_stats
+
+    n, d, v = 150, 40, 200
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(n, d, generator=gen).to(DEVICE)
+    weight = (torch.randn(v, d, generator=gen) / d**0.5).to(DEVICE)
+    targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
+    cfg = BlockConfig(block_n=32, block_v=128, block_d=32, group_n=2)
+    lse, _, _ = forward_stats(hidden, weight, None, targets, None, cfg)
+    coefs = backward_coefs(
+        targets, lse, torch.full((n,), 1.0 / n, device=DEVICE), torch.zeros_like(lse), v,
+        hidden.dtype, -100, 0.0, 0.0, False,
+    )  # fmt: skip
+    args = (hidden, weight, None, targets, lse, coefs, None, torch.float32, (True, True, False))
+    whole = backward_grads(*args, cfg)
+    chunked = backward_grads(*args, cfg, dh_budget=64 * d * 4)  # 64 tokens per chunk
+    for got, want in zip(chunked[:2], whole[:2], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-6)
