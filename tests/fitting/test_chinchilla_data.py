@@ -60,6 +60,7 @@ def test_refitting_is_idempotent(chinchilla: pd.DataFrame, chinchilla_fit) -> No
 def test_report_and_json(chinchilla_fit) -> None:
     text = chinchilla_fit.report()
     assert "chinchilla" in text and "alpha" in text and "AIC" in text
+    assert chinchilla_fit.summary().startswith("chinchilla: E=1.817")
     back = fitting.FitResult.from_json(chinchilla_fit.to_json())
     assert back == chinchilla_fit
     assert back.to_json() == chinchilla_fit.to_json()
