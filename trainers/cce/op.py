@@ -8,6 +8,8 @@ scalar math lives here; the N x V work is in `triton_forward.py` / `triton_backw
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from trainers.cce import filtering, triton_config
@@ -19,6 +21,11 @@ _NO_CAP = 0.0
 
 def _cap(softcap: float) -> float | None:
     return None if softcap == _NO_CAP else softcap
+
+
+def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device: make it the tensors' one."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 @torch.library.custom_op("scalinglab::cce_forward", mutates_args=())
@@ -39,10 +46,11 @@ def cce_forward(
     hidden, weight = hidden.contiguous(), weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
     cfg = triton_config.forward_config(hidden.dtype)
-    lse, z_target, z_sum = forward_stats(
-        hidden, weight, bias, targets.contiguous(), _cap(softcap), cfg,
-        need_sum=label_smoothing != 0.0,
-    )  # fmt: skip
+    with _on_device(hidden):
+        lse, z_target, z_sum = forward_stats(
+            hidden, weight, bias, targets.contiguous(), _cap(softcap), cfg,
+            need_sum=label_smoothing != 0.0,
+        )  # fmt: skip
     # F.cross_entropy with smoothing eps: lse - (1 - eps) z_t - eps * mean_j z_j
     loss = lse - (1.0 - label_smoothing) * z_target
     if label_smoothing:
@@ -112,14 +120,15 @@ def cce_backward(
     cfg = triton_config.backward_config(hidden.dtype)
     args = (hidden, weight, bias, targets.contiguous(), lse.contiguous(), coefs, _cap(softcap))
     wanted = (needs[0], needs[1], needs[2])
-    if exact:
-        # No filtering, fp32 accumulation, no atomics (deterministic): see triton_exact.py.
-        d_h, d_w, d_b = exact_backward_grads(
-            *args, wanted, triton_config.exact_config(hidden.dtype)
-        )
-    else:
-        # Atomics in the input dtype: the extra memory is the gradients' own size.
-        d_h, d_w, d_b = backward_grads(*args, hidden.dtype, wanted, cfg)
+    with _on_device(hidden):
+        if exact:
+            # No filtering, fp32 accumulation, no atomics (deterministic): triton_exact.py.
+            d_h, d_w, d_b = exact_backward_grads(
+                *args, wanted, triton_config.exact_config(hidden.dtype)
+            )
+        else:
+            # d_weight atomics in the input dtype: extra memory ~ the gradients' own size.
+            d_h, d_w, d_b = backward_grads(*args, hidden.dtype, wanted, cfg)
     # Gradients not asked for come back empty (each its own tensor: outputs may not alias).
     return (
         d_h.to(hidden.dtype) if d_h is not None else hidden.new_empty(0),
