@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
+from scipy.signal import lfilter
 
 PALETTE: list[str] = list(qualitative.Plotly) + list(qualitative.D3)
 AXIS_TITLES = {
@@ -44,14 +45,21 @@ def ema_debiased(values: Sequence[float] | np.ndarray, smoothing: float) -> np.n
     """
     y = np.asarray(values, dtype=float)
     w = float(np.clip(smoothing, 0.0, 0.999))
+    if w == 0.0:
+        return y.copy()
+    finite = np.isfinite(y)
+    if finite.all():
+        # The recursion as a linear filter: one C loop instead of a Python one.
+        acc = lfilter([1.0 - w], [1.0, -w], y)
+        return acc / (1.0 - w ** np.arange(1, len(y) + 1))
     out = np.full_like(y, np.nan)
     acc, n = 0.0, 0
     for i, v in enumerate(y):
-        if np.isfinite(v):
+        if finite[i]:
             acc = w * acc + (1.0 - w) * v
             n += 1
         if n:
-            out[i] = acc / (1.0 - w**n) if w > 0 else acc
+            out[i] = acc / (1.0 - w**n)
     return out
 
 
@@ -79,12 +87,12 @@ def curves_figure(
     data = frame.dropna(subset=["loss", x]) if len(frame) else frame
     if log_x and len(data):
         data = data[data[x] > 0]
-    runs = list(dict.fromkeys(data["run"])) if len(data) else []
-    for i, run in enumerate(runs):
-        sub = data[data["run"] == run]
-        for split, series in sub.groupby("split", sort=True):
-            series = series.sort_values(x)
-            _add_curve(fig, series, run, str(split), x, color(i), smoothing)
+    runs = {run: i for i, run in enumerate(dict.fromkeys(data["run"]))} if len(data) else {}
+    if len(data):
+        # One sort and one groupby for all series (not a filter per run).
+        data = data.sort_values(["run", "split", x], kind="stable")
+        for (run, split), series in data.groupby(["run", "split"], sort=False):
+            _add_curve(fig, series, str(run), str(split), x, color(runs[run]), smoothing)
     fig.update_layout(
         title=title,
         hovermode="closest",

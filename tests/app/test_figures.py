@@ -134,3 +134,12 @@ def test_residual_kl_history_schedule_and_bar_figures() -> None:
     assert "95% band" in [t.name for t in banded.data]
     bars = figures.bar_figure(["x", "y"], [0.3, 0.7], y_title="ratio")
     assert list(bars.data[0].y) == [0.3, 0.7]
+
+
+def test_ema_fast_path_matches_the_recursion() -> None:
+    y = np.random.default_rng(0).normal(3.0, 0.3, 500)
+    w, acc, ref = 0.9, 0.0, []
+    for n, v in enumerate(y, start=1):
+        acc = w * acc + (1 - w) * v
+        ref.append(acc / (1 - w**n))
+    np.testing.assert_allclose(figures.ema_debiased(y, w), ref, rtol=1e-12)
