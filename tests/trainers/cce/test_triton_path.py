@@ -148,3 +148,14 @@ def test_int32_targets() -> None:
         got = triton_impl(*args, inputs["targets"].int(), reduction="none")
         want = triton_impl(*args, inputs["targets"], reduction="none")
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("exact", [False, True])
+def test_many_vocab_blocks_on_gpu(dtype: torch.dtype, exact: bool) -> None:
+    """Hundreds of vocab blocks and several d_hidden token chunks, default tiles: the
+    atomics' accumulation order and the chunk loops at a realistic width."""
+    inputs = make_inputs(1500, 256, 40_000, dtype, device=DEVICE, seed=9)
+    assert_close_to_truth(triton_impl, inputs, exact=exact, z_loss=1e-4)
