@@ -155,7 +155,7 @@ def test_int32_targets() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("exact", [False, True])
 def test_many_vocab_blocks_on_gpu(dtype: torch.dtype, exact: bool) -> None:
-    """Hundreds of vocab blocks and several d_hidden token chunks, default tiles: the
-    atomics' accumulation order and the chunk loops at a realistic width."""
+    """Hundreds of vocab blocks with the default tiles: atomics' accumulation order and
+    exact mode's vocabulary chunks at a realistic width."""
     inputs = make_inputs(1500, 256, 40_000, dtype, device=DEVICE, seed=9)
     assert_close_to_truth(triton_impl, inputs, exact=exact, z_loss=1e-4)
