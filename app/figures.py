@@ -146,6 +146,44 @@ def _add_curve(
         )
 
 
+def add_band(
+    fig: go.Figure, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, row: int | None = None
+) -> None:
+    """A shaded band between lo and hi (the upper edge first, the fill down to it)."""
+    where = {} if row is None else {"row": row, "col": 1}
+    edge = {"mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
+    fig.add_trace(go.Scatter(x=x, y=hi, showlegend=False, name="band upper", **edge), **where)
+    fig.add_trace(
+        go.Scatter(x=x, y=lo, fill="tonexty", fillcolor=BAND_FILL, name="95% band", **edge), **where
+    )
+
+
+def _add_points(
+    fig: go.Figure,
+    x: np.ndarray,
+    y: np.ndarray,
+    held_out: np.ndarray | None,
+    labels: Sequence[str] | None,
+    x_name: str,
+) -> None:
+    """The data: fitted points as dots, held-out ones (extrapolation test) as crosses."""
+    mask = np.zeros(len(x), bool) if held_out is None else np.asarray(held_out, bool)
+    hover = f"%{{text}}<br>{x_name}=%{{x:.4g}}<br>loss=%{{y:.4f}}<extra></extra>"
+    for sel, name, symbol in ((~mask, "data (fitted)", "circle"), (mask, "held out", "x")):
+        if sel.any():
+            fig.add_trace(
+                go.Scatter(
+                    x=x[sel],
+                    y=y[sel],
+                    mode="markers",
+                    name=name,
+                    hovertemplate=hover,
+                    marker={"symbol": symbol, "size": 8, "color": "#636EFA"},
+                    text=None if labels is None else np.asarray(labels)[sel],
+                )
+            )
+
+
 def fit_figure(
     x: np.ndarray,
     y: np.ndarray,
@@ -167,30 +205,7 @@ def fit_figure(
     """
     fig = go.Figure()
     if band is not None:
-        lo, hi = band
-        fig.add_trace(
-            go.Scatter(
-                x=grid,
-                y=hi,
-                mode="lines",
-                line={"width": 0},
-                name="band upper",
-                showlegend=False,
-                hoverinfo="skip",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=grid,
-                y=lo,
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=BAND_FILL,
-                name="95% band",
-                hoverinfo="skip",
-            )
-        )
+        add_band(fig, grid, *band)
     fig.add_trace(
         go.Scatter(
             x=grid,
@@ -201,20 +216,7 @@ def fit_figure(
             hovertemplate=f"{x_name}=%{{x:.4g}}<br>predicted=%{{y:.4f}}<extra></extra>",
         )
     )
-    mask = np.zeros(len(x), bool) if held_out is None else np.asarray(held_out, bool)
-    for sel, name, symbol in ((~mask, "data (fitted)", "circle"), (mask, "held out", "x")):
-        if sel.any():
-            fig.add_trace(
-                go.Scatter(
-                    x=np.asarray(x)[sel],
-                    y=np.asarray(y)[sel],
-                    mode="markers",
-                    name=name,
-                    marker={"symbol": symbol, "size": 8, "color": "#636EFA"},
-                    text=None if labels is None else np.asarray(labels)[sel],
-                    hovertemplate=f"%{{text}}<br>{x_name}=%{{x:.4g}}<br>loss=%{{y:.4f}}<extra></extra>",
-                )
-            )
+    _add_points(fig, np.asarray(x), np.asarray(y), held_out, labels, x_name)
     _hline(fig, grid, l_inf, "fitted irreducible loss L∞", "#00CC96")
     _hline(fig, grid, entropy, "true entropy of the source", "#AB63FA")
     if x_max_seen is not None:
@@ -361,28 +363,7 @@ def schedule_figure(
                 col=1,
             )
     if band is not None:
-        lo, hi = band
-        fig.add_trace(
-            go.Scatter(
-                x=steps, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"
-            ),
-            row=2,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=steps,
-                y=lo,
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=BAND_FILL,
-                name="95% band",
-                hoverinfo="skip",
-            ),
-            row=2,
-            col=1,
-        )
+        add_band(fig, steps, *band, row=2)
     if predicted is not None:
         fig.add_trace(
             go.Scatter(
