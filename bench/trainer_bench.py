@@ -247,15 +247,18 @@ def main() -> None:
     if args.cpu_tiny:
         out["cpu_tiny"] = cpu_tiny(args.threads)
         print(json.dumps(out["cpu_tiny"]))
+        (RESULTS / "trainers_cpu_tiny.json").write_text(json.dumps(out["cpu_tiny"], indent=1))
     if args.science:
         store = Path(args.store or tempfile.mkdtemp(prefix="scalinglab-science-"))
         res = science(args.spec, store, f"store {store}")
         png = RESULTS / f"trainers_science_{args.spec}.png"
         plot_science(res, png)
         print(res["frame"].to_string())
-        print(
-            json.dumps({k: v for k, v in res.items() if k not in ("frame", "result")}, default=str)
-        )
+        summary = {k: v for k, v in res.items() if k not in ("frame", "result")}
+        summary["runs"] = res["frame"].to_dict(orient="records")
+        text = json.dumps(summary, indent=1, default=str)
+        (RESULTS / f"trainers_science_{args.spec}.json").write_text(text)
+        print(text)
     if args.gpu:
         rows = []
         for impl in ("cce", "materialized"):
