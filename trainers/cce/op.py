@@ -127,14 +127,41 @@ def cce_backward(
                 *args, wanted, triton_config.exact_config(hidden.dtype)
             )
         else:
+            uniform = None
+            if softcap == _NO_CAP and label_smoothing:
+                # Without a softcap the smoothing term -c_uniform is rank one: add it
+                # exactly below rather than let filtering drop it tile by tile.
+                c_p, c_onehot, uniform, thr = coefs
+                no_uniform = (c_p, c_onehot, torch.zeros_like(uniform), thr)
+                args = (*args[:5], no_uniform, args[6])
             # d_weight atomics in the input dtype: extra memory ~ the gradients' own size.
             d_h, d_w, d_b = backward_grads(*args, hidden.dtype, wanted, cfg)
+            if uniform is not None:
+                _sub_uniform(uniform, hidden, weight, d_h, d_w, d_b)
     # Gradients not asked for come back empty (each its own tensor: outputs may not alias).
     return (
         d_h.to(hidden.dtype) if d_h is not None else hidden.new_empty(0),
         d_w.to(weight.dtype) if d_w is not None else weight.new_empty(0),
         d_b.to(bias.dtype) if d_b is not None and bias is not None else hidden.new_empty(0),
     )
+
+
+def _sub_uniform(
+    c_uniform: torch.Tensor,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    d_h: torch.Tensor | None,
+    d_w: torch.Tensor | None,
+    d_b: torch.Tensor | None,
+) -> None:
+    """Subtract the gradient of sum_i c_uniform_i * sum_j z_ij, in place, no N x V work."""
+    if d_h is not None:  # d_h[i] -= c_i * sum_j W_j
+        col = weight.sum(dim=0, dtype=torch.float32).to(d_h.dtype)
+        d_h.addr_(c_uniform.to(d_h.dtype), col, alpha=-1.0)
+    if d_w is not None:  # every row j gets -sum_i c_i h_i
+        d_w.sub_(torch.mv(hidden.T, c_uniform.to(hidden.dtype)).to(d_w.dtype)[None, :])
+    if d_b is not None:
+        d_b.sub_(c_uniform.sum())
 
 
 @cce_backward.register_fake
