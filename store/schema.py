@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import duckdb
 
+from store import tiles
+
 # Point-level columns in the canonical schema, in storage order (with their SQL types).
 POINT_COLUMNS: dict[str, str] = {
     "project": "VARCHAR",
@@ -128,8 +130,15 @@ _V1 = [
 )""",
 ]
 
+# v2: curve tiles (see store.tiles), built for the points already stored.
+_V2 = [
+    tiles.DDL,
+    f"INSERT INTO curve_tiles ({', '.join(tiles.TILE_COLUMNS)}) "
+    f"SELECT {', '.join(tiles.TILE_COLUMNS)} FROM ({tiles.aggregate_sql('points')})",
+]
+
 # Append new versions here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

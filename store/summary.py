@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import duckdb
 
+from store import tiles
 from store.schema import POINT_COLUMNS
 
 _COLS = ", ".join(POINT_COLUMNS)
@@ -29,13 +30,20 @@ def replace_points(con: duckdb.DuckDBPyConnection, staged: str, touched: str | N
         f"SELECT count(*) FROM points p SEMI JOIN {touched} t "
         "ON p.project = t.project AND p.run = t.run"
     ).fetchone()
+    replaced = 0
     if existing and existing[0]:
-        con.execute(
+        gone = con.execute(
             f"DELETE FROM points p USING {staged} s WHERE p.project = s.project "
             "AND p.run = s.run AND p.split = s.split AND p.step = s.step"
-        )
+        ).fetchone()
+        replaced = int(gone[0]) if gone else 0
     row = con.execute(f"INSERT INTO points ({_COLS}) SELECT {_COLS} FROM {staged}").fetchone()
     ensure_runs(con, touched, status="running")
+    # Tiles merge new points exactly, but cannot forget replaced ones: rebuild those.
+    if replaced:
+        tiles.rebuild(con, touched)
+    else:
+        tiles.add_points(con, staged)
     return int(row[0]) if row else 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store
+from store import Store, schema
 from store.errors import StoreBusyError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_short_lock_is_waited_out(tmp_path: Path) -> None:
         con.execute("INSERT INTO projects (project) VALUES ('p')")
     assert time.monotonic() - start > 0.3
     proc.wait()
-    assert store.schema_version() == 1
+    assert store.schema_version() == schema.CURRENT_VERSION
 
 
 def test_writer_waits_for_a_reader_thread(tmp_path: Path) -> None:

@@ -39,12 +39,13 @@ def test_fresh_store_has_every_table(store: Store) -> None:
 def test_forward_migration_applies_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     extra = ["ALTER TABLE runs ADD COLUMN note VARCHAR"]
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, extra])
+    new = len(schema.MIGRATIONS)
     with store.connect() as con:
-        assert schema.migrate(con) == 2
-        assert schema.migrate(con) == 2  # already there: nothing re-applied
+        assert schema.migrate(con) == new
+        assert schema.migrate(con) == new  # already there: nothing re-applied
         versions = con.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
         cols = {r[0] for r in con.execute("DESCRIBE runs").fetchall()}
-    assert versions == [(1,), (2,)]
+    assert versions == [(v,) for v in range(1, new + 1)]
     assert "note" in cols
 
 
@@ -64,3 +65,34 @@ def test_failed_transaction_writes_nothing(store: Store) -> None:
         raise RuntimeError("boom")
     with store.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM projects").fetchone() == (0,)
+
+
+def test_v1_store_upgrades_and_gets_tiles(tmp_path: Path) -> None:
+    """A store written at schema v1 (no curve tiles) gains them, built from its points."""
+    import duckdb
+
+    from store.tiles import XKINDS
+
+    path = tmp_path / "old" / "scalinglab.duckdb"
+    path.parent.mkdir()
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP "
+        "DEFAULT current_timestamp)"
+    )
+    con.execute("BEGIN")
+    for statement in schema.MIGRATIONS[0]:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.execute(
+        "INSERT INTO points (project, run, split, step, loss) "
+        "SELECT 'p', 'r', 'train', i, 1.0 / (1 + i) FROM range(1000) t(i)"
+    )
+    con.execute("COMMIT")
+    con.close()
+    store = Store(tmp_path / "old")
+    assert store.schema_version() == schema.CURRENT_VERSION
+    with store.connect(read_only=True) as con:
+        n = con.execute("SELECT xkind, sum(n) FROM curve_tiles GROUP BY 1").fetchall()
+    assert dict(n) == {"step": 1000}
+    assert set(XKINDS) >= {k for k, _ in n}
