@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(
     not capabilities.triton_supports(torch.device(DEVICE)),
     reason="needs triton on a CUDA GPU (sm80+) or TRITON_INTERPRET=1",
 )
-# The interpreter computes bf16 tl.dot wrongly and is slow: fp32 only there.
+# The interpreter computes bf16 tl.dot wrongly and is slow: fp32 there (plus a few fp16
+# cases in test_fp16_interpreted).
 DTYPES = [torch.float32, torch.float16, torch.bfloat16] if ON_GPU else [torch.float32]
 # Small tiles so the interpreter runs a handful of programs; two vocab splits so the
 # forward's cross-split combine is exercised.
@@ -57,6 +58,15 @@ CASES = {
 def test_matches_reference(case: str, dtype: torch.dtype, blocks: None) -> None:
     inputs = make_inputs(252, 123, 507, dtype, device=DEVICE)
     assert_close_to_truth(triton_impl, inputs, **CASES[case])
+
+
+@pytest.mark.skipif(ON_GPU, reason="the GPU runs every case in fp16 above")
+@pytest.mark.parametrize("case", ["plain-mean", "smoothing", "exact-sum"])
+def test_fp16_interpreted(case: str) -> None:
+    # The interpreter gets fp16 dots and atomics right (bf16 dots it does not).
+    inputs = make_inputs(252, 123, 507, torch.float16, device=DEVICE)
+    with use_configs(SMALL, SMALL, SMALL):
+        assert_close_to_truth(triton_impl, inputs, **CASES[case])
 
 
 def test_batch_dimension_without_bias(blocks: None) -> None:
