@@ -253,6 +253,7 @@ def measure(name: str, fn: LossFn, inputs: tuple[torch.Tensor, ...], ref_loss: f
 
 _FWD_CANDIDATES = [
     BlockConfig(128, 128, 64, num_warps=8, num_stages=3),
+    BlockConfig(128, 128, 64, num_warps=8, num_stages=4),
     BlockConfig(128, 256, 64, num_warps=8, num_stages=3),
     BlockConfig(64, 256, 64, num_warps=4, num_stages=4),
     BlockConfig(128, 128, 128, num_warps=8, num_stages=2),
@@ -260,6 +261,7 @@ _FWD_CANDIDATES = [
 ]
 _BWD_CANDIDATES = [
     BlockConfig(128, 128, 64, num_warps=8, num_stages=3, group_n=8),
+    BlockConfig(128, 128, 64, num_warps=8, num_stages=4, group_n=8),
     BlockConfig(128, 128, 64, num_warps=8, num_stages=3, group_n=16),
     BlockConfig(64, 128, 64, num_warps=4, num_stages=3, group_n=8),
     BlockConfig(128, 256, 64, num_warps=8, num_stages=3, group_n=8),

@@ -85,8 +85,20 @@ def _split_count(n_token_blocks: int, n_vocab_blocks: int, cfg: BlockConfig, dev
     if device.type != "cuda":
         return 1  # the interpreter runs programs one by one: fewer is faster
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    wanted = triton.cdiv(4 * sms, max(1, n_token_blocks))  # about 4 waves of programs
-    return max(1, min(wanted, n_vocab_blocks))
+    return balanced_splits(n_token_blocks, n_vocab_blocks, sms)
+
+
+def balanced_splits(n_token_blocks: int, n_vocab_blocks: int, slots: int) -> int:
+    """Vocab splits giving at least ~4 waves of programs over `slots` concurrent ones,
+    with the last wave as full as possible (one program per SM at these tile sizes)."""
+    least = max(1, min(n_vocab_blocks, triton.cdiv(4 * slots, max(1, n_token_blocks))))
+    best, best_use = least, 0.0
+    for splits in range(least, min(n_vocab_blocks, 8 * least) + 1):
+        programs = n_token_blocks * splits
+        use = programs / (triton.cdiv(programs, slots) * slots)
+        if use > best_use + 1e-9:
+            best, best_use = splits, use
+    return best
 
 
 def forward_stats(

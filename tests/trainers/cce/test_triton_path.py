@@ -184,3 +184,15 @@ def test_exact_mode_is_bitwise_reproducible() -> None:
             runs.append((loss.detach(), h.grad, w.grad))
     for first, second in zip(*runs, strict=True):
         assert torch.equal(first, second)
+
+
+def test_forward_splits_fill_the_last_wave() -> None:
+    from trainers.cce.triton_forward import balanced_splits
+
+    # Issue shape 1 on an H100 (132 SMs): 64 token blocks x 33 splits = 16 full waves.
+    assert balanced_splits(64, 2000, 132) == 33
+    assert balanced_splits(1, 10, 132) == 10  # never more splits than vocab blocks
+    for blocks, vocab in [(64, 2000), (128, 393), (7, 50)]:
+        splits = balanced_splits(blocks, vocab, 132)
+        assert 1 <= splits <= vocab
+        assert blocks * splits >= min(4 * 132, blocks * vocab)
