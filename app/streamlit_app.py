@@ -1,6 +1,7 @@
 """The scalinglab dashboard: `streamlit run app/streamlit_app.py` (or `scalinglab serve`).
 
-The store comes from `$SCALINGLAB_STORE`; each page is a script under `app/pages/`.
+The store comes from `$SCALINGLAB_STORE`; each page is a script under `app/views/`
+(not `pages/`: Streamlit would list that folder itself before `st.navigation` runs).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ if _ROOT not in sys.path:
 from app import data  # noqa: E402
 
 PAGES = [
-    st.Page("pages/runs.py", title="Runs", icon=":material/show_chart:", default=True),
-    st.Page("pages/upload.py", title="Upload", icon=":material/upload_file:"),
-    st.Page("pages/fit.py", title="Fit", icon=":material/functions:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/insights:"),
-    st.Page("pages/jobs.py", title="Jobs", icon=":material/schedule:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/show_chart:", default=True),
+    st.Page("views/upload.py", title="Upload", icon=":material/upload_file:"),
+    st.Page("views/fit.py", title="Fit", icon=":material/functions:"),
+    st.Page("views/predict.py", title="Predict", icon=":material/insights:"),
+    st.Page("views/jobs.py", title="Jobs", icon=":material/schedule:"),
 ]
 
 st.set_page_config(page_title="scalinglab", page_icon=":material/trending_down:", layout="wide")

@@ -73,7 +73,7 @@ def test_upload_page_previews_then_imports_on_confirm(store: object) -> None:
     need("store.importers", "parse_file")
     from store import queries
 
-    at = open_page("pages/upload.py")
+    at = open_page("views/upload.py")
     csv = b"run,step,loss,tokens\nup-a,1,3.0,1000\nup-a,2,2.8,2000\nup-b,1,3.1,1000\n"
     at.file_uploader(key="upload-files").set_value(("curves.csv", csv, "text/csv")).run()
     assert not at.exception, at.exception
@@ -87,7 +87,7 @@ def test_upload_page_previews_then_imports_on_confirm(store: object) -> None:
 
 def test_upload_page_shows_line_and_column_of_bad_input(store: object) -> None:
     need("store.importers", "parse_file")
-    at = open_page("pages/upload.py")
+    at = open_page("views/upload.py")
     bad = b"run,step,loss\na,1,3.0\na,2,oops\n"
     at.file_uploader(key="upload-files").set_value(("bad.csv", bad, "text/csv")).run()
     errors = " ".join(e.value for e in at.error)
@@ -100,7 +100,7 @@ def test_fit_page_fits_power_law_and_saves(store: object) -> None:
     need("fitting.persist")
     from store import fits
 
-    at = open_page("pages/fit.py")
+    at = open_page("views/fit.py")
     assert at.selectbox(key="fit-law").value == "power_law"
     at.number_input(key="fit-boot").set_value(50).run()
     at.button(key="fit-go").click().run()
@@ -123,7 +123,7 @@ def test_predict_page_answers_with_a_saved_fit(store: object) -> None:
 
     result, _ = fit_selection(store, "demo", "power_law", None, {"x": "params"})
     persist.save_result(store, result, "demo", {"reduce": "final"})
-    at = open_page("pages/predict.py")
+    at = open_page("views/predict.py")
     assert not at.exception, at.exception
     assert at.metric[0].label.startswith("Predicted loss")
     labels = [m.label for m in at.metric]
@@ -136,7 +136,7 @@ def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
     need("fitting", "LAWS")
     from store import jobs
 
-    at = open_page("pages/jobs.py")
+    at = open_page("views/jobs.py")
     # Inside a form, values travel with the submit click.
     at.text_input(key="job-name").input("nightly")
     at.selectbox(key="job-when").set_value("every 5 minutes")
@@ -153,7 +153,7 @@ def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
 
 def test_upload_page_maps_unrecognised_columns(store: object) -> None:
     need("store.importers", "parse_file")
-    at = open_page("pages/upload.py")
+    at = open_page("views/upload.py")
     odd = b"name,it,ce\nx,1,3.0\nx,2,2.5\n"
     at.file_uploader(key="upload-files").set_value(("odd.csv", odd, "text/csv")).run()
     assert "cannot tell the format" in " ".join(e.value for e in at.error)
@@ -177,7 +177,7 @@ def test_predict_page_schedule_designer_with_a_curve_law(store: object) -> None:
     selection = {"reduce": "all", "splits": ["train"], "runs": ["n100000"]}
     result, _ = fit_selection(store, "demo", "lr_annealing", selection, {})
     persist.save_result(store, result, "demo", selection)
-    at = open_page("pages/predict.py")
+    at = open_page("views/predict.py")
     at.number_input(key="pred-total").set_value(80).run()
     at.number_input(key="pred-warmup").set_value(5).run()
     at.number_input(key="pred-decay").set_value(20).run()
@@ -205,7 +205,7 @@ def test_jobs_page_runs_now_and_shows_the_history(store: object) -> None:
         schedule="on-new-data",
     )
     run_job(store, job_id)
-    at = open_page("pages/jobs.py")
+    at = open_page("views/jobs.py")
     at.button(key=f"job-run-{job_id}").click().run()  # a background thread: no scheduler here
     deadline = time.monotonic() + 60
     while len(fits.list_fits(store, job_id=job_id)) < 2 and time.monotonic() < deadline:

@@ -95,10 +95,14 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> object:
     srv.stop()
 
 
-@pytest.mark.parametrize("path", ["", "upload", "fit", "predict", "jobs"])
+# "jobs" first: a fresh server's first request for a sub-page must get the app's own
+# navigation, not a folder Streamlit discovered by itself.
+@pytest.mark.parametrize("path", ["jobs", "", "upload", "fit", "predict"])
 def test_every_page_renders_without_an_error(filled: Server, page: object, path: str) -> None:
     page.goto(f"{filled.url}/{path}")
     wait_idle(page)
     page.locator("h1").first.wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")
+    nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Runs" in nav and "Predict" in nav and "streamlit app" not in nav, nav
     screenshot(page, f"page-{path or 'runs'}")
