@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,65 @@ def make_sink(cfg: TrainConfig, info: distributed.DistInfo, facts: dict, source:
     )
 
 
+@dataclass
+class Setup:
+    """Everything a run needs before its first step."""
+
+    source: Source
+    model_cfg: ModelConfig
+    model: nn.Module
+    counts: dict[str, int]
+    schedule: ScheduleSpec
+    optimizer: torch.optim.Optimizer
+    ckpt_dir: Path | None
+    start: int  # first step to run (> 0 when resuming)
+
+
+def build(cfg: TrainConfig, dev: torch.device) -> Setup:
+    """Data, model, schedule, optimizer; then resume from the run's checkpoint if any."""
+    torch.manual_seed(cfg.seed)
+    source = make_source(cfg.data)
+    overrides = {"vocab_size": source.vocab_size, "context": cfg.seq_len, **cfg.model}
+    model_cfg = resolve(cfg.preset, **overrides)
+    model = build_model(model_cfg).to(dev)
+    optimizer = make_optimizer(model, cfg, dev)
+    ckpt_dir = None
+    if cfg.store:
+        ckpt_dir = checkpoint.checkpoint_dir(cfg.store, cfg.project, cfg.run_name())
+    start = 0
+    # Model and optimizer state are all we need: the data stream is keyed by step.
+    if cfg.resume and ckpt_dir is not None and (state := checkpoint.load(ckpt_dir, dev)):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"]) + 1
+    return Setup(
+        source,
+        model_cfg,
+        model,
+        param_counts(model),
+        cfg.schedule_spec(),
+        optimizer,
+        ckpt_dir,
+        start,
+    )
+
+
+def batch_split(cfg: TrainConfig, world: int) -> tuple[int, int, int]:
+    """(sequences per rank, sequences per micro-batch, micro-batches per step)."""
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} not divisible by {world} ranks")
+    per_rank = cfg.batch_size // world
+    micro = cfg.micro_batch or per_rank
+    if per_rank % micro:
+        raise ValueError(f"per-rank batch {per_rank} not divisible by micro_batch {micro}")
+    return per_rank, micro, per_rank // micro
+
+
+def every(n: int, step: int, last: bool) -> bool:
+    """True after every n-th step (n > 0) and after the last one."""
+    return last or (n > 0 and (step + 1) % n == 0)
+
+
 def train(
     cfg: TrainConfig,
     sink: Logger | None = None,
@@ -195,37 +255,12 @@ def train(
     dev = info.device
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    if cfg.batch_size % info.world:
-        raise ValueError(f"batch_size {cfg.batch_size} not divisible by {info.world} ranks")
-    per_rank = cfg.batch_size // info.world
-    micro = cfg.micro_batch or per_rank
-    if per_rank % micro:
-        raise ValueError(f"per-rank batch {per_rank} not divisible by micro_batch {micro}")
-    n_micro = per_rank // micro
-
-    # Data, model, schedule, optimizer.
-    source = make_source(cfg.data)
-    model_cfg = resolve(
-        cfg.preset, **{"vocab_size": source.vocab_size, "context": cfg.seq_len, **cfg.model}
-    )
-    model = build_model(model_cfg).to(dev)
-    counts = param_counts(model)
-    schedule = cfg.schedule_spec()
-    lrs = schedule.lr(np.arange(cfg.steps))
-    optimizer = make_optimizer(model, cfg, dev)
+    per_rank, micro, n_micro = batch_split(cfg, info.world)
+    run = build(cfg, dev)
+    source, model, optimizer, start = run.source, run.model, run.optimizer, run.start
+    lrs = run.schedule.lr(np.arange(cfg.steps))
     tokens_per_step = cfg.batch_size * cfg.seq_len  # target tokens, all ranks
-    flops_per_step = tokens_per_step * flops_per_token(model_cfg, counts)
-
-    # Resume: model/optimizer state and the next step; the data stream is keyed by step.
-    ckpt_dir = (
-        checkpoint.checkpoint_dir(cfg.store, cfg.project, cfg.run_name()) if cfg.store else None
-    )
-    start = 0
-    if cfg.resume and ckpt_dir is not None and (state := checkpoint.load(ckpt_dir, dev)):
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"]) + 1
+    flops_per_step = tokens_per_step * flops_per_token(run.model_cfg, run.counts)
 
     use_bf16 = dev.type == "cuda"
 
@@ -242,7 +277,7 @@ def train(
         ids = [dev.index] if dev.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(loss_model, device_ids=ids)
 
-    facts = run_facts(cfg, model_cfg, source, counts, schedule)
+    facts = run_facts(cfg, run.model_cfg, source, run.counts, run.schedule)
     sink = sink if sink is not None else make_sink(cfg, info, facts, source)
     eval_sets = (
         source.eval_sets(cfg.eval_batches, cfg.batch_size, cfg.seq_len) if info.is_main else {}
@@ -283,21 +318,15 @@ def train(
                 "flops": float((step + 1) * flops_per_step),
             }
             last_step = step == cfg.steps - 1
-            if info.is_main and (
-                last_step or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)
-            ):
+            if info.is_main and every(cfg.eval_every, step, last_step):
                 last_eval = evaluate(loss_model, eval_sets, dev, autocast)
                 metrics.update(last_eval)
             sink.log(metrics, step)
             if on_step is not None:
                 on_step(step, metrics)
-            if (
-                info.is_main
-                and ckpt_dir is not None
-                and cfg.checkpoint_every
-                and ((step + 1) % cfg.checkpoint_every == 0 or last_step)
-            ):
-                checkpoint.save(ckpt_dir, model, optimizer, step)
+            save = cfg.checkpoint_every > 0 and every(cfg.checkpoint_every, step, last_step)
+            if info.is_main and run.ckpt_dir is not None and save:
+                checkpoint.save(run.ckpt_dir, model, optimizer, step)
         status = "finished"
     finally:
         prefetch.shutdown(wait=False, cancel_futures=True)
@@ -313,7 +342,7 @@ def train(
         start_step=start,
         train_loss=last_train,
         eval_loss={k[5:]: v for k, v in last_eval.items()},
-        counts=counts,
+        counts=run.counts,
         tokens=float(cfg.steps * tokens_per_step),
         flops=float(cfg.steps * flops_per_step),
         wall_s=wall,
