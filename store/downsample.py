@@ -7,8 +7,9 @@ highest loss (the M4 scheme), so spikes and the curve's ends survive while at mo
 
 Buckets are equal in log(1 + x - x0) by default, because loss curves are read on log
 axes: equal linear buckets would fold the first decades of training into a handful of
-points. All selected series share one x range, so the bucket bounds are constants and
-the query is a single scan with a GROUP BY (no join, no window).
+points. With log spacing the buckets are read from the curve tiles (`store.tiles`),
+so a 10-million-point run costs a few thousand tile rows, not a scan; linear spacing
+scans the points (one GROUP BY with constant bucket bounds shared by all series).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from store import tiles
 from store.errors import BadInputError
-from store.pending import pending, points_source, with_inbox_retry
+from store.pending import Pending, pending, points_source, sql_list, with_inbox_retry
 
 if TYPE_CHECKING:
     import duckdb
@@ -100,7 +102,10 @@ def curve(
 
     def read() -> pd.DataFrame:
         with store.connect(read_only=True) as con:
-            source, source_params = points_source(pending(store, con))
+            p = pending(store, con)
+            if spacing == "log":
+                return _read_tiles(con, p, project, names, x, max_points, splits)
+            source, source_params = points_source(p)
             return _read(con, source, source_params, project, names, x, max_points, splits, spacing)
 
     return with_inbox_retry(read)
@@ -152,6 +157,89 @@ def _read(
         }
         frames.append(con.execute(sql, named).df())
     return _combine(frames, x)
+
+
+def _small_points(
+    con: duckdb.DuckDBPyConnection,
+    p: Pending,
+    project: str,
+    runs: list[str],
+    x: str,
+    splits: Sequence[str] | None,
+    keys: list[str],
+) -> pd.DataFrame:
+    """Every point of the short series `keys` (run NUL split)."""
+    source, source_params = points_source(p)
+    where = _filters(x, splits is not None)
+    params = [*source_params, project, runs] + ([list(splits)] if splits is not None else [])
+    return con.execute(
+        f"SELECT run, split, {', '.join(_columns(x))} FROM {source} WHERE {where} "
+        "AND list_contains(?, run || chr(0) || split)",
+        [*params, keys],
+    ).df()
+
+
+def _read_tiles(
+    con: duckdb.DuckDBPyConnection,
+    p: Pending,
+    project: str,
+    runs: list[str],
+    x: str,
+    max_points: int,
+    splits: Sequence[str] | None,
+) -> pd.DataFrame:
+    """Log-spaced M4 from the stored tiles (plus tiles of pending shards)."""
+    cols = ", ".join(tiles.TILE_COLUMNS)
+    where = "project = ? AND list_contains(?, run)" + (
+        " AND list_contains(?, split)" if splits is not None else ""
+    )
+    base = [project, runs] + ([list(splits)] if splits is not None else [])
+    sources = [f"SELECT {cols} FROM curve_tiles WHERE {where} AND xkind = ?"]
+    params = [*base, x]
+    if p.point_files:
+        shards = f"read_parquet({sql_list(p.point_files)}, union_by_name = true)"
+        sources.append(f"SELECT {cols} FROM ({tiles.aggregate_sql(shards, where, (x,))})")
+        params += base
+    union = "(" + " UNION ALL ".join(sources) + ")"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _ct AS {tiles.merge_sql(union, 'run, split, tile')}",
+        params,
+    )
+    stats = con.execute(
+        "SELECT run, split, sum(n), min(tile), max(tile) FROM _ct GROUP BY run, split"
+    ).fetchall()
+    small = [f"{r}\0{s}" for r, s, n, _, _ in stats if n <= max_points]
+    big = [row for row in stats if row[2] > max_points]
+    frames = []
+    if small:
+        frames.append(_small_points(con, p, project, runs, x, splits, small))
+    if big:
+        frames.append(_big_from_tiles(con, big, x, max_points))
+    return _combine(frames, x)
+
+
+def _big_from_tiles(
+    con: duckdb.DuckDBPyConnection, big: list[tuple], x: str, max_points: int
+) -> pd.DataFrame:
+    """Merge the tiles of long series into max_points // 4 buckets; four picks each."""
+    t0, t1 = min(int(r[3]) for r in big), max(int(r[4]) for r in big)
+    bucketed = (
+        "(SELECT *, CAST(floor((tile - $t0) * $nb / ($t1 - $t0 + 1)) AS INTEGER) AS b "
+        "FROM _ct WHERE list_contains($big, run || chr(0) || split))"
+    )
+    merged = tiles.merge_sql(bucketed, "run, split, b")
+    unions = []
+    for name in tiles.PICKS:
+        xcol = "" if x == "step" else f", {name}_x AS {x}"
+        unions.append(f"SELECT run, split, {name}_step AS step{xcol}, {name}_loss AS loss FROM m")
+    sql = f"WITH m AS MATERIALIZED ({merged}) SELECT DISTINCT * FROM ({' UNION ALL '.join(unions)})"
+    named = {
+        "t0": t0,
+        "t1": t1,
+        "nb": max_points // 4,
+        "big": [f"{r}\0{s}" for r, s, *_ in big],
+    }
+    return con.execute(sql, named).df()
 
 
 def _combine(frames: list[pd.DataFrame], x: str) -> pd.DataFrame:

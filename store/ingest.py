@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from store import shards
+from store.pending import sql_list
 from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
 from store.summary import refresh_summaries, replace_points
 from store.uniq import keys_unique
@@ -83,7 +84,7 @@ def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     cols = ", ".join(POINT_COLUMNS)
     names = [str(p) for p in files]
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({_list(names)})"
+        f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({sql_list(names)})"
     )
     if keys_unique(con, "_shards", "project, run, split"):
         staged = "_shards"
@@ -91,7 +92,7 @@ def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
         # A resumed run re-logged some steps: keep the latest value of each.
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM "
-            f"read_parquet({_list(names)}, filename = true, file_row_number = true) "
+            f"read_parquet({sql_list(names)}, filename = true, file_row_number = true) "
             "QUALIFY row_number() OVER (PARTITION BY project, run, split, step "
             "ORDER BY filename DESC, file_row_number DESC) = 1"
         )
@@ -99,11 +100,6 @@ def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     n = replace_points(con, staged)
     refresh_summaries(con, "_touched")
     return n
-
-
-def _list(paths: list[str]) -> str:
-    """A SQL list literal of paths (views cannot take parameters)."""
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def merge_fact_shards(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict:

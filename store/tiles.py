@@ -38,10 +38,10 @@ def tile_sql(x: str) -> str:
     return f"CAST(floor({TILES_PER_OCTAVE} * log2(1 + greatest({x}, 0))) AS INTEGER)"
 
 
-def aggregate_sql(source: str, where: str = "TRUE") -> str:
-    """Tiles of every series in `source` (canonical point columns), for all x kinds."""
+def aggregate_sql(source: str, where: str = "TRUE", kinds: tuple[str, ...] = XKINDS) -> str:
+    """Tiles of every series in `source` (canonical point columns), for these x kinds."""
     parts = []
-    for x in XKINDS:
+    for x in kinds:
         parts.append(
             f"""SELECT project, run, split, '{x}' AS xkind, {tile_sql(x)} AS tile,
                 count(*) AS n,

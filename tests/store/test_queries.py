@@ -94,3 +94,17 @@ def test_data_version_changes_with_data(store: Store) -> None:
     assert len({v0, v1, v2}) == 3
     assert queries.data_version(store, "p") == v2  # stable without changes
     assert queries.list_projects(store) == ["p"]
+
+
+def test_curve_from_inbox_equals_curve_after_ingest(store: Store) -> None:
+    _big_run(store, n=20_000)
+    pending_only = queries.curve(store, "p", ["big"], max_points=500)
+    ingest_inbox(store)
+    pd.testing.assert_frame_equal(pending_only, queries.curve(store, "p", ["big"], max_points=500))
+    with InboxWriter(store, "p", "big") as w:  # stored tiles plus a pending piece
+        # Distinct losses: with ties, which tied point a bucket keeps is arbitrary.
+        w.log_many({"step": np.arange(20_000, 30_000), "loss": 2.5 + np.arange(10_000) / 1e6})
+    mixed = queries.curve(store, "p", ["big"], max_points=500)
+    ingest_inbox(store)
+    pd.testing.assert_frame_equal(mixed, queries.curve(store, "p", ["big"], max_points=500))
+    assert mixed["step"].max() == 29_999 and len(mixed[mixed["split"] == "train"]) <= 500
