@@ -72,43 +72,56 @@ def _backward_kernel(
     g = _tile_grad(z, offs_v, n_mask, v_mask, targets, lse, c_p, c_onehot, c_uniform,
                    softcap, HAS_SOFTCAP)  # fmt: skip
 
-    # Filtering: thresholds are -1 in exact mode, so every tile is live there.
+    # Filtering (filtering.py); thresholds of -1 (filtering.NO_FILTER) keep every tile.
     thr = tl.load(thr_ptr + offs_n, mask=n_mask, other=0.0)
     if tl.max(tl.max(tl.abs(g) - thr[:, None], axis=1), axis=0) > 0:
         if COUNT_LIVE:  # tests and the benchmark: how many tiles survived filtering
             tl.atomic_add(live_ptr, 1)
         if COMPUTE_DB:
             tl.atomic_add(db_ptr + offs_v, tl.sum(g, axis=0), mask=v_mask, sem="relaxed")
-        g_in = g.to(h_ptr.dtype.element_ty)
-        for d0 in range(0, D, BLOCK_D):
-            offs_d = d0 + tl.arange(0, BLOCK_D)
-            d_mask = offs_d < D
-            if COMPUTE_DH:
-                w = tl.load(
-                    w_ptr + offs_v[:, None] * stride_wv + offs_d[None, :],
-                    mask=v_mask[:, None] & d_mask[None, :],
-                    other=0.0,
-                )
-                d_h = tl.dot(g_in, w, input_precision=DOT_PRECISION)
-                tl.atomic_add(
-                    dh_ptr + offs_n[:, None] * D + offs_d[None, :],
-                    d_h.to(dh_ptr.dtype.element_ty),
-                    mask=n_mask[:, None] & d_mask[None, :],
-                    sem="relaxed",
-                )
-            if COMPUTE_DW:
-                h = tl.load(
-                    h_ptr + offs_n[:, None] * stride_hn + offs_d[None, :],
-                    mask=n_mask[:, None] & d_mask[None, :],
-                    other=0.0,
-                )
-                d_w = tl.dot(tl.trans(g_in), h, input_precision=DOT_PRECISION)
-                tl.atomic_add(
-                    dw_ptr + offs_v[:, None] * D + offs_d[None, :],
-                    d_w.to(dw_ptr.dtype.element_ty),
-                    mask=v_mask[:, None] & d_mask[None, :],
-                    sem="relaxed",
-                )
+        _add_tile_grads(
+            g.to(h_ptr.dtype.element_ty), h_ptr, w_ptr, dh_ptr, dw_ptr, offs_n, offs_v,
+            n_mask, v_mask, D, stride_hn, stride_wv, COMPUTE_DH, COMPUTE_DW, BLOCK_D,
+            DOT_PRECISION,
+        )
+
+
+@triton.jit
+def _add_tile_grads(
+    g, h_ptr, w_ptr, dh_ptr, dw_ptr, offs_n, offs_v, n_mask, v_mask, D, stride_hn, stride_wv,
+    COMPUTE_DH: tl.constexpr, COMPUTE_DW: tl.constexpr, BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """d_hidden[tile rows] += g @ W[tile cols]; d_weight[tile cols] += g.T @ H[tile rows]."""
+    for d0 in range(0, D, BLOCK_D):
+        offs_d = d0 + tl.arange(0, BLOCK_D)
+        d_mask = offs_d < D
+        if COMPUTE_DH:
+            w = tl.load(
+                w_ptr + offs_v[:, None] * stride_wv + offs_d[None, :],
+                mask=v_mask[:, None] & d_mask[None, :],
+                other=0.0,
+            )
+            d_h = tl.dot(g, w, input_precision=DOT_PRECISION)
+            tl.atomic_add(
+                dh_ptr + offs_n[:, None] * D + offs_d[None, :],
+                d_h.to(dh_ptr.dtype.element_ty),
+                mask=n_mask[:, None] & d_mask[None, :],
+                sem="relaxed",
+            )
+        if COMPUTE_DW:
+            h = tl.load(
+                h_ptr + offs_n[:, None] * stride_hn + offs_d[None, :],
+                mask=n_mask[:, None] & d_mask[None, :],
+                other=0.0,
+            )
+            d_w = tl.dot(tl.trans(g), h, input_precision=DOT_PRECISION)
+            tl.atomic_add(
+                dw_ptr + offs_v[:, None] * D + offs_d[None, :],
+                d_w.to(dw_ptr.dtype.element_ty),
+                mask=v_mask[:, None] & d_mask[None, :],
+                sem="relaxed",
+            )
 
 
 # fp32 d_hidden accumulator per launch; tokens are processed in chunks that fit it.
