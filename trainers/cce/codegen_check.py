@@ -39,12 +39,13 @@ class Resources:
 def _ptxas_stats(ptx: str, arch: int) -> tuple[int, int]:
     from triton.backends.nvidia.compiler import get_ptxas
 
+    suffix = "a" if arch >= 90 else ""  # sm_90a: the wgmma-enabled Hopper target
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "k.ptx")
         with open(path, "w") as f:
             f.write(ptx)
         out = subprocess.run(
-            [get_ptxas(arch).path, f"-arch=sm_{arch}a", "-v", path, "-o", path + ".cubin"],
+            [get_ptxas(arch).path, f"-arch=sm_{arch}{suffix}", "-v", path, "-o", path + ".cubin"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     text = out.stdout + out.stderr
