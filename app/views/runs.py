@@ -107,18 +107,22 @@ def _choose(project: str, names: list[str]) -> list[str]:
     )
 
 
-def _body(
-    root: str, project: str | None, search: str, statuses: list[str], view: dict, was_live: bool
+def _table(
+    root: str, project: str | None, search: str, statuses: list[str], was_live: bool
 ) -> None:
-    """The runs table and the plot; a fragment that redraws itself while runs are live."""
+    """The runs' facts; a fragment that refreshes itself while runs are live."""
     all_runs = data.runs(root, project)
     shown = _filter(all_runs, search, statuses)
     st.dataframe(facts_table(shown), hide_index=True, width="stretch", height=260)
     if was_live and not all_runs["status"].eq("running").any():
-        st.rerun()  # everything finished: rerun the page once, without the timer
-    if project is None:
-        st.info("Pick a project in the sidebar to plot its runs.")
-        return
+        st.rerun()  # everything finished: rerun the page once, without the timers
+
+
+def _panel(root: str, project: str, search: str, statuses: list[str]) -> None:
+    """View controls, the run choice and the plot: their own fragment, so changing an
+    axis or the smoothing redraws the plot alone, not the whole page."""
+    view = _view_controls()
+    shown = _filter(data.runs(root, project), search, statuses)
     chosen = _choose(project, list(shown["run"].astype(str)))
     if not chosen:
         st.info("Select runs to plot.")
@@ -168,11 +172,14 @@ def main() -> None:
     statuses = st.sidebar.multiselect(
         "Status", sorted(all_runs["status"].dropna().unique()), key="runs-status"
     )
-    view = _view_controls()
     live = bool(all_runs["status"].eq("running").any())
     # Live runs redraw themselves (new points, new runs); finished ones do not poll.
-    body = st.fragment(_body, run_every=REFRESH_S if live else None)
-    body(root, project, search, statuses, view, live)
+    every = REFRESH_S if live else None
+    st.fragment(_table, run_every=every)(root, project, search, statuses, live)
+    if project is None:
+        st.info("Pick a project in the sidebar to plot its runs.")
+        return
+    st.fragment(_panel, run_every=every)(root, project, search, statuses)
 
 
 main()
