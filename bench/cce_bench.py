@@ -313,7 +313,7 @@ def tune(inputs: tuple[torch.Tensor, ...], device: str) -> tuple[BlockConfig, Bl
 
 
 def live_tile_share(inputs: tuple[torch.Tensor, ...]) -> str:
-    """How many backward tiles survive gradient filtering on these inputs."""
+    """How many backward tiles get recomputed, and how many survive gradient filtering."""
     from trainers.cce import triton_config
     from trainers.cce.op import backward_coefs
     from trainers.cce.triton_backward import backward_grads, tile_count
@@ -321,14 +321,18 @@ def live_tile_share(inputs: tuple[torch.Tensor, ...]) -> str:
 
     h, w, t = (x.detach() for x in inputs)
     n, v = h.shape[0], w.shape[0]
-    lse, _, _ = forward_stats(h, w, None, t, None, triton_config.forward_config(h.dtype))
+    fwd_cfg = triton_config.forward_config(h.dtype)
+    lse, _, _, tile_max = forward_stats(h, w, None, t, None, fwd_cfg)
     coefs = backward_coefs(t, lse, torch.full_like(lse, 1.0 / n), torch.zeros_like(lse), v,
                            h.dtype, -100, 0.0, 0.0, False)  # fmt: skip
-    live = torch.zeros((), dtype=torch.int32, device=h.device)
+    counts = torch.zeros(2, dtype=torch.int32, device=h.device)
     cfg = triton_config.backward_config(h.dtype)
-    backward_grads(h, w, None, t, lse, coefs, None, h.dtype, (True, True, False), cfg, live)
+    backward_grads(h, w, None, t, lse, coefs, None, h.dtype, (True, True, False), cfg,
+                   tile_counts=counts, tile_max=tile_max)  # fmt: skip
     total = tile_count(n, v, cfg)
-    return f"{int(live)}/{total} ({100.0 * int(live) / total:.1f}%)"
+    recomputed, kept = counts.tolist()
+    return (f"recomputed {recomputed}/{total} ({100.0 * recomputed / total:.1f}%), "
+            f"kept {kept} ({100.0 * kept / total:.1f}%)")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- reports
@@ -372,8 +376,8 @@ def render(reports: list[ShapeReport], header: list[str]) -> str:
         lines += [
             f"## N={n}, D={d}, V={v}",
             "",
-            f"Mean softmax entropy of the inputs: {rep.entropy:.2f} nats; backward tiles "
-            f"live after filtering: {rep.live_tiles}; gradients' own size "
+            f"Mean softmax entropy of the inputs: {rep.entropy:.2f} nats; backward tiles: "
+            f"{rep.live_tiles}; gradients' own size "
             f"{rep.grads_mib:.0f} MiB; block configs: {rep.configs}.",
             "",
             "| method | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB "

@@ -87,7 +87,7 @@ def forward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
     t = _TRITON_TYPES[dtype]
     types = {
         "h_ptr": f"*{t}", "w_ptr": f"*{t}", "b_ptr": f"*{t}", "t_ptr": "*i64", "out_ptr": "*fp32",
-        "N": "i32", "V": "i32", "D": "i32", "stride_hn": "i32", "stride_wv": "i32",
+        "tmax_ptr": "*fp32", "N": "i32", "V": "i32", "D": "i32", "stride_hn": "i32", "stride_wv": "i32",
         "blocks_per_split": "i32", "softcap": "fp32",
     }  # fmt: skip
     consts = {**_common_consts(dtype, cfg, extras), "NEED_SUM": extras}
@@ -103,12 +103,12 @@ def backward_resources(dtype: torch.dtype, cfg: BlockConfig, arch: int = 90,
     types = {
         "h_ptr": f"*{t}", "w_ptr": f"*{t}", "b_ptr": f"*{t}", "t_ptr": "*i64",
         "lse_ptr": "*fp32", "cp_ptr": "*fp32", "co_ptr": "*fp32", "cu_ptr": "*fp32",
-        "thr_ptr": "*fp32", "dh_ptr": "*fp32", "dw_ptr": f"*{acc}", "db_ptr": "*fp32",
-        "live_ptr": "*i32", "N": "i32", "V": "i32", "D": "i32", "stride_hn": "i32",
-        "stride_wv": "i32", "softcap": "fp32",
+        "thr_ptr": "*fp32", "tmax_ptr": "*fp32", "dh_ptr": "*fp32", "dw_ptr": f"*{acc}",
+        "db_ptr": "*fp32", "count_ptr": "*i32", "N": "i32", "V": "i32", "D": "i32",
+        "stride_hn": "i32", "stride_wv": "i32", "softcap": "fp32", "tile_row0": "i32",
     }  # fmt: skip
     consts = {
-        **_common_consts(dtype, cfg, extras), "COUNT_LIVE": False, "COMPUTE_DH": True,
+        **_common_consts(dtype, cfg, extras), "PRESKIP": True, "COUNT_TILES": False, "COMPUTE_DH": True,
         "COMPUTE_DW": True, "COMPUTE_DB": extras, "GROUP_N": cfg.group_n,
     }  # fmt: skip
     name = f"backward {t}{' fp32-acc' if fp32_acc else ''} {cfg}"

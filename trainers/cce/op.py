@@ -39,15 +39,16 @@ def cce_forward(
     z_loss: float,
     label_smoothing: float,
     exact: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token (loss, lse), fp32; `exact` only matters to the backward."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token (loss, lse), fp32, and the per-tile logit max the backward uses to skip
+    tiles (not differentiable); `exact` only matters to the backward."""
     from trainers.cce.triton_forward import forward_stats
 
     hidden, weight = hidden.contiguous(), weight.contiguous()
     bias = bias.contiguous() if bias is not None else None
     cfg = triton_config.forward_config(hidden.dtype)
     with _on_device(hidden):
-        lse, z_target, z_sum = forward_stats(
+        lse, z_target, z_sum, tile_max = forward_stats(
             hidden, weight, bias, targets.contiguous(), _cap(softcap), cfg,
             need_sum=label_smoothing != 0.0,
         )  # fmt: skip
@@ -57,13 +58,18 @@ def cce_forward(
         loss = loss - (label_smoothing / weight.shape[0]) * z_sum
     if z_loss:
         loss = loss + z_loss * lse.square()
-    return torch.where(targets != ignore_index, loss, 0.0), lse
+    return torch.where(targets != ignore_index, loss, 0.0), lse, tile_max
 
 
 @cce_forward.register_fake
 def _(hidden, weight, bias, targets, ignore_index, softcap, z_loss, label_smoothing, exact):
-    n = hidden.shape[0]
-    return hidden.new_empty(n, dtype=torch.float32), hidden.new_empty(n, dtype=torch.float32)
+    n, v = hidden.shape[0], weight.shape[0]
+    cfg = triton_config.forward_config(hidden.dtype)
+    tiles = ((n + cfg.block_n - 1) // cfg.block_n, (v + cfg.block_v - 1) // cfg.block_v)
+    f32 = torch.float32
+    return hidden.new_empty(n, dtype=f32), hidden.new_empty(n, dtype=f32), hidden.new_empty(
+        tiles, dtype=f32
+    )
 
 
 def backward_coefs(
@@ -98,6 +104,7 @@ def cce_backward(
     bias: torch.Tensor | None,
     targets: torch.Tensor,
     lse: torch.Tensor,
+    tile_max: torch.Tensor,
     grad_loss: torch.Tensor,
     grad_lse: torch.Tensor,
     ignore_index: int,
@@ -135,7 +142,9 @@ def cce_backward(
                 no_uniform = (c_p, c_onehot, torch.zeros_like(uniform), thr)
                 args = (*args[:5], no_uniform, args[6])
             # d_weight atomics in the input dtype: extra memory ~ the gradients' own size.
-            d_h, d_w, d_b = backward_grads(*args, hidden.dtype, wanted, cfg)
+            d_h, d_w, d_b = backward_grads(
+                *args, hidden.dtype, wanted, cfg, tile_max=tile_max.contiguous()
+            )
             if uniform is not None:
                 _sub_uniform(uniform, hidden, weight, d_h, d_w, d_b)
     # Gradients not asked for come back empty (each its own tensor: outputs may not alias).
@@ -165,7 +174,7 @@ def _sub_uniform(
 
 
 @cce_backward.register_fake
-def _(hidden, weight, bias, targets, lse, grad_loss, grad_lse, ignore_index, softcap,
+def _(hidden, weight, bias, targets, lse, tile_max, grad_loss, grad_lse, ignore_index, softcap,
       z_loss, label_smoothing, exact, needs):  # fmt: skip
     return (
         torch.empty_like(hidden) if needs[0] else hidden.new_empty(0),
@@ -176,21 +185,22 @@ def _(hidden, weight, bias, targets, lse, grad_loss, grad_lse, ignore_index, sof
 
 def _setup_context(ctx, inputs, output) -> None:
     hidden, weight, bias, targets, ignore_index, softcap, z_loss, label_smoothing, exact = inputs
-    ctx.save_for_backward(hidden, weight, bias, targets, output[1])
+    ctx.save_for_backward(hidden, weight, bias, targets, output[1], output[2])
     ctx.scalars = (ignore_index, softcap, z_loss, label_smoothing)
     ctx.exact = exact
     ctx.has_bias = bias is not None
+    ctx.mark_non_differentiable(output[2])
 
 
-def _backward(ctx, grad_loss, grad_lse):
-    hidden, weight, bias, targets, lse = ctx.saved_tensors
+def _backward(ctx, grad_loss, grad_lse, _grad_tile_max):
+    hidden, weight, bias, targets, lse, tile_max = ctx.saved_tensors
     need_h, need_w, need_b = ctx.needs_input_grad[:3]
     if grad_loss is None:
         grad_loss = torch.zeros_like(lse)
     if grad_lse is None:
         grad_lse = torch.zeros_like(lse)
     d_h, d_w, d_b = cce_backward(
-        hidden, weight, bias, targets, lse, grad_loss, grad_lse, *ctx.scalars,
+        hidden, weight, bias, targets, lse, tile_max, grad_loss, grad_lse, *ctx.scalars,
         ctx.exact, [bool(need_h), bool(need_w), bool(need_b and ctx.has_bias)],
     )  # fmt: skip
     return (
@@ -212,8 +222,9 @@ def triton_linear_cross_entropy(
     spec: LossSpec,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token (loss, lse) of 2-D `hidden` through the registered op."""
-    return cce_forward(
+    loss, lse, _ = cce_forward(
         hidden, weight, bias, targets, spec.ignore_index,
         _NO_CAP if spec.softcap is None else spec.softcap,
         spec.z_loss, spec.label_smoothing, spec.exact,
     )  # fmt: skip
+    return loss, lse

@@ -24,6 +24,7 @@ def _forward_kernel(
     b_ptr,
     t_ptr,
     out_ptr,  # (4, splits, N) fp32: max, sum-exp, target logit, logit sum
+    tmax_ptr,  # (token blocks, vocab blocks) fp32: each tile's largest logit
     N,
     V,
     D,
@@ -61,7 +62,13 @@ def _forward_kernel(
         # The host makes sure every split's blocks start below V, so each tile has at
         # least one live column and the running max stays finite after the first tile.
         z_live = tl.where(v_mask[None, :], z, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(z_live, axis=1))
+        row_max = tl.max(z_live, axis=1)
+        # The backward skips recomputing tiles this bound proves negligible.
+        block = pid_s * blocks_per_split + vb
+        tile_max = tl.max(tl.where(n_mask, row_max, float("-inf")), axis=0)
+        tl.store(tmax_ptr + pid_n.to(tl.int64) * tl.cdiv(V, BLOCK_V) + block, tile_max,
+                 mask=block < tl.cdiv(V, BLOCK_V))  # fmt: skip
+        new_max = tl.maximum(run_max, row_max)
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(
             tl.exp(z_live - new_max[:, None]), axis=1
         )
@@ -109,8 +116,9 @@ def forward_stats(
     softcap: float | None,
     cfg: BlockConfig,
     need_sum: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lse, target logit, sum of logits) per token, fp32, from contiguous inputs.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lse, target logit, sum of logits) per token, fp32, from contiguous inputs, and
+    each (block_n x block_v) tile's largest logit, shape (token blocks, vocab blocks).
 
     With `need_sum=False` the logit sum is left at zero (saves a reduction per tile).
     """
@@ -122,9 +130,12 @@ def forward_stats(
     per_split = triton.cdiv(n_vocab_blocks, splits)
     splits = triton.cdiv(n_vocab_blocks, per_split)  # no split may start beyond V
     out = torch.empty((4, splits, n), dtype=torch.float32, device=hidden.device)
+    tile_max = torch.empty(
+        (n_token_blocks, n_vocab_blocks), dtype=torch.float32, device=hidden.device
+    )
     if n > 0:
         _forward_kernel[(n_token_blocks, splits)](
-            hidden, weight, bias if bias is not None else hidden, targets, out,
+            hidden, weight, bias if bias is not None else hidden, targets, out, tile_max,
             n, v, d, hidden.stride(0), weight.stride(0), per_split,
             float(softcap or 1.0),
             HAS_BIAS=bias is not None,
@@ -137,4 +148,4 @@ def forward_stats(
     run_max, run_sum, z_target, z_sum = out.unbind(0)
     top = run_max.max(dim=0).values
     lse = top + torch.log((run_sum * torch.exp(run_max - top)).sum(dim=0))
-    return lse, z_target.sum(dim=0), z_sum.sum(dim=0)
+    return lse, z_target.sum(dim=0), z_sum.sum(dim=0), tile_max

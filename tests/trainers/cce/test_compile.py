@@ -42,6 +42,7 @@ def test_opcheck_forward_and_backward() -> None:
         lse = torch.randn(n, device=DEVICE)
         back_args = (
             hidden.detach(), weight.detach(), bias.detach(), targets, lse,
+            torch.full((2, 2), 1e4, device=DEVICE),  # a tile max no tile can be skipped with
             torch.rand(n, device=DEVICE), torch.rand(n, device=DEVICE),
             -100, 0.0, 0.0, 0.1, True, [True, False, True],
         )  # fmt: skip

@@ -39,7 +39,10 @@ def _peaked(n: int, d: int, v: int) -> tuple[torch.Tensor, ...]:
 
 
 @needs_triton
-def test_backward_skips_tiles_without_changing_the_gradients() -> None:
+@pytest.mark.parametrize("preskip", [False, True])
+def test_backward_skips_tiles_without_changing_the_gradients(preskip: bool) -> None:
+    """Filtering drops the tiles without a target and with negligible probabilities;
+    with the forward's tile maxima (preskip) they are not even recomputed."""
     from trainers.cce.op import backward_coefs
     from trainers.cce.triton_backward import backward_grads, tile_count
     from trainers.cce.triton_forward import forward_stats
@@ -47,24 +50,26 @@ def test_backward_skips_tiles_without_changing_the_gradients() -> None:
     n, d, v = 96, 64, 384
     hidden, weight, targets = _peaked(n, d, v)
     cfg = BlockConfig(block_n=32, block_v=128, block_d=32, group_n=2)
-    lse, _, _ = forward_stats(hidden, weight, None, targets, None, cfg)
+    lse, _, _, tile_max = forward_stats(hidden, weight, None, targets, None, cfg)
     grad_loss = torch.full((n,), 1.0 / n, device=DEVICE)
     results = {}
     for exact in (False, True):
         coefs = backward_coefs(
             targets, lse, grad_loss, torch.zeros_like(lse), v, hidden.dtype, -100, 0.0, 0.0,
             exact,
-        )
-        live = torch.zeros((), dtype=torch.int32, device=DEVICE)
+        )  # fmt: skip
+        counts = torch.zeros(2, dtype=torch.int32, device=DEVICE)
         d_h, d_w, _ = backward_grads(
             hidden, weight, None, targets, lse, coefs, None, torch.float32,
-            (True, True, False), cfg, live_tiles=live,
+            (True, True, False), cfg, tile_counts=counts,
+            tile_max=tile_max if preskip else None,
         )  # fmt: skip
-        results[exact] = (int(live), d_h, d_w)
+        results[exact] = (counts.tolist(), d_h, d_w)
     total = tile_count(n, v, cfg)
+    assert total == 9
+    assert results[True][0] == [total, total]  # no filtering: every tile recomputed, kept
     # Vocab blocks 1 and 2 hold no target and only negligible probabilities.
-    assert results[True][0] == total == 9
-    assert results[False][0] == 3
+    assert results[False][0] == ([3, 3] if preskip else [total, 3])
     for filtered, exact in zip(results[False][1:], results[True][1:], strict=True):
         torch.testing.assert_close(filtered, exact, atol=1e-7, rtol=1e-6)
 
@@ -85,7 +90,7 @@ def test_exact_chunks_match_the_unfiltered_atomic_kernel() -> None:
     bias = torch.randn(v, generator=gen).to(DEVICE)
     targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
     cfg = BlockConfig(block_n=64, block_v=128, block_d=32, group_n=2)
-    lse, _, _ = forward_stats(hidden, weight, bias, targets, 4.0, cfg)
+    lse, _, _, _ = forward_stats(hidden, weight, bias, targets, 4.0, cfg)
     coefs = backward_coefs(
         targets, lse, torch.rand(n, generator=gen).to(DEVICE), torch.zeros_like(lse), v,
         hidden.dtype, -100, 1e-3, 0.1, True,
@@ -113,7 +118,7 @@ def test_token_chunks_of_the_hidden_gradient_buffer() -> None:
     weight = (torch.randn(v, d, generator=gen) / d**0.5).to(DEVICE)
     targets = torch.randint(0, v, (n,), generator=gen).to(DEVICE)
     cfg = BlockConfig(block_n=32, block_v=128, block_d=32, group_n=2)
-    lse, _, _ = forward_stats(hidden, weight, None, targets, None, cfg)
+    lse, _, _, _ = forward_stats(hidden, weight, None, targets, None, cfg)
     coefs = backward_coefs(
         targets, lse, torch.full((n,), 1.0 / n, device=DEVICE), torch.zeros_like(lse), v,
         hidden.dtype, -100, 0.0, 0.0, False,
