@@ -13,6 +13,7 @@ behind them, timed directly. Writes bench/results/dashboard.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import statistics
@@ -167,9 +168,11 @@ def write(results: dict, args: argparse.Namespace, built_s: float | None) -> Non
         "",
         f"Store: {args.runs:,} runs, {args.points:,} points (project `{PROJECT}`)"
         + (f", built in {built_s:.0f} s through the inbox and one ingest." if built_s else "."),
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python "
         f"{platform.python_version()}; Debian Chromium headless via Playwright against "
-        "`scalinglab serve` (dashboard + scheduler).",
+        "`scalinglab serve` (dashboard + scheduler). Load average during the run: "
+        f"{results['load'][0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"(other work shared the {os.cpu_count()} cores).",
         "",
         f"Command: `.venv/bin/python bench/dashboard_bench.py --runs {args.runs} "
         f"--points {args.points}`",
@@ -202,7 +205,12 @@ def main() -> None:
     if not (root / "scalinglab.duckdb").exists():
         built_s = build(root, args.runs, args.points)
         print(f"built {root} in {built_s:.1f} s", flush=True)
-    results = {"queries": time_queries(root), "browser": time_browser(root, args.repeats)}
+    load = os.getloadavg()
+    results = {
+        "queries": time_queries(root),
+        "browser": time_browser(root, args.repeats),
+        "load": load,
+    }
     write(results, args, built_s)
 
 
