@@ -58,13 +58,17 @@ def create_form() -> None:
         when = c4.selectbox("Schedule", list(SCHEDULES), key="job-when")
         cron = c5.text_input("Cron (custom)", placeholder="*/10 * * * *", key="job-cron")
         x = c6.selectbox("x (power_law)", ["params", "tokens", "flops", "step"], key="job-x")
-        reduce = st.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
+        c7, c8 = st.columns(2)
+        reduce = c7.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
+        boot = int(c8.number_input("Bootstrap resamples", 0, 2000, 100, 50, key="job-boot"))
         submitted = st.form_submit_button("Create job")
     if not submitted:
         return
     try:
         schedule = validate_schedule(SCHEDULES[when] or cron)
-        options = {"x": x} if law == "power_law" else {}
+        options: dict[str, Any] = {"bootstrap": boot} if boot else {}
+        if law == "power_law":
+            options["x"] = x
         job_id = jobs.add_job(
             data.get_store(),
             name=name.strip() or f"{law} on {project}",

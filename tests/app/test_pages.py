@@ -3,6 +3,7 @@ tmp_path: the page loads, and its main widgets work (plot, upload, fit, save, jo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,7 @@ def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
     listed = jobs.list_jobs(store)
     assert list(listed["name"]) == ["nightly"] and listed["schedule"][0] == "*/5 * * * *"
     assert listed["law"][0] == "power_law"
+    assert json.loads(listed["options"][0]) == {"bootstrap": 100, "x": "params"}
     at.run()
     job_id = int(listed["id"][0])
     at.button(key=f"job-pause-{job_id}").click().run()
