@@ -136,7 +136,7 @@ def polish(problem: Problem, z0: NDArray, w: NDArray | None = None) -> tuple[NDA
         jac=True,
         method="L-BFGS-B",
         bounds=list(zip(problem.lo, problem.hi, strict=True)),
-        options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
+        options={"maxiter": 200, "ftol": 1e-15, "gtol": 1e-12, "maxcor": 20},
     )
     return np.asarray(res.x, dtype=float), float(res.fun)
 
