@@ -51,8 +51,11 @@ def test_upload_fit_and_see_parameters_and_plot(
     wait_idle(pg)
     pg.locator('input[type="file"]').set_input_files(str(write_csv(tmp_path / "curves.csv")))
     pg.get_by_text("Detected format").wait_for()
+    confirm = pg.get_by_role("button", name=re.compile(r"^Import 1 file"))
+    confirm.wait_for()
+    wait_idle(pg)
     screenshot(pg, "upload")
-    pg.get_by_role("button", name=re.compile(r"^Import 1 file")).click()
+    confirm.click()
     pg.get_by_text("Imported into 'uploads'").wait_for()
 
     pg.goto(f"{server.url}/")
@@ -69,6 +72,7 @@ def test_upload_fit_and_see_parameters_and_plot(
     value = float(re.search(r"L_inf\s*=\s*([0-9.]+)", body).group(1))
     assert abs(value - 2.0) < 0.1
     assert "alpha" in body and "x0" in body
+    wait_idle(pg)
     screenshot(pg, "fit")
     pg.get_by_role("button", name="Save fit").click()
     pg.get_by_text(re.compile(r"Saved as fit \d+")).wait_for()
@@ -76,6 +80,7 @@ def test_upload_fit_and_see_parameters_and_plot(
     pg.goto(f"{server.url}/predict")
     wait_idle(pg)
     pg.get_by_text("Predicted loss").first.wait_for()
+    wait_idle(pg)
     screenshot(pg, "predict")
 
     pg.goto(f"{server.url}/jobs")
