@@ -73,7 +73,14 @@ def add_points(con: duckdb.DuckDBPyConnection, staged: str) -> None:
     """Fold new points (none of which replaced a stored point) into the tiles."""
     cols = ", ".join(TILE_COLUMNS)
     key = ", ".join(KEY)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_tiles AS {aggregate_sql(staged)}")
+    # Only the x columns the batch has: a run without FLOPs costs no FLOP tiles.
+    counts = con.execute(
+        f"SELECT {', '.join(f'count({x})' for x in XKINDS)} FROM {staged}"
+    ).fetchone() or (0,) * len(XKINDS)
+    kinds = tuple(x for x, count in zip(XKINDS, counts, strict=True) if count)
+    if not kinds:
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_tiles AS {aggregate_sql(staged, kinds=kinds)}")
     # Tiles the batch shares with stored ones (usually one per series, at the seam).
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _old_tiles AS SELECT t.* FROM curve_tiles t "

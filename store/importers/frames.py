@@ -14,7 +14,6 @@ from store.errors import BadInputError
 from store.importers.aliases import INTEGER_FACTS, RUN_FACTS
 from store.importers.scan import ScannedFile, record_location
 from store.importers.validate import check_unique, quote
-from store.uniq import keys_unique
 
 LN2 = math.log(2.0)
 POINT_FIELDS = ("run", "split", "step", "tokens", "flops", "lr", "loss", "family", "sampling_ratio")
@@ -35,9 +34,10 @@ def create_points(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
 
 
 def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: str) -> None:
-    """Reject keys repeated with different values; merge repeats that agree."""
-    if keys_unique(con, "_points", "run, split"):
-        return
+    """Reject keys repeated with different values; merge repeats that agree.
+
+    The exact check; callers first try the cheap proof in `store.uniq`.
+    """
     repeats = check_unique(con, scanned, "_points", ("run", "split", "step"), _VALUES, where)
     if repeats:
         cols = ", ".join(f"max({c}) AS {c}" for c in _VALUES)

@@ -12,7 +12,7 @@ import duckdb
 from store.errors import BadInputError
 from store.importers.aliases import RUN_FACTS, is_eval_loss
 from store.importers.csvread import read_typed
-from store.importers.frames import create_points, create_runs, dedupe_points, loss_expr
+from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.scan import ScannedFile
 from store.importers.validate import check_blank_loss, check_numbers, check_text, quote
 
@@ -43,8 +43,8 @@ def parse_long(
     *,
     bits: bool,
     run_name: str,
-) -> list[str]:
-    """Load, validate and build `_points`/`_runs`; return extra warnings."""
+) -> tuple[list[str], str]:
+    """Load, validate and build `_points`/`_runs`; return (warnings, key column)."""
     inv = {canon: src for src, canon in mapping.items()}
     require(inv, ("step", "loss"), scanned, "long")
     numeric = {src for src, canon in mapping.items() if canon not in ("run", "split", "family")}
@@ -74,7 +74,6 @@ def parse_long(
             {column_or_null(inv, "sampling_ratio")} AS sampling_ratio, rowid AS _rec
         FROM _raw""",
     )
-    dedupe_points(con, scanned, inv["step"])
     facts = {f: inv[f] for f in RUN_FACTS if f in inv and f not in ("family", "sampling_ratio")}
     create_runs(con, scanned, run_sql, facts)
-    return warnings
+    return warnings, inv["step"]

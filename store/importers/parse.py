@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from store.errors import BadInputError
 from store.importers.aliases import map_columns
 from store.importers.detect import FORMATS, detect
-from store.importers.frames import POINT_FIELDS
+from store.importers.frames import POINT_FIELDS, dedupe_points
 from store.importers.scan import ScannedFile, scan
+from store.uniq import arrow_keys_unique
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,10 +109,14 @@ def parse_scanned(
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        extra = _parser(fmt)(
+        extra, key_column = _parser(fmt)(
             con, scanned, col_map, bits=bits, run_name=run_name or scanned.path.stem
         )
-        points = con.sql(f"SELECT {', '.join(POINT_FIELDS)} FROM _points").to_arrow_table()
+        select = f"SELECT {', '.join(POINT_FIELDS)} FROM _points"
+        points = con.sql(select).to_arrow_table()
+        if not arrow_keys_unique(points):
+            dedupe_points(con, scanned, key_column)
+            points = con.sql(select).to_arrow_table()
         runs = con.sql("SELECT * FROM _runs").to_arrow_table()
     finally:
         con.close()

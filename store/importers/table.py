@@ -14,7 +14,7 @@ import duckdb
 from store.errors import BadInputError
 from store.importers.aliases import RUN_FACTS
 from store.importers.csvread import read_typed
-from store.importers.frames import create_points, create_runs, dedupe_points, loss_expr
+from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.long import column_or_null, require
 from store.importers.scan import ScannedFile
 from store.importers.validate import check_blank_loss, check_numbers, check_text, quote
@@ -36,8 +36,8 @@ def parse_table(
     *,
     bits: bool,
     run_name: str,
-) -> list[str]:
-    """Load, validate and build `_points`/`_runs`; return extra warnings."""
+) -> tuple[list[str], str]:
+    """Load, validate and build `_points`/`_runs`; return (warnings, key column)."""
     del run_name  # each row is its own run
     inv = {canon: src for src, canon in mapping.items()}
     require(inv, ("loss",), scanned, "table")
@@ -84,7 +84,6 @@ def parse_table(
             {column_or_null(inv, "sampling_ratio")} AS sampling_ratio, rowid AS _rec
         FROM _raw ORDER BY rowid""",
     )
-    dedupe_points(con, scanned, inv["loss"])
     facts = {f: inv[f] for f in RUN_FACTS if f in inv}
     create_runs(con, scanned, run_sql, facts)
-    return warnings
+    return warnings, inv["loss"]

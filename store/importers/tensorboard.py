@@ -13,7 +13,7 @@ import duckdb
 
 from store.importers.aliases import canonical, is_eval_loss
 from store.importers.csvread import read_typed
-from store.importers.frames import create_points, create_runs, dedupe_points, loss_expr
+from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.long import sql_text
 from store.importers.scan import ScannedFile
 from store.importers.validate import check, check_numbers, quote
@@ -35,8 +35,8 @@ def parse_tensorboard(
     *,
     bits: bool,
     run_name: str,
-) -> list[str]:
-    """Load, validate and build `_points`/`_runs`; return warnings."""
+) -> tuple[list[str], str]:
+    """Load, validate and build `_points`/`_runs`; return (warnings, key column)."""
     del mapping
     wall, step_col, value = scanned.header
     run, tag = run_and_tag(scanned.path.stem, run_name)
@@ -55,6 +55,6 @@ def parse_tensorboard(
         f"NULL::DOUBLE AS flops, {lr} AS lr, {loss} AS loss, NULL::VARCHAR AS family, "
         "NULL::DOUBLE AS sampling_ratio, rowid AS _rec FROM _raw",
     )
-    dedupe_points(con, scanned, step_col)
     create_runs(con, scanned, sql_text(run), {})
-    return [f"TensorBoard export: run {run!r}, tag {tag!r} as {'lr' if is_lr else 'loss'}"]
+    note = f"TensorBoard export: run {run!r}, tag {tag!r} as {'lr' if is_lr else 'loss'}"
+    return [note], step_col

@@ -14,7 +14,7 @@ from store.errors import BadInputError
 from store.importers.aliases import canonical, is_eval_loss, normalise
 from store.importers.csvread import read_typed
 from store.importers.detect import WANDB_COLUMN
-from store.importers.frames import create_points, create_runs, dedupe_points, loss_expr
+from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.long import sql_text
 from store.importers.scan import ScannedFile
 from store.importers.validate import check, check_numbers, quote
@@ -69,8 +69,8 @@ def parse_wandb(
     *,
     bits: bool,
     run_name: str,
-) -> list[str]:
-    """Load, validate and build `_points`/`_runs`; return warnings."""
+) -> tuple[list[str], str]:
+    """Load, validate and build `_points`/`_runs`; return (warnings, key column)."""
     del mapping, run_name
     step_column = next(h for h in scanned.header if canonical(h) == "step")
     series, used, warnings = series_columns(scanned.header, step_column)
@@ -101,7 +101,6 @@ def parse_wandb(
             f"NULL::DOUBLE AS sampling_ratio, rowid AS _rec FROM _raw WHERE {present}"
         )
     create_points(con, " UNION ALL ".join(selects))
-    dedupe_points(con, scanned, step_column)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_names AS SELECT DISTINCT run FROM _points")
     create_runs(con, scanned, "run", {}, source="_run_names")
-    return warnings
+    return warnings, step_column

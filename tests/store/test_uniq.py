@@ -31,3 +31,17 @@ def test_never_claims_unique_when_not() -> None:
             assert exact_unique(series, step)
         sorted_steps = np.sort(rng.choice(100, n, replace=False))
         assert blocks_disjoint(np.zeros(n, dtype=np.int64), sorted_steps)
+
+
+def test_arrow_version_matches() -> None:
+    import pyarrow as pa
+
+    from store.uniq import arrow_keys_unique
+
+    def table(runs: list[str], splits: list[str], steps: list[int]) -> pa.Table:
+        return pa.table({"run": runs, "split": splits, "step": steps})
+
+    assert arrow_keys_unique(table(["a", "a", "b", "a"], ["t"] * 4, [0, 1, 0, 2]))
+    assert not arrow_keys_unique(table(["a", "a", "b", "a"], ["t"] * 4, [0, 1, 0, 1]))
+    assert arrow_keys_unique(table(["a", "a", "a"], ["t", "e", "t"], [0, 0, 1]))
+    assert not arrow_keys_unique(table(["a", "a", "a"], ["t", "e", "e"], [0, 0, 0]))
