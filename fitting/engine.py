@@ -80,8 +80,10 @@ def make_problem(
     law: Law, data: pd.DataFrame, options: dict[str, Any]
 ) -> tuple[Problem, dict[str, Any], dict[str, Any]]:
     """Validate the data and options and bind them into an optimisation problem."""
+    if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):
+        data = data.to_pandas()  # polars / pyarrow frames from the store
     if not isinstance(data, pd.DataFrame):
-        raise FitError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        raise FitError(f"data must be a data frame, not {type(data).__name__}")
     if data.empty:
         raise FitError(f"law {law.name!r}: no data to fit")
     engine, law_opts = split_options(options)

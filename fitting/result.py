@@ -169,6 +169,8 @@ class FitResult:
 def _frame(data: pd.DataFrame | dict[str, Any]) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
+    if hasattr(data, "to_pandas"):
+        return data.to_pandas()  # polars / pyarrow
     return pd.DataFrame({k: np.atleast_1d(v) for k, v in data.items()})
 
 

@@ -181,3 +181,16 @@ def test_fit_never_returns_nan() -> None:
     assert all(np.isfinite(v) for v in result.params.values())
     assert not any(np.isnan(v) for v in result.stderr.values())
     assert np.isfinite(result.objective)
+
+
+def test_polars_frames_are_accepted(power_frame: pd.DataFrame) -> None:
+    import polars as pl
+
+    result = fitting.fit("power_law", pl.from_pandas(power_frame))
+    expected = fitting.fit("power_law", power_frame)
+    assert result.params == expected.params
+    np.testing.assert_array_equal(
+        result.predict(pl.from_pandas(power_frame)), expected.predict(power_frame)
+    )
+    with pytest.raises(FitError, match="data frame"):
+        fitting.fit("power_law", [1, 2, 3])
