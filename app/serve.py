@@ -7,6 +7,7 @@ on the UI's script threads. Both talk to the same store through short-lived conn
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from app.scheduler import Scheduler
 
@@ -112,8 +113,14 @@ def serve(
     `children` are extra processes (the demo sweep) to stop on the way out.
     """
     root = Path(store.root)
+    lock = scheduler_lock(root) if scheduler else None
+    if scheduler and lock is None:
+        print(
+            "another `scalinglab serve` runs this store's jobs; serving the dashboard only",
+            flush=True,
+        )
     proc = start_dashboard(root, port, address, scheduler)
-    sched = Scheduler(store, poll_seconds=poll_seconds) if scheduler else None
+    sched = Scheduler(store, poll_seconds=poll_seconds) if lock is not None else None
     if sched is not None:
         sched.start()
     stopping = False
@@ -138,7 +145,22 @@ def serve(
             _stop_child(child)
         if sched is not None:
             sched.stop(wait=False)
+        if lock is not None:
+            lock.close()  # releases the flock
     return 0 if stopping else code
+
+
+def scheduler_lock(root: Path) -> IO[bytes] | None:
+    """An exclusive lock on `root/scheduler.lock`, held while this process runs the jobs,
+    so two `serve` processes on one store never both run them. None when another holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    handle = (root / "scheduler.lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
 
 
 def _stop_child(child: subprocess.Popen[Any]) -> None:

@@ -155,3 +155,15 @@ def test_demo_serves_the_store_and_stops_cleanly(tmp_path: Path) -> None:
         out = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}" in out and "sweep skipped" in out
+
+
+def test_only_one_scheduler_per_store(tmp_path: Path) -> None:
+    from app.serve import scheduler_lock
+
+    first = scheduler_lock(tmp_path / "store")
+    assert first is not None
+    assert scheduler_lock(tmp_path / "store") is None
+    first.close()
+    again = scheduler_lock(tmp_path / "store")
+    assert again is not None
+    again.close()
