@@ -93,7 +93,8 @@ def run_now(job: dict[str, Any]) -> str:
     store = data.get_store()
     if job.get("status") == "running":
         return "already running"
-    if os.environ.get("SCALINGLAB_SCHEDULER") == "1":
+    # A paused job is not the scheduler's to run: run it here, as on a bare server.
+    if os.environ.get("SCALINGLAB_SCHEDULER") == "1" and not bool(job.get("paused")):
         jobs.update_job(store, int(job["id"]), next_run_at=None, last_data_version=None)
         return "queued for the scheduler"
     from fitting.jobs import run_job
