@@ -64,3 +64,15 @@ def test_report_and_json(chinchilla_fit) -> None:
     back = fitting.FitResult.from_json(chinchilla_fit.to_json())
     assert back == chinchilla_fit
     assert back.to_json() == chinchilla_fit.to_json()
+
+
+def test_bootstrap_spread_matches_besiroglus_standard_errors(chinchilla: pd.DataFrame) -> None:
+    """Resampling the 240 points gives standard errors of Besiroglu et al.'s order."""
+    result = fitting.fit("chinchilla", chinchilla, bootstrap=200, resample="points", seed=1)
+    samples = np.asarray(result.bootstrap_samples)
+    names = list(result.params)
+    for name in ("E", "alpha", "beta"):
+        spread = float(np.std(samples[:, names.index(name)]))
+        assert 0.4 < spread / BESIROGLU[name][1] < 2.5, (name, spread)
+        lo, hi = result.intervals[name]
+        assert lo < result.params[name] < hi
