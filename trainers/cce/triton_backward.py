@@ -2,8 +2,9 @@
 
 Grid: one program per (token block, vocab block) tile, swizzled in groups of
 `group_n` token blocks so that concurrently running programs share weight tiles in L2.
-A program recomputes its logit tile, forms the gradient of the per-token outputs with
-respect to the (pre-softcap) logits
+A program first bounds its tile from the forward's tile maximum (`_may_matter`) and
+stops if no entry can pass the filter; otherwise it recomputes its logit tile, forms
+the gradient of the per-token outputs with respect to the (pre-softcap) logits
 
     g = coef_p * softmax - coef_onehot * onehot(target) - coef_uniform
     g *= 1 - (z / softcap)^2          (when soft-capped)
