@@ -60,6 +60,16 @@ def test_runs_page_lists_runs_and_plots_the_selected(store: object) -> None:
     at.multiselect(key="runs-chosen-demo").set_value(["n100000"]).run()
     at.radio(key="runs-x").set_value("tokens").run()
     assert not at.exception
+    at.radio(key="export-format").set_value("parquet").run()
+    at.button(key="export-go").click().run()
+    name, payload = at.session_state["export"]
+    assert name == "demo.parquet" and payload[:4] == b"PAR1"
+    import io
+
+    import pyarrow.parquet as pq
+
+    exported = pq.read_table(io.BytesIO(payload))
+    assert exported.num_rows == 42 and set(exported.column("run").to_pylist()) == {"n100000"}
     at.sidebar.text_input(key="runs-search").input("n3").run()
     assert len(at.dataframe[0].value) == 2
 
