@@ -92,10 +92,9 @@ def _split_count(n_token_blocks: int, n_vocab_blocks: int, cfg: BlockConfig, dev
     if device.type != "cuda":
         return 1  # the interpreter runs programs one by one: fewer is faster
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    splits = balanced_splits(n_token_blocks, n_vocab_blocks, sms)
     # The (4, splits, N) fp32 partials count toward the forward's extra memory: <= 8 MiB.
     cap = max(1, (8 * 2**20) // (16 * n_token_blocks * cfg.block_n))
-    return min(splits, cap)
+    return balanced_splits(n_token_blocks, min(n_vocab_blocks, cap), sms)
 
 
 def balanced_splits(n_token_blocks: int, n_vocab_blocks: int, slots: int) -> int:
