@@ -135,6 +135,12 @@ def serve(
         if wait_healthy(port, proc=proc):
             shown = address if address and address != "0.0.0.0" else "localhost"
             print(f"scalinglab dashboard: http://{shown}:{port}  (store: {root})", flush=True)
+        elif proc.poll() is not None:
+            print(
+                f"error: the dashboard did not start (is port {port} in use? try --port)",
+                file=sys.stderr,
+                flush=True,
+            )
         code = proc.wait()
     except KeyboardInterrupt:
         proc.terminate()

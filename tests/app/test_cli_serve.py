@@ -167,3 +167,34 @@ def test_only_one_scheduler_per_store(tmp_path: Path) -> None:
     again = scheduler_lock(tmp_path / "store")
     assert again is not None
     again.close()
+
+
+@pytest.mark.slow
+def test_serve_says_so_when_the_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--store",
+                str(tmp_path / "s"),
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--no-scheduler",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode != 0
+    assert f"is port {port} in use" in done.stderr
