@@ -157,6 +157,11 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
         law_opts,
         best.n_starts,
     )
+    if samples is not None:  # spread of the refits, beside the curvature's stderr
+        sd = np.std(samples, axis=0, ddof=1) if len(samples) > 1 else np.zeros(samples.shape[1])
+        result.checks["bootstrap_stderr"] = {
+            n: float(v) for n, v in zip(problem.names, sd, strict=True)
+        }
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)
         result.checks["extrapolation"] = extrapolation_test(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import fitting
 from fitting.engine import get_law, make_problem
@@ -72,7 +73,8 @@ def test_bootstrap_spread_matches_besiroglus_standard_errors(chinchilla: pd.Data
     samples = np.asarray(result.bootstrap_samples)
     names = list(result.params)
     for name in BESIROGLU:
-        spread = float(np.std(samples[:, names.index(name)]))
+        spread = float(np.std(samples[:, names.index(name)], ddof=1))
+        assert result.checks["bootstrap_stderr"][name] == pytest.approx(spread)
         assert 0.6 < spread / BESIROGLU[name][1] < 1.6, (name, spread)
         lo, hi = result.intervals[name]
         assert lo < result.params[name] < hi
