@@ -30,13 +30,19 @@ def selection_controls(project: str, law_name: str) -> dict[str, Any]:
     chosen = st.multiselect("Runs (empty = all runs of the project)", names, key="fit-runs")
     curve_law = law_name in fitview.CURVE_LAWS
     c1, c2 = st.columns(2)
-    split = c1.selectbox("Loss from", ["auto (eval, else train)", "eval", "train"], key="fit-split")
+    # Curve laws fit the dense train curve; point laws prefer held-out (eval) losses.
+    split = c1.selectbox(
+        "Loss from",
+        ["auto (eval, else train)", "eval", "train"],
+        index=2 if curve_law else 0,
+        key=f"fit-split-{curve_law}",
+    )
     reduce = c2.radio(
         "Points",
         ["final", "all"],
         index=1 if curve_law else 0,
         horizontal=True,
-        key="fit-reduce",
+        key=f"fit-reduce-{curve_law}",
         help="final: each run's last loss; all: every step",
     )
     return {

@@ -229,3 +229,19 @@ def test_jobs_page_runs_now_and_shows_the_history(store: object) -> None:
     assert history.options[0] == "prediction" and "L_inf" in history.options
     assert len(at.get("plotly_chart")) == 1
     assert len(at.dataframe[1].value) == 2  # one row per fit of the job
+
+
+@pytest.mark.slow
+def test_fit_page_fits_a_curve_law_on_train_curves(store: object) -> None:
+    need("fitting", "LAWS")
+    at = open_page("views/fit.py")
+    at.selectbox(key="fit-law").set_value("lr_annealing").run()
+    assert at.selectbox(key="fit-split-True").value == "train"
+    assert at.radio(key="fit-reduce-True").value == "all"
+    at.multiselect(key="fit-runs").set_value(["n100000"]).run()
+    at.number_input(key="fit-boot").set_value(0).run()
+    at.checkbox(key="fit-ext").uncheck().run()
+    at.button(key="fit-go").click().run()
+    assert not at.exception, at.exception
+    assert list(at.dataframe[0].value["parameter"])[:3] == ["L0", "A", "alpha"]
+    assert len(at.get("plotly_chart")) >= 2  # the curves with the fit, the residuals
