@@ -247,7 +247,9 @@ def main() -> None:
     if args.cpu_tiny:
         out["cpu_tiny"] = cpu_tiny(args.threads)
         print(json.dumps(out["cpu_tiny"]))
-        (RESULTS / "trainers_cpu_tiny.json").write_text(json.dumps(out["cpu_tiny"], indent=1))
+        (RESULTS / f"trainers_cpu_tiny_t{args.threads}.json").write_text(
+            json.dumps(out["cpu_tiny"], indent=1)
+        )
     if args.science:
         store = Path(args.store or tempfile.mkdtemp(prefix="scalinglab-science-"))
         res = science(args.spec, store, f"store {store}")

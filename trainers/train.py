@@ -54,7 +54,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool | None = None  # None: on CUDA only
-    threads: int = 0  # torch.set_num_threads when > 0
+    threads: int = 0  # torch.set_num_threads; 0: 1 on CPU (see `train`), torch's own on GPU
     loss_impl: str = "cce"  # "cce" or "materialized" (F.cross_entropy on full logits)
     resume: bool = True
 
@@ -253,8 +253,11 @@ def train(
     """Train one model; stream every step to `sink` (default: the store's inbox)."""
     info = distributed.setup(cfg.device)
     dev = info.device
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    # One CPU thread unless asked: on a shared 2-core machine, 2 threads ran cpu-tiny 10x
+    # slower than 1 (OpenMP workers spinning against other processes).
+    threads = cfg.threads or (1 if dev.type == "cpu" else 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
     per_rank, micro, n_micro = batch_split(cfg, info.world)
     run = build(cfg, dev)
     source, model, optimizer, start = run.source, run.model, run.optimizer, run.start

@@ -92,7 +92,9 @@ def train_cmd(
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0: never).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the init (the data has its own).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads (0: 1 on CPU, the fastest on a shared machine).")
+    ] = 0,
     model: Annotated[str, typer.Option(help='Model overrides as JSON, e.g. {"tied": false}.')] = "",
     nproc: Annotated[int, typer.Option(help="Processes for DDP via torchrun (1: none).")] = 1,
     resume: Annotated[bool, typer.Option(help="Resume from the run's checkpoint.")] = True,
