@@ -6,7 +6,10 @@ records every version applied, so opening an older store upgrades it in place.
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
 
 from store import tiles
 

@@ -7,7 +7,10 @@ rows, so re-ingesting or re-importing the same points changes nothing.
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
 
 from store import tiles
 from store.schema import POINT_COLUMNS

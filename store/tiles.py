@@ -11,7 +11,10 @@ rebuilt from their points instead. A plot then reads at most a few thousand tile
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
 
 XKINDS = ("step", "tokens", "flops")
 TILES_PER_OCTAVE = 32
