@@ -176,7 +176,8 @@ def gpu_throughput(preset: str, impl: str, micro: int, steps: int = 20) -> dict:
     last = [time.perf_counter()]
 
     def on_step(step: int, metrics: dict) -> None:
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         now = time.perf_counter()
         times.append(now - last[0])
         last[0] = now
@@ -188,7 +189,7 @@ def gpu_throughput(preset: str, impl: str, micro: int, steps: int = 20) -> dict:
     from trainers.presets import resolve
 
     fpt = flops_per_token(resolve(preset), summary.counts)
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), 989e12)
     return {
         "impl": impl,
