@@ -103,65 +103,27 @@ def make_problem(
 
 def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
     """Fit ``law`` to ``data`` (canonical columns); see the module docstring for options."""
-    from fitting.checks import extrapolation_test, information_criteria
+    from fitting.checks import extrapolation_test
     from fitting.optimize import multistart
-    from fitting.uncertainty import (
-        bootstrap,
-        curvature_cov,
-        natural_stderr,
-        percentile_intervals,
-        wald_intervals,
-    )
+    from fitting.uncertainty import estimate
 
     t0 = time.perf_counter()
     law = get_law(law)
     problem, engine, law_opts = make_problem(law, data, options)
-    best = multistart(
-        problem, start_grid(problem, engine.get("starts")), n_polish=int(engine["n_polish"])
-    )
-    z = best.z
-    if not best.converged or not np.isfinite(problem.theta(z)).all():
+    starts = start_grid(problem, engine.get("starts"))
+    best = multistart(problem, starts, n_polish=int(engine["n_polish"]))
+    if not best.converged or not np.isfinite(problem.theta(best.z)).all():
         raise FitError(f"law {law.name!r}: the fit did not converge to finite parameters")
-    cov = curvature_cov(problem, z)
-    se = natural_stderr(problem, z, cov)
-    level = float(engine["level"])
-    samples = None
-    if int(engine["bootstrap"]) > 0:
-        samples = bootstrap(
-            problem,
-            z,
-            cov,
-            int(engine["bootstrap"]),
-            seed=int(engine["seed"]),
-            by=engine["resample"],
-            n_jobs=engine.get("n_jobs"),
-        )
-        lo, hi = percentile_intervals(samples[:, problem.free], level)
-    else:
-        lo, hi = wald_intervals(problem, z, cov, level)
-    residuals = problem.residuals(z)[0]
-    aic, bic = information_criteria(residuals, problem.n_free)
-    result = _assemble(
+    unc = estimate(
         problem,
-        z,
-        best.objective,
-        se,
-        lo,
-        hi,
-        cov,
-        samples,
-        residuals,
-        aic,
-        bic,
-        engine,
-        law_opts,
-        best.n_starts,
+        best.z,
+        level=float(engine["level"]),
+        n_boot=int(engine["bootstrap"]),
+        seed=int(engine["seed"]),
+        by=engine["resample"],
+        n_jobs=engine.get("n_jobs"),
     )
-    if samples is not None:  # spread of the refits, beside the curvature's stderr
-        sd = np.std(samples, axis=0, ddof=1) if len(samples) > 1 else np.zeros(samples.shape[1])
-        result.checks["bootstrap_stderr"] = {
-            n: float(v) for n, v in zip(problem.names, sd, strict=True)
-        }
+    result = _assemble(problem, best, unc, engine, law_opts)
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)
         result.checks["extrapolation"] = extrapolation_test(
@@ -234,50 +196,45 @@ def code_version() -> str:
 
 
 def _assemble(
-    problem: Problem,
-    z: np.ndarray,
-    objective: float,
-    se: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    cov: np.ndarray,
-    samples: np.ndarray | None,
-    residuals: np.ndarray,
-    aic: float,
-    bic: float,
-    engine: dict[str, Any],
-    law_opts: dict[str, Any],
-    n_starts: int,
+    problem: Problem, best: Any, unc: Any, engine: dict[str, Any], law_opts: dict[str, Any]
 ) -> FitResult:
-    theta = problem.theta(z)[0]
-    names = problem.names
-    free = problem.free_names
+    """The FitResult of a finished fit (``best``: MultiStart, ``unc``: Uncertainty)."""
+    from fitting.checks import information_criteria
+
+    theta = problem.theta(best.z)[0]
+    names, free = problem.names, problem.free_names
     params = {n: float(theta[i]) for i, n in enumerate(names)}
     stderr = {n: 0.0 for n in names}
     intervals = {n: [params[n], params[n]] for n in names}
     for j, n in enumerate(free):
-        stderr[n] = float(se[j])
-        intervals[n] = [float(lo[j]), float(hi[j])]
-    opts = {k: v for k, v in engine.items() if k != "starts" or v is None or isinstance(v, str)}
-    opts = {**opts, **law_opts}
+        stderr[n] = float(unc.stderr[j])
+        intervals[n] = [float(unc.lo[j]), float(unc.hi[j])]
+    residuals = problem.residuals(best.z)[0]
+    aic, bic = information_criteria(residuals, problem.n_free)
+    starts = engine.get("starts")
+    opts = {k: v for k, v in engine.items() if k != "starts" or isinstance(starts, str)}
+    checks: dict[str, Any] = {}
+    if unc.samples is not None:  # spread of the refits, beside the curvature's stderr
+        checks["bootstrap_stderr"] = dict(zip(names, unc.boot_sd().tolist(), strict=True))
     return FitResult(
         law=problem.law.name,
         params=params,
         stderr=stderr,
         intervals=intervals,
-        objective=float(objective),
+        objective=float(best.objective),
         n_points=problem.n_points,
         residuals=[float(r) for r in residuals],
         aic=aic,
         bic=bic,
-        options=opts,
+        options={**opts, **law_opts},
         data_hash=data_hash(problem.prep),
         code_version=code_version(),
         free=free,
         log_scale=[n for n, lg in zip(free, problem.log, strict=True) if lg],
-        covariance=[[float(c) for c in row] for row in cov],
-        bootstrap_samples=None if samples is None else samples.tolist(),
+        covariance=[[float(c) for c in row] for row in unc.cov],
+        bootstrap_samples=None if unc.samples is None else unc.samples.tolist(),
         level=float(engine["level"]),
-        n_starts=n_starts,
-        converged=bool(math.isfinite(objective)),
+        n_starts=best.n_starts,
+        converged=bool(math.isfinite(best.objective)),
+        checks=checks,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 import numpy as np
@@ -157,3 +158,41 @@ def wald_intervals(
     lo, hi = z - q * se_z, z + q * se_z
     with np.errstate(over="ignore"):
         return np.where(problem.log, np.exp(lo), lo), np.where(problem.log, np.exp(hi), hi)
+
+
+@dataclass
+class Uncertainty:
+    """Everything a fit reports about its uncertainty, over the free parameters."""
+
+    cov: NDArray  # (F, F) curvature covariance in optimiser space
+    stderr: NDArray  # (F,) natural units
+    lo: NDArray  # (F,) interval bounds: bootstrap percentiles, else Wald
+    hi: NDArray
+    samples: NDArray | None  # (B, P) bootstrap refits in natural units, all parameters
+
+    def boot_sd(self) -> NDArray:
+        """Standard deviation of the bootstrap refits per parameter (zeros without)."""
+        if self.samples is None or len(self.samples) < 2:
+            return np.zeros(0 if self.samples is None else self.samples.shape[1])
+        return np.std(self.samples, axis=0, ddof=1)
+
+
+def estimate(
+    problem: Problem,
+    z: NDArray,
+    *,
+    level: float,
+    n_boot: int = 0,
+    seed: int = 0,
+    by: str = "auto",
+    n_jobs: int | None = None,
+) -> Uncertainty:
+    """Curvature standard errors, plus bootstrap intervals when ``n_boot`` > 0."""
+    cov = curvature_cov(problem, z)
+    se = natural_stderr(problem, z, cov)
+    if n_boot > 0:
+        samples = bootstrap(problem, z, cov, n_boot, seed=seed, by=by, n_jobs=n_jobs)
+        lo, hi = percentile_intervals(samples[:, problem.free], level)
+        return Uncertainty(cov, se, lo, hi, samples)
+    lo, hi = wald_intervals(problem, z, cov, level)
+    return Uncertainty(cov, se, lo, hi, None)

@@ -134,26 +134,32 @@ def fit(
 
         fit_id = save_result(Store(store), result, project or "default", selection)
     if as_json:
-        out = {
-            "law": result.law,
-            "params": result.params,
-            "stderr": result.stderr,
-            "intervals": result.intervals,
-            "objective": result.objective,
-            "n_points": result.n_points,
-            "aic": result.aic,
-            "bic": result.bic,
-            "options": result.options,
-            "data_hash": result.data_hash,
-            "checks": result.checks,
-        }
-        if fit_id is not None:
-            out["fit_id"] = fit_id
-        typer.echo(_dump(out))
+        typer.echo(_dump(_fit_summary(result, fit_id)))
         return
     typer.echo(result.report())
     if fit_id is not None:
         typer.echo(f"saved as fit {fit_id}")
+
+
+def _fit_summary(result: Any, fit_id: int | None) -> dict[str, Any]:
+    """The `fit --json` object: at least law, params, stderr, objective, n_points."""
+    keys = (
+        "law",
+        "params",
+        "stderr",
+        "intervals",
+        "objective",
+        "n_points",
+        "aic",
+        "bic",
+        "options",
+        "data_hash",
+        "checks",
+    )
+    out = {k: getattr(result, k) for k in keys}
+    if fit_id is not None:
+        out["fit_id"] = fit_id
+    return out
 
 
 def _load_result(ref: str, store: Path | None) -> tuple[Any, int | None]:
