@@ -52,7 +52,9 @@ def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
     if not point_files and not fact_files:
         return report
     with store.transaction() as con:
-        done = _already_ingested(con, [p.name for p in point_files + fact_files])
+        names = [p.name for p in point_files + fact_files]
+        _forget_deleted(con, names)
+        done = _already_ingested(con, names)
         new_points = [p for p in point_files if p.name not in done]
         new_facts = [p for p in fact_files if p.name not in done]
         report.skipped_shards = len(done)
@@ -70,6 +72,19 @@ def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
         path.unlink(missing_ok=True)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _forget_deleted(con: duckdb.DuckDBPyConnection, present: list[str]) -> None:
+    """Drop records of shards whose files are gone: they can never be ingested again.
+
+    A record only guards a file that outlived its ingest (a crash before the delete), so
+    records of files no longer in the inbox are dead weight once a grace period passed.
+    """
+    con.execute(
+        "DELETE FROM ingested_shards WHERE ingested_at < now()::TIMESTAMP - INTERVAL 10 MINUTE "
+        "AND NOT list_contains(?, name)",
+        [present],
+    )
 
 
 def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[str]:

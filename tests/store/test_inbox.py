@@ -161,3 +161,22 @@ def test_killed_ingest_loses_nothing_and_adds_nothing_twice(store: Store) -> Non
     assert _count(store) == total
     frame = queries.points_frame(store, "p")
     assert not frame.duplicated(["run", "split", "step"]).any()
+
+
+def test_old_records_of_deleted_shards_are_forgotten(store: Store) -> None:
+    _write_run(store, "a", 200)
+    ingest_inbox(store)
+    with store.transaction() as con:  # as if that ingest were an hour ago
+        con.execute("UPDATE ingested_shards SET ingested_at = now()::TIMESTAMP - INTERVAL 1 HOUR")
+        kept = con.execute("SELECT name FROM ingested_shards LIMIT 1").fetchone()
+    assert kept is not None
+    (store.inbox_dir / kept[0]).write_bytes(b"")  # a leftover file keeps its record
+    _write_run(store, "b", 100)
+    ingest_inbox(store)
+    with store.connect(read_only=True) as con:
+        old = con.execute(
+            "SELECT name FROM ingested_shards WHERE ingested_at < now()::TIMESTAMP - "
+            "INTERVAL 30 MINUTE"
+        ).fetchall()
+    assert old == [kept]
+    assert len(queries.points_frame(store, "p")) == 300
