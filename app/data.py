@@ -15,6 +15,9 @@ import streamlit as st
 
 LIVE_TTL_S = 2
 LIST_TTL_S = 3
+# Reads keyed by the project's data version can live long: a change makes a new key.
+VERSION_TTL_S = 1
+STABLE_TTL_S = 600
 
 
 def store_root() -> str:
@@ -45,14 +48,35 @@ def projects(root: str) -> list[str]:
     return [str(p) for p in frame]
 
 
-@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+@st.cache_data(ttl=VERSION_TTL_S, show_spinner=False)
+def version(root: str, project: str) -> str:
+    """The project's data version (cheap): the key under which its reads are cached."""
+    from store import Store, queries
+
+    return str(queries.data_version(Store(root), project))
+
+
 def runs(root: str, project: str | None) -> pd.DataFrame:
+    """Runs with their facts; a project's are recomputed only when its data changed."""
+    if project is None:
+        return _all_runs(root)
+    return _runs(root, project, version(root, project))
+
+
+@st.cache_data(ttl=STABLE_TTL_S, max_entries=64, show_spinner=False)
+def _runs(root: str, project: str, data_version: str) -> pd.DataFrame:
     from store import Store, queries
 
     return queries.list_runs(Store(root), project=project)
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _all_runs(root: str) -> pd.DataFrame:
+    from store import Store, queries
+
+    return queries.list_runs(Store(root))
+
+
 def curve(
     root: str,
     project: str,
@@ -60,6 +84,20 @@ def curve(
     x: str,
     splits: tuple[str, ...] | None,
     max_points: int = 2000,
+) -> pd.DataFrame:
+    """A downsampled plot frame, cached per data version (a live run changes it)."""
+    return _curve(root, project, run_names, x, splits, max_points, version(root, project))
+
+
+@st.cache_data(ttl=STABLE_TTL_S, max_entries=64, show_spinner=False)
+def _curve(
+    root: str,
+    project: str,
+    run_names: tuple[str, ...],
+    x: str,
+    splits: tuple[str, ...] | None,
+    max_points: int,
+    data_version: str,
 ) -> pd.DataFrame:
     from store import Store, queries
 

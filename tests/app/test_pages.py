@@ -4,6 +4,7 @@ tmp_path: the page loads, and its main widgets work (plot, upload, fit, save, jo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,15 @@ def test_fit_page_fits_a_curve_law_on_train_curves(store: object) -> None:
     assert not at.exception, at.exception
     assert list(at.dataframe[0].value["parameter"])[:3] == ["L0", "A", "alpha"]
     assert len(at.get("plotly_chart")) >= 2  # the curves with the fit, the residuals
+
+
+def test_runs_page_shows_new_data_within_a_second(store: object, tmp_path: Path) -> None:
+    from app.data import VERSION_TTL_S
+
+    at = open_page()
+    assert len(at.dataframe[0].value) == 5
+    build_store(tmp_path / "store", sizes=(3e7,), seed=2, running=("n30000000",))
+    time.sleep(VERSION_TTL_S + 0.1)
+    at.run()
+    table = at.dataframe[0].value
+    assert len(table) == 6 and "running" in set(table["status"])
