@@ -194,3 +194,15 @@ def test_polars_frames_are_accepted(power_frame: pd.DataFrame) -> None:
     )
     with pytest.raises(FitError, match="data frame"):
         fitting.fit("power_law", [1, 2, 3])
+
+
+def test_predict_needs_the_laws_inputs(power_frame: pd.DataFrame) -> None:
+    result = fitting.fit(
+        "chinchilla", fitting.LAWS["chinchilla"].example(np.random.default_rng(0))[1]
+    )
+    with pytest.raises(FitError, match="tokens"):
+        result.predict(pd.DataFrame({"params": [1e9]}))
+    with pytest.raises(FitError, match="positive"):
+        result.predict({"params": [1e9], "tokens": [-1.0]})
+    with pytest.raises(FitError, match="level"):
+        result.predict_band({"params": [1e9], "tokens": [1e10]}, level=1.5)
