@@ -203,8 +203,6 @@ def test_predict_page_schedule_designer_with_a_curve_law(store: object) -> None:
 
 def test_jobs_page_runs_now_and_shows_the_history(store: object) -> None:
     need("fitting.persist")
-    import time
-
     from fitting.jobs import run_job
     from store import fits, jobs
 
