@@ -24,8 +24,7 @@ with InboxWriter(store, "live", "run0", facts={"params": 10}) as w:
     for k in range(40):
         w.log_many({"step": np.arange(k * 250, (k + 1) * 250), "loss": 1.0, "lr": 1e-3})
         w.flush()
-        if k % 4 == 3:
-            ingest_inbox(store)  # takes the write lock, like the scheduler does
+        ingest_inbox(store)  # takes the write lock, like the scheduler does
 from store import db
 print("writer done", db.lock_waits)
 """
