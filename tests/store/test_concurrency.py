@@ -21,8 +21,8 @@ from store.inbox import InboxWriter
 from store.ingest import ingest_inbox
 store = Store(sys.argv[1])
 with InboxWriter(store, "live", "run0", facts={"params": 10}) as w:
-    for k in range(40):
-        w.log_many({"step": np.arange(k * 250, (k + 1) * 250), "loss": 1.0, "lr": 1e-3})
+    for k in range(20):
+        w.log_many({"step": np.arange(k * 500, (k + 1) * 500), "loss": 1.0, "lr": 1e-3})
         w.flush()
         ingest_inbox(store)  # takes the write lock, like the scheduler does
 from store import db
@@ -48,7 +48,7 @@ def test_writer_and_importer_at_once(tmp_path: Path) -> None:
     store.ensure()
     csv_dir = tmp_path / "csv"
     csv_dir.mkdir()
-    for i in range(15):
+    for i in range(10):
         rows = "\n".join(f"r{i},{s},{2.0 + 1 / (s + 1)}" for s in range(400))
         (csv_dir / f"c{i:02d}.csv").write_text("run,step,loss\n" + rows + "\n")
     procs = [
@@ -70,7 +70,7 @@ def test_writer_and_importer_at_once(tmp_path: Path) -> None:
     assert waits > 0  # they did contend for the lock, and the retries absorbed it
     ingest_inbox(store)
     live = queries.points_frame(store, "live")
-    assert len(live) == 40 * 250 and live["step"].is_unique
+    assert len(live) == 20 * 500 and live["step"].is_unique
     imported = queries.list_runs(store, "imported")
-    assert len(imported) == 15 and imported["n_points"].eq(400).all()
+    assert len(imported) == 10 and imported["n_points"].eq(400).all()
     assert queries.list_runs(store, "live").iloc[0]["status"] == "finished"
