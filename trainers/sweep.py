@@ -86,7 +86,9 @@ def expand(
     common = {**base, "project": project or meta.get("project", "default"), "store": store}
     configs: list[TrainConfig] = []
     keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+    # No grid: the base itself is one run, unless explicit [[runs]] list them all.
+    combos = itertools.product(*(grid[k] for k in keys)) if keys else [()]
+    for values in combos if keys or not spec.get("runs") else []:
         combo = dict(zip(keys, values, strict=True))
         label = "_".join(_compact(v) for v in values) or "run"
         configs.append(_config({**common, **combo}, f"{name}-{label}"))
