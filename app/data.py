@@ -111,6 +111,20 @@ def _curve(
     )
 
 
+def selection_frame(root: str, project: str, selection: dict[str, Any]) -> pd.DataFrame:
+    """The frame a fit of `selection` sees, cached per data version (refits are quick)."""
+    key = json.dumps(selection, sort_keys=True, default=str)
+    return _selection_frame(root, project, key, version(root, project))
+
+
+@st.cache_data(ttl=STABLE_TTL_S, max_entries=16, show_spinner=False)
+def _selection_frame(root: str, project: str, selection: str, data_version: str) -> pd.DataFrame:
+    from fitting.jobs import select_data
+    from store import Store
+
+    return select_data(Store(root), project, json.loads(selection))
+
+
 @st.cache_data(ttl=LIST_TTL_S, show_spinner=False)
 def fits(
     root: str, project: str | None = None, job_id: int | None = None, version: Any = None

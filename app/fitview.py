@@ -97,13 +97,27 @@ def extrapolation_grid(
     return out
 
 
-def held_out_mask(result: Any, data: pd.DataFrame) -> np.ndarray | None:
-    """Rows the extrapolation test held out (at the largest scale), when it ran."""
-    test = (getattr(result, "checks", None) or {}).get("extrapolation")
+def held_out_mask(
+    result: Any, data: pd.DataFrame, test: dict[str, Any] | None = None
+) -> np.ndarray | None:
+    """Rows an extrapolation test held out (at the largest scale), when one ran."""
+    test = test or (getattr(result, "checks", None) or {}).get("extrapolation")
     if not test:
         return None
     x = pd.to_numeric(data[main_x(result, data)], errors="coerce").to_numpy(float)
     return x >= float(test["scale_threshold"])
+
+
+def extrapolation_test(result: Any, data: pd.DataFrame) -> dict[str, Any]:
+    """Refit without the largest-scale rows (the fit's own options) and score them."""
+    from fitting import analyses
+
+    options = {
+        k: v
+        for k, v in (result.options or {}).items()
+        if k not in ("bootstrap", "extrapolation", "n_jobs", "seed", "resample")
+    }
+    return analyses.extrapolation_test(result.law, data, **options)
 
 
 def point_fit_figure(

@@ -96,13 +96,16 @@ def fit_selection(
     law: str,
     selection: dict[str, Any] | None,
     options: dict[str, Any] | None,
+    data: pd.DataFrame | None = None,
 ) -> tuple[Any, pd.DataFrame]:
-    """Load the selection and fit it: (FitResult, the frame it saw)."""
+    """Load the selection (unless `data`, already loaded, is given) and fit it:
+    (FitResult, the frame it saw)."""
     import fitting
 
     if law not in fitting.LAWS:
         raise BadInputError(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
-    data = select_data(store, project, selection)
+    if data is None:
+        data = select_data(store, project, selection)
     if data.empty:
         raise BadInputError(f"no data to fit in project {project!r} for this selection")
     return fitting.fit(law, data, **(options or {})), data

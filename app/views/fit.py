@@ -56,7 +56,7 @@ def selection_controls(project: str, law_name: str) -> dict[str, Any]:
 def option_controls(law_name: str) -> dict[str, Any]:
     """Engine options (names as `fitting.fit` takes them) plus the law's x choice."""
     options: dict[str, Any] = {}
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3 = st.columns(3)
     if law_name == "power_law":
         options["x"] = c1.radio(
             "x axis", list(X_OPTIONS), format_func=X_OPTIONS.get, horizontal=True, key="fit-x"
@@ -70,12 +70,6 @@ def option_controls(law_name: str) -> dict[str, Any]:
         key="fit-obj",
         format_func={"huber": "Huber on log residuals", "ls": "least squares"}.get,
     )
-    options["extrapolation"] = c4.checkbox(
-        "Extrapolation test",
-        value=True,
-        key="fit-ext",
-        help="Refit without the largest-scale points and score the prediction on them.",
-    )
     return options
 
 
@@ -87,7 +81,11 @@ def run_fit(
     with st.status(f"Fitting {law_name}…", expanded=False) as status:
         try:
             status.write("loading the selection from the store")
-            result, frame = fit_selection(data.get_store(), project, law_name, selection, options)
+            frame = data.selection_frame(data.store_root(), project, selection)
+            status.write(f"fitting {len(frame)} points, {options.get('bootstrap', 0)} resamples")
+            result, frame = fit_selection(
+                data.get_store(), project, law_name, selection, options, data=frame
+            )
             status.update(label=f"Fitted {law_name} on {len(frame)} points", state="complete")
         except ScalinglabError as err:
             status.update(label="Fit failed", state="error")
@@ -101,11 +99,20 @@ def run_fit(
     }
 
 
-def extrapolation(result: Any) -> None:
-    test = (result.checks or {}).get("extrapolation")
+def extrapolation(fit: dict[str, Any]) -> None:
+    """The extrapolation test, on demand: it refits without the largest-scale points."""
+    test = fit.get("extrapolation") or (fit["result"].checks or {}).get("extrapolation")
     if not test:
-        st.caption("Tick 'Extrapolation test' and fit again to hold out the largest runs.")
-        return
+        st.caption("Refit without the points at the largest scale and score the prediction.")
+        if not st.button("Run the extrapolation test", key="fit-ext-go"):
+            return
+        try:
+            test = fitview.extrapolation_test(fit["result"], fit["data"])
+        except ScalinglabError as err:
+            st.error(str(err))
+            return
+        fit["extrapolation"] = test
+        st.rerun()  # redraw the fit plot with the held-out points marked
     c1, c2, c3 = st.columns(3)
     c1.metric("held-out points", f"{test['n_heldout']} (of {test['n_heldout'] + test['n_train']})")
     c2.metric("mean relative error", f"{test['mean_rel_error']:.3%}")
@@ -133,7 +140,7 @@ def show_result(fit: dict[str, Any]) -> None:
     if result.law in fitview.CURVE_LAWS:
         st.plotly_chart(fitview.curve_fit_figure(result, frame), key="fit-curves")
     else:
-        held = fitview.held_out_mask(result, frame)
+        held = fitview.held_out_mask(result, frame, fit.get("extrapolation"))
         st.plotly_chart(fitview.point_fit_figure(result, frame, held_out=held), key="fit-plot")
     l_inf, entropy = fitview.irreducible(result), fitview.true_entropy(frame)
     if l_inf is not None and entropy is not None:
@@ -155,7 +162,7 @@ def show_result(fit: dict[str, Any]) -> None:
             key="fit-kl",
         )
     with tab_ext:
-        extrapolation(result)
+        extrapolation(fit)
     if st.button("Save fit", key="fit-save"):
         from fitting.persist import save_result
 

@@ -122,6 +122,9 @@ def test_fit_page_fits_power_law_and_saves(store: object) -> None:
     l_inf = float(params.set_index("parameter").loc["L_inf", "value"])
     assert abs(l_inf - 2.0) < 0.1
     assert len(at.get("plotly_chart")) >= 2  # the fit with its band, residuals, KL
+    at.button(key="fit-ext-go").click().run()
+    assert not at.exception, at.exception
+    assert "worst relative error" in [m.label for m in at.metric]
     at.button(key="fit-save").click().run()
     assert len(fits.list_fits(store, project="demo")) == 1
 
@@ -239,7 +242,6 @@ def test_fit_page_fits_a_curve_law_on_train_curves(store: object) -> None:
     assert at.radio(key="fit-reduce-True").value == "all"
     at.multiselect(key="fit-runs").set_value(["n100000"]).run()
     at.number_input(key="fit-boot").set_value(0).run()
-    at.checkbox(key="fit-ext").uncheck().run()
     at.button(key="fit-go").click().run()
     assert not at.exception, at.exception
     assert list(at.dataframe[0].value["parameter"])[:3] == ["L0", "A", "alpha"]
