@@ -125,14 +125,16 @@ def plot_science(res: dict, path: Path) -> None:
         d.line([m - 6, yy, m, yy], fill="black")
         d.text((8, yy - 6), f"{y:.2f}", fill="black")
     d.line([px(g, v) for g, v in zip(grid, fitted, strict=True)], fill=(31, 119, 180), width=3)
-    for v, colour, label in (
-        (res["entropy"], (214, 39, 40), "true entropy rate"),
-        (res["L_inf"], (31, 119, 180), "fitted L_inf"),
-    ):
+    lines = (
+        (res["entropy"], (214, 39, 40), "true entropy rate", -16),
+        (res["L_inf"], (31, 119, 180), "fitted L_inf", 4),
+    )
+    for v, colour, label, dy in lines:  # entropy label above its line, L_inf's below
         y = px(grid[0], v)[1]
         for x0 in range(m, w - m, 16):
             d.line([x0, y, x0 + 8, y], fill=colour, width=2)
-        d.text((w - m - 150, y - 16), f"{label} {v:.3f}", fill=colour)
+        d.text((w - m - 150, y + dy), f"{label} {v:.3f}", fill=colour)
+    d.text((8, m - 24), "final eval loss (nats/token)", fill="black")
     for x, y in zip(n, loss, strict=True):
         cx, cy = px(x, y)
         d.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], fill="black")
