@@ -186,3 +186,16 @@ def test_encoder_decoder_learns_translation_and_records_split(tmp_path: Path) ->
     # Starts near log(vocab) and must move clearly towards the conditional entropy.
     first, last = pts["loss"].iloc[:5].mean(), pts["loss"].iloc[-5:].mean()
     assert last < first - 0.8 and last > summary.entropy - 0.05
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bf16_compiled_run_matches_eager() -> None:
+    """On GPU: bf16 autocast + the Triton CCE train, compiled and eager runs agree."""
+    fast, exact = ListSink(), ListSink()
+    train(tiny(steps=10, device="cuda"), sink=fast)
+    train(tiny(steps=10, device="cuda", compile=False), sink=exact)
+    a = np.array([v for _, v in fast.series("loss/train")])
+    b = np.array([v for _, v in exact.series("loss/train")])
+    assert np.isfinite(a).all() and a[-1] < a[0]
+    assert np.allclose(a, b, atol=0.05)

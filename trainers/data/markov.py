@@ -62,6 +62,8 @@ class MarkovChain:
         s = self.spec
         if s.order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, not {s.order}")
+        if s.order == 2 and s.vocab > 384:  # the pair chain's table is vocab**3 floats
+            raise ValueError(f"order 2 supports vocab <= 384, not {s.vocab}")
         n_ctx = s.vocab**s.order
         rows = s.rows or n_ctx
         rng = np.random.default_rng([s.seed, 7919])
