@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from fitting.errors import FitError
 from fitting.schedules import ScheduleSpec
@@ -168,6 +167,8 @@ def momentum_area(run: RunLR, lam: float = 0.999) -> np.ndarray:
     drop = np.zeros_like(run.lr)
     start = run.warmup_steps + 1  # drops between two post-warmup steps only
     drop[start:] = run.lr[start - 1 : -1] - run.lr[start:]
+    from scipy.signal import lfilter  # lazy: scipy.signal costs ~1 s to import
+
     return np.cumsum(lfilter([1.0], [1.0, -lam], drop))
 
 

@@ -216,6 +216,9 @@ def _assemble(
     checks: dict[str, Any] = {}
     if unc.samples is not None:  # spread of the refits, beside the curvature's stderr
         checks["bootstrap_stderr"] = dict(zip(names, unc.boot_sd().tolist(), strict=True))
+    notes = problem.prep.extra.get("notes")
+    if notes:  # what the law had to assume (e.g. an interpolated LR): shown with the fit
+        checks["notes"] = [str(n) for n in notes]
     return FitResult(
         law=problem.law.name,
         params=params,

@@ -346,3 +346,15 @@ def test_constant_lr_only_is_noted(law) -> None:
     prep = law.prepare(_frame("constant:peak=1e-3,warmup=100,total=2000", 100))
     assert any("determined" in note for note in prep.extra["notes"])
     assert not any("determined" in n for n in law.prepare(_frame(COSINE, 100)).extra["notes"])
+
+
+def test_fit_reports_what_the_law_assumed() -> None:
+    """A fit on a sparse LR column says in its checks that the LR was interpolated."""
+    import fitting
+
+    _, frame = LrAnnealing().example(np.random.default_rng(0))
+    sparse = frame[frame["loss"].notna() & (frame["step"] % 50 == 0)]
+    sparse = sparse.drop(columns=[c for c in ("schedule",) if c in sparse])
+    result = fitting.fit("lr_annealing", sparse)
+    assert any("interpolated" in note for note in result.checks.get("notes", []))
+    assert "interpolated" in json.dumps(result.checks)
