@@ -42,6 +42,20 @@ def facts_table(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def projects_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per project: how many runs (and how many live), points, best last loss."""
+    grouped = runs.groupby("project", sort=True)
+    return pd.DataFrame(
+        {
+            "runs": grouped["run"].count(),
+            "running": grouped["status"].agg(lambda s: int((s == "running").sum())),
+            "points": grouped["n_points"].sum(),
+            "largest N": grouped["params"].max(),
+            "lowest last loss": grouped["last_loss"].min(),
+        }
+    ).reset_index()
+
+
 def _filter(runs: pd.DataFrame, search: str, statuses: list[str]) -> pd.DataFrame:
     if search:
         runs = runs[runs["run"].astype(str).str.contains(search, case=False, regex=False)]
@@ -113,6 +127,8 @@ def _table(
     """The runs' facts; a fragment that refreshes itself while runs are live."""
     all_runs = data.runs(root, project)
     shown = _filter(all_runs, search, statuses)
+    if project is None:
+        st.dataframe(projects_table(shown), hide_index=True, width="stretch")
     st.dataframe(facts_table(shown), hide_index=True, width="stretch", height=260)
     if was_live and not all_runs["status"].eq("running").any():
         st.rerun()  # everything finished: rerun the page once, without the timers

@@ -73,6 +73,9 @@ def test_runs_page_lists_runs_and_plots_the_selected(store: object) -> None:
     assert exported.num_rows == 42 and set(exported.column("run").to_pylist()) == {"n100000"}
     at.sidebar.text_input(key="runs-search").input("n3").run()
     assert len(at.dataframe[0].value) == 2
+    at.sidebar.selectbox(key="runs-project").set_value("(all projects)").run()
+    summary = at.dataframe[0].value
+    assert list(summary["project"]) == ["demo"] and int(summary["runs"][0]) == 2
 
 
 def test_runs_page_on_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
