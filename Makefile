@@ -33,9 +33,14 @@ test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --timeout=900
 
-bench: setup
-	$(BIN)/python bench/store_bench.py
+# CPU benchmarks (each writes bench/results/*.md); the CCE and GPU trainer benches need a GPU:
+#   python bench/cce_bench.py ; python bench/trainer_bench.py --gpu
+bench: setup browser
+	$(BIN)/python bench/store_bench.py --out bench/results/store.md
 	$(BIN)/python bench/fitting_bench.py
+	$(BIN)/python bench/fitting_curves_bench.py
+	$(BIN)/python bench/trainer_bench.py --cpu-tiny --science
+	$(BIN)/python bench/dashboard_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
