@@ -1,0 +1,1 @@
+"""Shipped sweep specs (TOML), package data of `trainers`; see `trainers.sweep`."""
