@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import resource
 import sqlite3
 import statistics
@@ -253,6 +254,14 @@ machine wall time is roughly CPU / 1.5 to CPU / 2 for the multi-threaded steps.
 """
 
 
+LOADS: list[float] = []
+
+
+def note_load() -> None:
+    """Keep the 1-minute load average (the CPU the other jobs on the box were using)."""
+    LOADS.append(os.getloadavg()[0])
+
+
 def render(rows: list[Row], command: str) -> str:
     head = "| measurement | scalinglab | target | naive way | ratio |\n|---|---|---|---|---|\n"
     body = "".join(f"| {' | '.join(r)} |\n" for r in rows)
@@ -260,8 +269,10 @@ def render(rows: list[Row], command: str) -> str:
     return (
         "# Store benchmarks\n\n"
         f"Command: `{command}`  \nDate: {when}  \n"
-        "Machine: 2-core CPU, 24 GiB, no GPU; other jobs were sharing the CPU "
-        "(load average above 2 during the run), so these are pessimistic.\n\n" + head + body + NOTES
+        "Machine: 2-core CPU, 24 GiB, no GPU; 1-minute load average "
+        f"{min(LOADS, default=0):.1f} to {max(LOADS, default=0):.1f} while measuring "
+        "(above 2 means other jobs were sharing the CPU, so wall times are pessimistic)."
+        "\n\n" + head + body + NOTES
     )
 
 
@@ -270,12 +281,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--writer-points", type=int, default=2_000_000)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("import", "writer", "ingest", "runs"),
+        help="run only these measurements (ingest includes the curve)",
+    )
     args = parser.parse_args()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="scalinglab-bench-") as name:
         tmp = Path(name)
-        for step in ("import", "writer", "ingest", "runs"):
+        for step in args.only or ("import", "writer", "ingest", "runs"):
             print(f"running: {step}", flush=True)
+            note_load()
             if step == "import":
                 rows += bench_import(tmp, args.rows)
             elif step == "writer":
@@ -285,6 +303,7 @@ def main() -> None:
                 rows += ingest_rows + bench_curve(store, args.rows)
             else:
                 rows += bench_runs_list(tmp)
+            note_load()
             print("  " + " | ".join(rows[-1]), flush=True)
     command = "python bench/store_bench.py " + " ".join(sys.argv[1:])
     text = render(rows, command.strip())

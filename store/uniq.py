@@ -45,29 +45,14 @@ def blocks_disjoint(series: np.ndarray, step: np.ndarray) -> bool:
 def arrow_keys_unique(table: pa.Table) -> bool:
     """The same proof on an Arrow table (run, split, step) already in memory.
 
-    Adjacent strings are compared in Arrow; only block starts become Python labels.
+    DuckDB hashes the series names in parallel straight from the Arrow buffers (no copy),
+    which is about a third cheaper than comparing the strings in Arrow.
     """
-    import pyarrow.compute as pc
-
-    n = table.num_rows
-    if n < 2:
+    if table.num_rows < 2:
         return True
-    run = table.column("run").combine_chunks()
-    split = table.column("split").combine_chunks()
-    step = table.column("step").to_numpy()
-    changed = pc.or_(
-        pc.not_equal(run.slice(1), run.slice(0, n - 1)),
-        pc.not_equal(split.slice(1), split.slice(0, n - 1)),
-    )
-    change = np.asarray(changed.to_numpy(zero_copy_only=False), dtype=bool)
-    starts = np.concatenate(([0], np.flatnonzero(change | (step[1:] <= step[:-1])) + 1))
-    labels = [
-        f"{r}\0{s}"
-        for r, s in zip(run.take(starts).to_pylist(), split.take(starts).to_pylist(), strict=True)
-    ]
-    codes = {label: i for i, label in enumerate(dict.fromkeys(labels))}
-    series = np.repeat(
-        np.array([codes[label] for label in labels], dtype=np.int64),
-        np.diff(np.concatenate((starts, [n]))),
-    )
-    return blocks_disjoint(series, step)
+    con = duckdb.connect()
+    try:
+        con.register("_keys", table)
+        return keys_unique(con, "_keys", "run, split")
+    finally:
+        con.close()
