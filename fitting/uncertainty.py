@@ -62,7 +62,9 @@ def natural_stderr(problem: Problem, z: NDArray, cov: NDArray) -> NDArray:
     """Standard errors in natural units (delta method for log-scale parameters), (F,)."""
     se_z = np.sqrt(np.maximum(np.diag(cov), 0.0))
     value = problem.theta(z)[0, problem.free]
-    return np.where(problem.log, se_z * value, se_z)
+    with np.errstate(invalid="ignore"):  # inf * 0 on an undetermined parameter at 0
+        scaled = np.where(np.isinf(se_z), np.inf, se_z * np.abs(value))
+    return np.where(problem.log, scaled, se_z)
 
 
 def resample_weights(problem: Problem, n: int, rng: np.random.Generator, by: str) -> NDArray:
