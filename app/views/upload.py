@@ -13,25 +13,11 @@ import streamlit as st
 
 from app import data
 from store.errors import ScalinglabError
+from store.importers import FORMATS as IMPORT_FORMATS
+from store.importers.aliases import ALIASES
 
-FORMATS = ["auto", "long", "wandb", "tensorboard", "table"]  # store.importers.FORMATS
-CANONICAL = [
-    "(ignore)",
-    "run",
-    "step",
-    "loss",
-    "split",
-    "lr",
-    "tokens",
-    "flops",
-    "params",
-    "params_non_embedding",
-    "encoder_params",
-    "decoder_params",
-    "family",
-    "sampling_ratio",
-    "entropy",
-]
+FORMATS = ["auto", *IMPORT_FORMATS]
+CANONICAL = ["(ignore)", *ALIASES]  # exactly the columns the importer can map onto
 STAGING = Path(tempfile.gettempdir()) / "scalinglab-upload-staging"
 
 
