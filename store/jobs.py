@@ -33,6 +33,21 @@ JOB_COLUMNS = (
     "last_fit_id",
     "created_at",
 )
+# What a jobs list shows, in order (the CLI and the Jobs page).
+SUMMARY_COLUMNS = (
+    "id",
+    "name",
+    "project",
+    "law",
+    "schedule",
+    "paused",
+    "status",
+    "next_run_at",
+    "last_run_at",
+    "last_duration_s",
+    "last_fit_id",
+    "last_error",
+)
 _UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "created_at"}
 _JSON = ("selection", "options")
 

@@ -70,20 +70,7 @@ def jobs_list(store: StoreOption = None, as_json: JsonOption = False) -> None:
     from store import jobs
 
     frame = jobs.list_jobs(_store(store))
-    cols = [
-        "id",
-        "name",
-        "project",
-        "law",
-        "schedule",
-        "paused",
-        "status",
-        "next_run_at",
-        "last_run_at",
-        "last_duration_s",
-        "last_fit_id",
-        "last_error",
-    ]
+    cols = jobs.SUMMARY_COLUMNS
     frame = frame[[c for c in cols if c in frame.columns]]
     if as_json:
         print(frame.to_json(orient="records", date_format="iso"))

@@ -13,6 +13,7 @@ import streamlit as st
 
 from app import data, figures, fitview
 from store.errors import ScalinglabError
+from store.jobs import SUMMARY_COLUMNS
 
 REFRESH_S = 5.0
 SCHEDULES = {
@@ -23,20 +24,7 @@ SCHEDULES = {
     "when new data arrives": "on-new-data",
     "custom cron": "",
 }
-LIST_COLUMNS = [
-    "id",
-    "name",
-    "project",
-    "law",
-    "schedule",
-    "paused",
-    "status",
-    "next_run_at",
-    "last_run_at",
-    "last_duration_s",
-    "last_fit_id",
-    "last_error",
-]
+LIST_COLUMNS = list(SUMMARY_COLUMNS)
 
 
 def create_form() -> None:
