@@ -18,6 +18,7 @@ import torch
 from store.core import Store
 from store.ingest import ingest_inbox
 from store.queries import list_runs, points_frame
+from tests.trainers.helpers import tiny
 from trainers import sweep
 from trainers.sink import ListSink
 from trainers.train import TrainConfig, train
@@ -28,16 +29,7 @@ torch.set_num_threads(1)
 
 
 def config_json(**kw: object) -> str:
-    base = dict(
-        preset="cpu-tiny",
-        data="markov:vocab=64,seed=0",
-        batch_size=8,
-        seq_len=32,
-        eval_every=0,
-        eval_batches=2,
-        threads=1,
-    )
-    return json.dumps(asdict(TrainConfig(**{**base, **kw})))  # type: ignore[arg-type]
+    return json.dumps(asdict(tiny(**kw)))
 
 
 def train_points(store: Store, project: str) -> list[int]:

@@ -14,25 +14,12 @@ from fitting.schedules import ScheduleSpec
 from store.core import Store
 from store.ingest import ingest_inbox
 from store.queries import list_runs, points_frame
+from tests.trainers.helpers import tiny
 from trainers.sink import ListSink
-from trainers.train import TrainConfig, train
+from trainers.train import train
 
 GOLDEN = Path(__file__).parent / "golden_cpu_tiny.json"
 torch.set_num_threads(1)
-
-
-def tiny(**kw: object) -> TrainConfig:
-    base = dict(
-        preset="cpu-tiny",
-        data="markov:vocab=64,seed=0",
-        steps=20,
-        batch_size=8,
-        seq_len=32,
-        eval_every=0,
-        eval_batches=2,
-        threads=1,
-    )
-    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def test_cpu_tiny_lowers_loss_and_lands_every_step(tmp_path: Path) -> None:
