@@ -189,16 +189,22 @@ def _read_tiles(
     splits: Sequence[str] | None,
 ) -> pd.DataFrame:
     """Log-spaced M4 from the stored tiles (plus tiles of pending shards)."""
-    cols = ", ".join(tiles.TILE_COLUMNS)
+    cols = ", ".join(("run", "split", "tile", *tiles.PICK_COLUMNS))
     where = "project = ? AND list_contains(?, run)" + (
         " AND list_contains(?, split)" if splits is not None else ""
     )
     base = [project, runs] + ([list(splits)] if splits is not None else [])
-    sources = [f"SELECT {cols} FROM curve_tiles WHERE {where} AND xkind = ?"]
+    stored = (
+        f"(SELECT s.run, s.split, t.* FROM curve_tiles t JOIN "
+        f"(SELECT id, run, split FROM series WHERE {where}) s ON t.series = s.id "
+        "WHERE t.xkind = ?)"
+    )
+    sources = [f"SELECT {cols} FROM {stored}"]
     params = [*base, x]
     if p.point_files:
         shards = f"read_parquet({sql_list(p.point_files)}, union_by_name = true)"
-        sources.append(f"SELECT {cols} FROM ({tiles.aggregate_sql(shards, where, (x,))})")
+        pending_tiles = tiles.aggregate_sql(shards, where, (x,), key="run, split")
+        sources.append(f"SELECT {cols} FROM ({pending_tiles})")
         params += base
     union = "(" + " UNION ALL ".join(sources) + ")"
     con.execute(

@@ -14,7 +14,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from store import shards
+from store import shardmeta, shards
 from store.errors import BadInputError
 from store.schema import JSON_FACTS, POINT_COLUMNS, RUN_FACT_COLUMNS, RUN_STATUSES
 
@@ -130,7 +130,9 @@ class InboxWriter:
             self._rows = {name: [] for name in _ROW_FIELDS}
         if self._tables:
             table = self._tables[0] if len(self._tables) == 1 else pa.concat_tables(self._tables)
-            shards.write_atomic(self.store.inbox_dir, shards.POINTS_PREFIX, table)
+            described = shardmeta.describe(table)
+            metadata = {shardmeta.KEY: described} if described else None
+            shards.write_atomic(self.store.inbox_dir, shards.POINTS_PREFIX, table, metadata)
             self.shards_written += 1
         self._tables = []
         self._buffered = 0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from store import shards
+from store import series, shardmeta, shards
 from store.pending import sql_list
 from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
 from store.summary import refresh_summaries, replace_points
@@ -97,23 +97,33 @@ def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[s
 def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     """Upsert the shards' rows straight from Parquet (last write wins within the batch)."""
     cols = ", ".join(POINT_COLUMNS)
-    names = [str(p) for p in files]
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({sql_list(names)})"
+    names = sql_list([str(p) for p in files])
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({names})")
+    summary = shardmeta.summarise(con, [str(p) for p in files])
+    if summary is not None:
+        summary.create_keys(con, "_keys")
+    else:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _keys AS SELECT project, run, split, max(family) "
+            "AS family, max(sampling_ratio) AS sampling_ratio FROM _shards GROUP BY ALL"
+        )
+    series.assign(con, "_keys")
+    # The footers prove most batches unique; else the scan's proof may; else dedupe.
+    unique = (summary is not None and summary.unique) or keys_unique(
+        con, "_shards", "project, run, split"
     )
-    if keys_unique(con, "_shards", "project, run, split"):
-        staged = "_shards"
+    if unique:
+        series.stage(con, "SELECT * FROM _shards")
     else:
         # A resumed run re-logged some steps: keep the latest value of each.
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT {cols} FROM "
-            f"read_parquet({sql_list(names)}, filename = true, file_row_number = true) "
+        series.stage(
+            con,
+            f"SELECT {cols} FROM read_parquet({names}, filename = true, file_row_number = true) "
             "QUALIFY row_number() OVER (PARTITION BY project, run, split, step "
-            "ORDER BY filename DESC, file_row_number DESC) = 1"
+            "ORDER BY filename DESC, file_row_number DESC) = 1",
         )
-        staged = "_staged"
-    n = replace_points(con, staged)
-    refresh_summaries(con, "_touched")
+    n = replace_points(con)
+    refresh_summaries(con)
     return n
 
 

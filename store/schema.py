@@ -27,6 +27,32 @@ POINT_COLUMNS: dict[str, str] = {
     "sampling_ratio": "DOUBLE",
 }
 
+# What `point_values` stores per point: the series id, then the numbers.
+POINT_VALUE_COLUMNS: dict[str, str] = {
+    "series": "INTEGER NOT NULL",
+    "step": "BIGINT NOT NULL",
+    "tokens": "DOUBLE",
+    "flops": "DOUBLE",
+    "lr": "DOUBLE",
+    "loss": "DOUBLE",
+}
+
+# One row per (project, run, split) curve, with the facts that belong to the curve.
+SERIES_COLUMNS: dict[str, str] = {
+    "id": "INTEGER DEFAULT nextval('series_id_seq')",
+    "project": "VARCHAR NOT NULL",
+    "run": "VARCHAR NOT NULL",
+    "split": "VARCHAR NOT NULL",
+    "family": "VARCHAR",
+    "sampling_ratio": "DOUBLE",
+}
+
+# Since v3 `points` is this view: the canonical point columns, as in v1's table.
+POINTS_VIEW = """CREATE VIEW points AS
+SELECT s.project, s.run, s.split, v.step, v.tokens, v.flops, v.lr, v.loss,
+    s.family, s.sampling_ratio
+FROM point_values v JOIN series s ON v.series = s.id"""
+
 # Per-run facts a writer or importer may set (besides status and the summary columns).
 RUN_FACT_COLUMNS: dict[str, str] = {
     "params": "BIGINT",
@@ -133,15 +159,65 @@ _V1 = [
 )""",
 ]
 
-# v2: curve tiles (see store.tiles), built for the points already stored.
+# v2: curve tiles keyed by (project, run, split), built for the points already stored.
+# Frozen text: later versions of `store.tiles` must not change what v2 did.
+_V2_PICKS = (
+    "count(*) AS n, min({x}) AS f_x, arg_min(step, {x}) AS f_step, "
+    "arg_min(loss, {x}) AS f_loss, max({x}) AS l_x, arg_max(step, {x}) AS l_step, "
+    "arg_max(loss, {x}) AS l_loss, arg_min({x}, loss) AS lo_x, arg_min(step, loss) AS lo_step, "
+    "min(loss) AS lo_loss, arg_max({x}, loss) AS hi_x, arg_max(step, loss) AS hi_step, "
+    "max(loss) AS hi_loss"
+)
 _V2 = [
+    """CREATE TABLE curve_tiles (
+  project VARCHAR NOT NULL, run VARCHAR NOT NULL, split VARCHAR NOT NULL,
+  xkind VARCHAR NOT NULL, tile INTEGER NOT NULL, n BIGINT NOT NULL,
+  f_x DOUBLE, f_step BIGINT, f_loss DOUBLE, l_x DOUBLE, l_step BIGINT, l_loss DOUBLE,
+  lo_x DOUBLE, lo_step BIGINT, lo_loss DOUBLE, hi_x DOUBLE, hi_step BIGINT, hi_loss DOUBLE
+)""",
+    "INSERT INTO curve_tiles "
+    + " UNION ALL ".join(
+        f"SELECT project, run, split, '{x}' AS xkind, "
+        f"CAST(floor(32 * log2(1 + greatest({x}, 0))) AS INTEGER) AS tile, "
+        f"{_V2_PICKS.format(x=x)} FROM points WHERE loss IS NOT NULL AND {x} IS NOT NULL "
+        "GROUP BY project, run, split, tile"
+        for x in ("step", "tokens", "flops")
+    ),
+]
+
+# v3: each (project, run, split) series gets an integer id (`series`); the numbers live
+# in `point_values` keyed by it, and `points` becomes a view with the v1 columns. Bulk
+# writes then append six numeric columns per point instead of three strings as well
+# (about half of a 10 M-point ingest went to storing those strings). A point's family
+# and sampling ratio belong to its series: every writer sets them per series.
+_V3 = [
+    "CREATE SEQUENCE series_id_seq START 1",
+    f"""CREATE TABLE series (
+  {_columns(SERIES_COLUMNS)},
+  PRIMARY KEY (id),
+  UNIQUE (project, run, split)
+)""",
+    f"""CREATE TABLE point_values (
+  {_columns(POINT_VALUE_COLUMNS)}
+)""",
+    "INSERT INTO series (project, run, split, family, sampling_ratio) "
+    "SELECT project, run, coalesce(split, 'train') AS split, "
+    "arg_max(family, step) FILTER (WHERE family IS NOT NULL), "
+    "arg_max(sampling_ratio, step) FILTER (WHERE sampling_ratio IS NOT NULL) "
+    "FROM points GROUP BY ALL ORDER BY ALL",
+    "INSERT INTO point_values SELECT s.id, p.step, p.tokens, p.flops, p.lr, p.loss "
+    "FROM points p JOIN series s ON s.project = p.project AND s.run = p.run "
+    "AND s.split = coalesce(p.split, 'train')",
+    "DROP TABLE points",
+    POINTS_VIEW,
+    "DROP TABLE curve_tiles",
     tiles.DDL,
     f"INSERT INTO curve_tiles ({', '.join(tiles.TILE_COLUMNS)}) "
-    f"SELECT {', '.join(tiles.TILE_COLUMNS)} FROM ({tiles.aggregate_sql('points')})",
+    f"SELECT {', '.join(tiles.TILE_COLUMNS)} FROM ({tiles.aggregate_sql('point_values')})",
 ]
 
 # Append new versions here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

@@ -47,13 +47,18 @@ def facts_schema() -> pa.Schema:
     return pa.schema([("project", pa.string()), ("run", pa.string()), ("facts", pa.string())])
 
 
-def write_atomic(inbox: Path, prefix: str, table: pa.Table) -> Path:
+def write_atomic(
+    inbox: Path, prefix: str, table: pa.Table, metadata: dict[str, bytes] | None = None
+) -> Path:
     """Write `table` as a Parquet shard in `inbox`: temporary name, then rename.
 
     Uncompressed: shards are small and short-lived, and the writer is on the hot path.
+    `metadata` goes into the file's footer (see `store.shardmeta`).
     """
     import pyarrow.parquet as pq
 
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     name = new_name(prefix)
     tmp = inbox / f".tmp-{name}"
     try:

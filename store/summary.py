@@ -1,8 +1,9 @@
 """Write-side helpers shared by ingest and import: replace points, keep run summaries.
 
-Every write stages its points in a temporary table, then calls `replace_points`, which
-deletes the (project, run, split, step) keys it is about to insert and inserts the new
-rows, so re-ingesting or re-importing the same points changes nothing.
+Every write names its series and stages its rows as `_staged` (see `store.series`),
+then calls `replace_points`, which deletes the (series, step) keys it is about to insert
+and inserts the new rows, so re-ingesting or re-importing the same points changes
+nothing.
 """
 
 from __future__ import annotations
@@ -12,41 +13,33 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-from store import tiles
-from store.schema import POINT_COLUMNS
+from store import series, tiles
 
-_COLS = ", ".join(POINT_COLUMNS)
+_COLS = ", ".join(series.STAGED_COLUMNS)
 
 
-def replace_points(con: duckdb.DuckDBPyConnection, staged: str, touched: str | None = None) -> int:
-    """Upsert the points of `staged` (canonical columns, unique keys) into `points`.
+def replace_points(con: duckdb.DuckDBPyConnection, *, status: str = "running") -> int:
+    """Upsert `_staged` (unique keys; its series in `_batch`) into `point_values`.
 
-    `touched` names a table of the (project, run) pairs in `staged` when the caller
-    already has one; otherwise `_touched` is built from `staged`.
+    Leaves `_touched(project, run)`: the runs the batch wrote to. Missing runs are
+    created with `status`.
     """
-    if touched is None:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM {staged}"
-        )
-        touched = "_touched"
-    existing = con.execute(
-        f"SELECT count(*) FROM points p SEMI JOIN {touched} t "
-        "ON p.project = t.project AND p.run = t.run"
-    ).fetchone()
+    con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM _batch")
+    ensure_runs(con, "_touched", status=status)
+    old = con.execute("SELECT count(*) FROM _batch WHERE NOT fresh").fetchone()
     replaced = 0
-    if existing and existing[0]:
+    if old and old[0]:
         gone = con.execute(
-            f"DELETE FROM points p USING {staged} s WHERE p.project = s.project "
-            "AND p.run = s.run AND p.split = s.split AND p.step = s.step"
+            "DELETE FROM point_values v USING _staged s WHERE v.series = s.series "
+            "AND v.step = s.step"
         ).fetchone()
         replaced = int(gone[0]) if gone else 0
-    row = insert_unordered(con, f"INSERT INTO points ({_COLS}) SELECT {_COLS} FROM {staged}")
-    ensure_runs(con, touched, status="running")
+    row = insert_unordered(con, f"INSERT INTO point_values ({_COLS}) SELECT {_COLS} FROM _staged")
     # Tiles merge new points exactly, but cannot forget replaced ones: rebuild those.
     if replaced:
-        tiles.rebuild(con, touched)
+        tiles.rebuild(con, "_batch")
     else:
-        tiles.add_points(con, staged)
+        tiles.add_points(con, "_staged")
     return int(row[0]) if row else 0
 
 
@@ -86,14 +79,14 @@ def refresh_summaries(con: duckdb.DuckDBPyConnection, touched: str = "_touched")
             last_loss = s.last_loss, last_tokens = s.last_tokens,
             last_flops = s.last_flops, updated_at = now()
         FROM (
-            SELECT p.project, p.run, count(*) AS n_points, max(step) AS last_step,
+            SELECT k.project, k.run, count(*) AS n_points, max(step) AS last_step,
                 coalesce(
-                    arg_max(loss, step) FILTER (WHERE split = 'train' AND loss IS NOT NULL),
+                    arg_max(loss, step) FILTER (WHERE k.split = 'train' AND loss IS NOT NULL),
                     arg_max(loss, step) FILTER (WHERE loss IS NOT NULL)) AS last_loss,
                 arg_max(tokens, step) FILTER (WHERE tokens IS NOT NULL) AS last_tokens,
                 arg_max(flops, step) FILTER (WHERE flops IS NOT NULL) AS last_flops
-            FROM points p SEMI JOIN {touched} t ON p.project = t.project AND p.run = t.run
-            GROUP BY p.project, p.run
+            FROM point_values v JOIN {series.of_runs(touched)} k ON v.series = k.id
+            GROUP BY k.project, k.run
         ) s
         WHERE runs.project = s.project AND runs.run = s.run
         """

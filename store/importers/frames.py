@@ -48,6 +48,37 @@ def dedupe_points(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, where: s
         con.execute("CREATE OR REPLACE TEMP VIEW _points AS SELECT * FROM _merged")
 
 
+def check_series_facts(
+    con: duckdb.DuckDBPyConnection, scanned: ScannedFile, columns: dict[str, str]
+) -> None:
+    """A family and a sampling ratio belong to a (run, split) curve: one value each.
+
+    `columns` maps `family` / `sampling_ratio` to the file's column. Blank cells are
+    fine (the curve's value is the one given elsewhere in it).
+    """
+    for fact, column in columns.items():
+        bad = con.execute(
+            f"SELECT run, split FROM _points GROUP BY run, split "
+            f"HAVING count(DISTINCT {fact}) > 1 ORDER BY min(_rec) LIMIT 1"
+        ).fetchone()
+        if bad is None:
+            continue
+        row = con.execute(
+            f"SELECT min(_rec) FROM _points WHERE run = $1 AND split = $2 AND {fact} IS "
+            f"DISTINCT FROM (SELECT {fact} FROM _points WHERE run = $1 AND split = $2 "
+            f"AND {fact} IS NOT NULL ORDER BY _rec LIMIT 1) AND {fact} IS NOT NULL",
+            list(bad),
+        ).fetchone()
+        line, cell = record_location(scanned, int(row[0]) if row else 0, column)
+        raise BadInputError(
+            f"expected one {fact} per (run, split) curve, but run {bad[0]!r} split "
+            f"{bad[1]!r} has several; got {cell!r}",
+            file=scanned.path.name,
+            line=line,
+            column=column,
+        )
+
+
 def create_runs(
     con: duckdb.DuckDBPyConnection,
     scanned: ScannedFile,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from store.errors import BadInputError
 from store.importers.aliases import map_columns
 from store.importers.detect import FORMATS, detect
-from store.importers.frames import POINT_FIELDS, dedupe_points
+from store.importers.frames import POINT_FIELDS, check_series_facts, dedupe_points
 from store.importers.scan import ScannedFile, scan
 from store.uniq import arrow_keys_unique
 
@@ -117,6 +117,13 @@ def parse_scanned(
         if not arrow_keys_unique(points):
             dedupe_points(con, scanned, key_column)
             points = con.sql(select).to_arrow_table()
+        per_series = {
+            fact: src
+            for src, fact in col_map.items()
+            if fact in ("family", "sampling_ratio")
+            and points.column(fact).null_count < points.num_rows
+        }
+        check_series_facts(con, scanned, per_series)
         runs = con.sql("SELECT * FROM _runs").to_arrow_table()
     finally:
         con.close()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from store import series
 from store.errors import BadInputError
 from store.importers.aliases import RUN_FACTS
 from store.importers.long import sql_text
@@ -178,13 +179,18 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
         "WHERE runs.project = ? AND runs.run = s.run",
         [source, project],
     )
-    # A view, not a copy: the Arrow rows are scanned once, by the insert.
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _staged AS SELECT {sql_text(project)} AS project, run, "
-        "split, step, tokens, flops, lr, loss, family, sampling_ratio FROM _points_in"
+        f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT {sql_text(project)} AS project, run, "
+        "split, max(family) AS family, max(sampling_ratio) AS sampling_ratio "
+        "FROM _points_in GROUP BY run, split"
     )
-    replace_points(con, "_staged", touched="_new_runs")
+    series.assign(con, "_keys")
+    series.stage(
+        con,
+        f"SELECT {sql_text(project)} AS project, run, split, step, tokens, flops, lr, loss "
+        "FROM _points_in",
+    )
+    replace_points(con, status="imported")
     refresh_summaries(con, "_new_runs")
-    con.execute("DROP VIEW _staged")
     con.unregister("_runs_in")
     con.unregister("_points_in")

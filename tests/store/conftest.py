@@ -30,7 +30,8 @@ def table_contents(s: Store) -> dict[str, list[tuple]]:
     """Every user-visible row of every table, sorted: to compare stores by content."""
     out = {}
     with s.connect(read_only=True) as con:
-        for table in ("projects", "runs", "points", "fits", "jobs", "ingested_shards", "uploads"):
+        tables = ("projects", "runs", "series", "points", "curve_tiles", "fits", "jobs")
+        for table in (*tables, "ingested_shards", "uploads"):
             rows = con.execute(f"SELECT * FROM {table}").fetchall()
             out[table] = sorted(rows, key=repr)
     return out

@@ -52,6 +52,10 @@ CASES: dict[str, tuple[bytes, list[str]]] = {
     "ragged_row": (b"run,step,loss\na,0,3.0\na,1,2.0,9\n", ["line 3", "3 fields"]),
     "negative_loss": (b"run,step,loss\na,0,-1\n", ["line 2", "non-negative loss"]),
     "table_blank_loss": (b"params,tokens,loss\n1e8,2e9,\n", ["line 2", "column 'loss'"]),
+    "family_changes_within_a_curve": (
+        b"run,split,step,loss,family\na,eval,0,3.0,en\na,eval,1,2.0,\na,eval,2,2.0,de\n",
+        ["line 4", "column 'family'", "one family per (run, split)", "'de'"],
+    ),
 }
 
 

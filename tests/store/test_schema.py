@@ -96,3 +96,48 @@ def test_v1_store_upgrades_and_gets_tiles(tmp_path: Path) -> None:
         n = con.execute("SELECT xkind, sum(n) FROM curve_tiles GROUP BY 1").fetchall()
     assert dict(n) == {"step": 1000}
     assert set(XKINDS) >= {k for k, _ in n}
+
+
+def test_v2_store_moves_points_to_series_ids(tmp_path: Path) -> None:
+    """v3 keeps every point (names, numbers, a curve's family) behind the `points` view."""
+    import duckdb
+
+    from store import tiles
+
+    path = tmp_path / "old" / "scalinglab.duckdb"
+    path.parent.mkdir()
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP "
+        "DEFAULT current_timestamp)"
+    )
+    con.execute("BEGIN")
+    for statement in schema.MIGRATIONS[0]:
+        con.execute(statement)
+    con.execute(
+        "INSERT INTO points (project, run, split, step, tokens, lr, loss, family, "
+        "sampling_ratio) SELECT 'p', 'r' || (i % 3), CASE WHEN i % 2 = 0 THEN 'train' "
+        "ELSE 'eval/en' END, i, i * 64.0, 1e-3, 1.0 / (1 + i), "
+        "CASE WHEN i % 2 = 1 THEN 'en' END, CASE WHEN i % 2 = 1 THEN 0.5 END "
+        "FROM range(3000) t(i)"
+    )
+    for statement in schema.MIGRATIONS[1]:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version (version) VALUES (1), (2)")
+    before = con.execute("SELECT * FROM points ORDER BY ALL").fetchall()
+    con.execute("COMMIT")
+    con.close()
+
+    store = Store(tmp_path / "old")
+    assert store.schema_version() == schema.CURRENT_VERSION
+    with store.connect(read_only=True) as con:
+        after = con.execute("SELECT * FROM points ORDER BY ALL").fetchall()
+        n_series = con.execute("SELECT count(*) FROM series").fetchone()
+        stored = con.execute("SELECT * FROM curve_tiles ORDER BY ALL").fetchall()
+        rebuilt = con.execute(
+            f"SELECT {', '.join(tiles.TILE_COLUMNS)} FROM "
+            f"({tiles.aggregate_sql('point_values')}) ORDER BY ALL"
+        ).fetchall()
+    assert after == before
+    assert n_series == (6,)
+    assert stored == rebuilt and sum(row[3] for row in stored if row[1] == "step") == 3000

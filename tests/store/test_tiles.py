@@ -28,14 +28,15 @@ def test_incremental_tiles_equal_a_rebuild(store: Store) -> None:
             w.log_many({"step": steps, "loss": rng.random(len(steps)) + 2, "tokens": steps * 64.0})
             w.log_many({"step": steps[::50], "split": "eval", "loss": rng.random(50) + 2})
         ingest_inbox(store)
-    assert _tiles(store) == _tiles(store, "points")
+    assert _tiles(store) == _tiles(store, "point_values")
     # Re-logging steps replaces points: the touched series are rebuilt.
     with InboxWriter(store, "p", "live") as w:
         w.log_many({"step": np.arange(100, 200), "loss": rng.random(100) + 5})
     ingest_inbox(store)
-    assert _tiles(store) == _tiles(store, "points")
+    assert _tiles(store) == _tiles(store, "point_values")
     with store.connect(read_only=True) as con:
         total = con.execute(
-            "SELECT sum(n) FROM curve_tiles WHERE xkind = 'step' AND split = 'train'"
+            "SELECT sum(n) FROM curve_tiles t JOIN series s ON t.series = s.id "
+            "WHERE xkind = 'step' AND split = 'train'"
         ).fetchone()
     assert total == (10_000,)

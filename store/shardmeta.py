@@ -1,0 +1,111 @@
+"""What a point shard holds, written into its Parquet footer by the writer.
+
+An `InboxWriter` knows its shard's series and whether each one's steps strictly rise, so
+it records that (per split: family, sampling ratio, first and last step, whether rising)
+as key-value metadata. Ingest then names the batch's series and proves its keys unique
+from 1,000 footers instead of scanning 10 million rows twice. Shards without the
+metadata (or whose series the writer could not vouch for) take the scanning path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+KEY = "scalinglab.series"
+VERSION = 1
+
+
+def describe(table: pa.Table) -> bytes | None:
+    """The footer entry for a shard of one run (None when a split mixes families)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return None
+    steps = table.column("step").to_numpy()
+    encoded = pc.dictionary_encode(table.column("split")).combine_chunks()
+    splits = encoded.dictionary.to_pylist()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    series = []
+    for code, split in enumerate(splits):
+        own, own_steps = table, steps
+        if len(splits) > 1:
+            mask = codes == code
+            own, own_steps = table.filter(pa.array(mask)), steps[mask]
+        facts = {}
+        for fact in ("family", "sampling_ratio"):
+            values = pc.unique(pc.drop_null(own.column(fact))).to_pylist()
+            if len(values) > 1:
+                return None
+            facts[fact] = values[0] if values else None
+        series.append(
+            {
+                "split": split,
+                **facts,
+                "first": int(own_steps.min()),
+                "last": int(own_steps.max()),
+                "rising": bool(np.all(own_steps[1:] > own_steps[:-1])),
+            }
+        )
+    project = table.column("project")[0].as_py()
+    run = table.column("run")[0].as_py()
+    return json.dumps({"v": VERSION, "project": project, "run": run, "series": series}).encode()
+
+
+@dataclass
+class BatchSummary:
+    """The series of a batch of shards and whether its (series, step) keys are unique."""
+
+    keys: list[tuple[Any, ...]]  # project, run, split, family, sampling_ratio
+    unique: bool
+
+    def create_keys(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
+        """Temp table `table` (project, run, split, family, sampling_ratio) of the keys."""
+        columns = list(zip(*self.keys, strict=True)) if self.keys else [()] * 5
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT unnest(?::VARCHAR[]) AS project, "
+            "unnest(?::VARCHAR[]) AS run, unnest(?::VARCHAR[]) AS split, "
+            "unnest(?::VARCHAR[]) AS family, unnest(?::DOUBLE[]) AS sampling_ratio",
+            [list(c) for c in columns],
+        )
+
+
+def summarise(con: duckdb.DuckDBPyConnection, files: list[str]) -> BatchSummary | None:
+    """From the footers of `files` (in write order); None unless every shard has one."""
+    rows = con.execute(
+        "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+        [files, KEY],
+    ).fetchall()
+    if len(rows) != len(files):
+        return None
+    order = {name: i for i, name in enumerate(files)}
+    keys: dict[tuple[str, str, str], list[Any]] = {}
+    blocks: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+    unique = True
+    for _, text in sorted(rows, key=lambda row: order.get(row[0], -1)):
+        meta = json.loads(text)
+        if meta.get("v") != VERSION:
+            return None
+        for s in meta["series"]:
+            key = (meta["project"], meta["run"], s["split"])
+            facts = keys.setdefault(key, [None, None])
+            # Later shards win, as later facts do everywhere else.
+            facts[0] = s["family"] if s["family"] is not None else facts[0]
+            facts[1] = s["sampling_ratio"] if s["sampling_ratio"] is not None else facts[1]
+            unique = unique and s["rising"]
+            blocks.setdefault(key, []).append((s["first"], s["last"]))
+    if unique:
+        for spans in blocks.values():
+            spans.sort()
+            if any(nxt[0] <= prev[1] for prev, nxt in itertools.pairwise(spans)):
+                unique = False
+                break
+    return BatchSummary([(*key, *facts) for key, facts in keys.items()], unique)
