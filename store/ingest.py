@@ -112,17 +112,15 @@ def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     unique = (summary is not None and summary.unique) or keys_unique(
         con, "_shards", "project, run, split"
     )
-    if unique:
-        series.stage(con, "SELECT * FROM _shards")
-    else:
+    rows = "SELECT * FROM _shards"
+    if not unique:
         # A resumed run re-logged some steps: keep the latest value of each.
-        series.stage(
-            con,
+        rows = (
             f"SELECT {cols} FROM read_parquet({names}, filename = true, file_row_number = true) "
             "QUALIFY row_number() OVER (PARTITION BY project, run, split, step "
-            "ORDER BY filename DESC, file_row_number DESC) = 1",
+            "ORDER BY filename DESC, file_row_number DESC) = 1"
         )
-    n = replace_points(con)
+    n = replace_points(con, rows)
     refresh_summaries(con)
     return n
 

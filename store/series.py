@@ -2,8 +2,8 @@
 
 Points live in `point_values` keyed by that id (the `points` view joins the names back),
 so a bulk write appends numbers only. A write first names its series (`assign`), then
-stages its rows with their ids (`stage`), then hands `_staged` to
-`store.summary.replace_points`.
+hands its rows to `store.summary.replace_points`, which swaps names for ids
+(`with_ids_sql`), staging the rows first (`stage`) when they may replace stored ones.
 """
 
 from __future__ import annotations
@@ -52,15 +52,19 @@ def assign(con: duckdb.DuckDBPyConnection, keys: str) -> None:
         )
 
 
-def stage(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
-    """Materialise `select_sql` (rows with project, run, split and the numbers) as
-    `_staged`, its series named by id from `_batch`."""
+def with_ids_sql(rows: str) -> str:
+    """`rows` (project, run, split and the numbers) as `point_values` rows: series ids
+    from `_batch` instead of names."""
     numbers = ", ".join(f"p.{c}" for c in STAGED_COLUMNS if c != "series")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT b.id AS series, {numbers} "
-        f"FROM ({select_sql}) p JOIN _batch b "
+    return (
+        f"SELECT b.id AS series, {numbers} FROM ({rows}) p JOIN _batch b "
         "ON p.project = b.project AND p.run = b.run AND p.split = b.split"
     )
+
+
+def stage(con: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """Materialise `rows` as temp table `_staged` with the columns of `point_values`."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {with_ids_sql(rows)}")
 
 
 def of_runs(runs: str) -> str:

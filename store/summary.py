@@ -1,9 +1,8 @@
 """Write-side helpers shared by ingest and import: replace points, keep run summaries.
 
-Every write names its series and stages its rows as `_staged` (see `store.series`),
-then calls `replace_points`, which deletes the (series, step) keys it is about to insert
-and inserts the new rows, so re-ingesting or re-importing the same points changes
-nothing.
+Every write names its series (see `store.series`), then calls `replace_points`, which
+deletes the (series, step) keys it is about to insert and inserts the new rows, so
+re-ingesting or re-importing the same points changes nothing.
 """
 
 from __future__ import annotations
@@ -18,25 +17,34 @@ from store import series, tiles
 _COLS = ", ".join(series.STAGED_COLUMNS)
 
 
-def replace_points(con: duckdb.DuckDBPyConnection, *, status: str = "running") -> int:
-    """Upsert `_staged` (unique keys; its series in `_batch`) into `point_values`.
+def replace_points(con: duckdb.DuckDBPyConnection, rows: str, *, status: str = "running") -> int:
+    """Upsert the points of query `rows` into `point_values`.
 
-    Leaves `_touched(project, run)`: the runs the batch wrote to. Missing runs are
-    created with `status`.
+    `rows` yields project, run, split, step, tokens, flops, lr, loss with unique
+    (project, run, split, step) keys; its series are named in `_batch` (see
+    `store.series.assign`). Leaves `_touched(project, run)`: the runs written to, the
+    missing ones created with `status`.
     """
     con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM _batch")
     ensure_runs(con, "_touched", status=status)
     old = con.execute("SELECT count(*) FROM _batch WHERE NOT fresh").fetchone()
-    replaced = 0
-    if old and old[0]:
-        gone = con.execute(
-            "DELETE FROM point_values v USING _staged s WHERE v.series = s.series "
-            "AND v.step = s.step"
-        ).fetchone()
-        replaced = int(gone[0]) if gone else 0
+    if not (old and old[0]):
+        # Only new series: nothing to replace, and every point they have is new, so the
+        # rows go straight in and the tiles are read back from the table.
+        row = insert_unordered(
+            con, f"INSERT INTO point_values ({_COLS}) {series.with_ids_sql(rows)}"
+        )
+        tiles.add_points(
+            con, "(SELECT v.* FROM point_values v SEMI JOIN _batch b ON v.series = b.id)"
+        )
+        return int(row[0]) if row else 0
+    series.stage(con, rows)
+    gone = con.execute(
+        "DELETE FROM point_values v USING _staged s WHERE v.series = s.series AND v.step = s.step"
+    ).fetchone()
     row = insert_unordered(con, f"INSERT INTO point_values ({_COLS}) SELECT {_COLS} FROM _staged")
     # Tiles merge new points exactly, but cannot forget replaced ones: rebuild those.
-    if replaced:
+    if gone and gone[0]:
         tiles.rebuild(con, "_batch")
     else:
         tiles.add_points(con, "_staged")

@@ -185,12 +185,12 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
         "FROM _points_in GROUP BY run, split"
     )
     series.assign(con, "_keys")
-    series.stage(
+    replace_points(
         con,
         f"SELECT {sql_text(project)} AS project, run, split, step, tokens, flops, lr, loss "
         "FROM _points_in",
+        status="imported",
     )
-    replace_points(con, status="imported")
     refresh_summaries(con, "_new_runs")
     con.unregister("_runs_in")
     con.unregister("_points_in")
