@@ -56,3 +56,37 @@ def arrow_keys_unique(table: pa.Table) -> bool:
         return keys_unique(con, "_keys", "run, split")
     finally:
         con.close()
+
+
+def consecutive_series_unique(
+    steps: pa.ChunkedArray, first: np.ndarray, last: np.ndarray, counts: np.ndarray
+) -> bool:
+    """The proof for rows in record order where each series holds one stretch of
+    consecutive records, one row per record (a long CSV sorted by run).
+
+    `first`, `last` and `counts` give each series' first and last record and its rows.
+    When those stretches tile the records exactly, row i is record i, so a series'
+    rows are a known slice, and keys are unique when steps rise within every slice:
+    one pass over the steps, no hashing. False means "not proven", not "repeated".
+    """
+    order = np.argsort(first, kind="stable")
+    first, last, counts = first[order], last[order], counts[order]
+    if len(counts) == 0 or not np.array_equal(last - first + 1, counts):
+        return False
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    if not np.array_equal(first, starts) or int(counts.sum()) != len(steps):
+        return False
+    falls, offset, previous = [], 0, None
+    for chunk in steps.chunks:  # chunk by chunk: no 80 MB temporaries
+        values = np.asarray(chunk)
+        if not len(values):
+            continue
+        if chunk.null_count:
+            return False
+        where = np.flatnonzero(values[1:] <= values[:-1]) + 1 + offset
+        if previous is not None and values[0] <= previous:
+            where = np.concatenate(([offset], where))
+        falls.append(where)
+        previous, offset = values[-1], offset + len(values)
+    # Steps may fall only where a new series starts.
+    return bool(np.isin(np.concatenate(falls), starts).all()) if falls else True

@@ -14,7 +14,13 @@ from store.importers.aliases import RUN_FACTS, is_eval_loss
 from store.importers.csvread import read_typed
 from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.scan import ScannedFile
-from store.importers.validate import check_blank_loss, check_numbers, check_text, quote
+from store.importers.validate import (
+    check_blank_loss,
+    check_numbers,
+    check_text,
+    name_sql,
+    quote,
+)
 
 
 def sql_text(value: str) -> str:
@@ -54,13 +60,13 @@ def parse_long(
     warnings = []
     if "run" in inv:
         check_text(con, scanned, inv["run"], "a run name")
-        run_sql = f"trim({quote(inv['run'])})"
+        run_sql = name_sql(con, inv["run"])
     else:
         run_sql = sql_text(run_name)
         warnings.append(f"no run column: all rows are run {run_name!r}")
     default_split = "eval" if is_eval_loss(inv["loss"]) else "train"
     split_sql = (
-        f"coalesce(nullif(trim({quote(inv['split'])}), ''), '{default_split}')"
+        f"coalesce(nullif({name_sql(con, inv['split'])}, ''), '{default_split}')"
         if "split" in inv
         else f"'{default_split}'"
     )

@@ -15,9 +15,10 @@ from store.importers.aliases import map_columns
 from store.importers.detect import FORMATS, detect
 from store.importers.frames import POINT_FIELDS, check_series_facts, dedupe_points
 from store.importers.scan import ScannedFile, scan
-from store.uniq import arrow_keys_unique
+from store.uniq import arrow_keys_unique, consecutive_series_unique
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
     import pyarrow as pa
 
@@ -30,6 +31,7 @@ class ParsedFile:
     format: str
     points_table: pa.Table
     runs_table: pa.Table
+    series_table: pa.Table  # one row per (run, split): family, sampling_ratio
     mapping: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     sha256: str = ""
@@ -112,11 +114,14 @@ def parse_scanned(
         extra, key_column = _parser(fmt)(
             con, scanned, col_map, bits=bits, run_name=run_name or scanned.path.stem
         )
+        series = _series(con)
         select = f"SELECT {', '.join(POINT_FIELDS)} FROM _points"
+        # In record order, as `_points` is (the cheap proof of unique keys relies on it).
         points = con.sql(select).to_arrow_table()
-        if not arrow_keys_unique(points):
+        if not _keys_unique(points, series):
             dedupe_points(con, scanned, key_column)
             points = con.sql(select).to_arrow_table()
+            series = _series(con)
         per_series = {
             fact: src
             for src, fact in col_map.items()
@@ -136,8 +141,29 @@ def parse_scanned(
         format=fmt,
         points_table=points,
         runs_table=runs,
+        series_table=series.select(["run", "split", "family", "sampling_ratio"]),
         mapping=col_map,
         warnings=warnings + extra,
         sha256=scanned.sha256,
         bits=bits,
     )
+
+
+def _series(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """One row per (run, split) of `_points`: its facts, first and last record, size."""
+    return con.sql(
+        "SELECT run, split, max(family) AS family, max(sampling_ratio) AS sampling_ratio, "
+        "min(_rec) AS first, max(_rec) AS last, count(*) AS n FROM _points "
+        "GROUP BY run, split ORDER BY first"
+    ).to_arrow_table()
+
+
+def _keys_unique(points: pa.Table, series: pa.Table) -> bool:
+    """The cheap proofs of `store.uniq` that no (run, split, step) repeats."""
+    import numpy as np
+
+    column = {name: np.asarray(series.column(name).to_numpy()) for name in ("first", "last", "n")}
+    proven = consecutive_series_unique(
+        points.column("step"), column["first"], column["last"], column["n"]
+    )
+    return proven or arrow_keys_unique(points)

@@ -38,18 +38,21 @@ def scan(path: Path) -> ScannedFile:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
-    newlines = 0
     head = b""
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as err:
-                _raise_not_utf8(path, chunk, err.start, newlines)
+            # Numbers and names are nearly always ASCII, which is valid UTF-8 as it is:
+            # only decode a chunk that is not, or one that continues a split character.
+            pending = decoder.getstate()[0]
+            if pending or not chunk.isascii():
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as err:
+                    # The error's position counts the bytes carried from the last chunk.
+                    _raise_not_utf8(path, offset - len(pending) + err.start)
             if len(head) < 1 << 16:
                 head += chunk[: (1 << 16) - len(head)]
-            newlines += chunk.count(b"\n")
             offset += len(chunk)
         try:
             decoder.decode(b"", final=True)
@@ -57,20 +60,33 @@ def scan(path: Path) -> ScannedFile:
             raise BadInputError(
                 "expected UTF-8 text, but the file ends inside a multi-byte character",
                 file=path.name,
-                line=newlines + 1,
+                line=_line_of(path, offset),
             ) from None
     header, delimiter, header_lines = _header(path, head.decode("utf-8", errors="replace"))
     return ScannedFile(path, digest.hexdigest(), offset, header, delimiter, header_lines)
 
 
-def _raise_not_utf8(path: Path, chunk: bytes, start: int, newlines_before: int) -> None:
-    line_start = chunk.rfind(b"\n", 0, start) + 1
-    line = newlines_before + chunk.count(b"\n", 0, start) + 1
+def _line_of(path: Path, position: int) -> int:
+    """The 1-based line holding byte `position` (read again: only on the error path)."""
+    newlines = 0
+    with path.open("rb") as fh:
+        while position > 0 and (chunk := fh.read(min(_CHUNK, position))):
+            newlines += chunk.count(b"\n")
+            position -= len(chunk)
+    return newlines + 1
+
+
+def _raise_not_utf8(path: Path, position: int) -> None:
+    with path.open("rb") as fh:
+        fh.seek(max(0, position - (1 << 16)))
+        before = fh.read(min(position, 1 << 16))
+        bad = fh.read(1)
+    line_start = before.rfind(b"\n") + 1
     raise BadInputError(
-        f"expected UTF-8 text, found byte 0x{chunk[start]:02x} at character "
-        f"{start - line_start + 1} (save the file as UTF-8)",
+        f"expected UTF-8 text, found byte 0x{bad[0]:02x} at character "
+        f"{len(before) - line_start + 1} (save the file as UTF-8)",
         file=path.name,
-        line=line,
+        line=_line_of(path, position),
     )
 
 

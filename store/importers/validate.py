@@ -130,3 +130,15 @@ def check_unique(
             column=where_column,
         )
     return True
+
+
+def name_sql(con: duckdb.DuckDBPyConnection, column: str) -> str:
+    """SQL for a text column's cells as names: trimmed, unless no cell needs it.
+
+    Checked on the distinct values, which costs less than trimming millions of cells
+    in every later statement.
+    """
+    q = quote(column)
+    row = con.execute(f"SELECT bool_or({q} <> trim({q})) FROM (SELECT DISTINCT {q} FROM _raw)")
+    needs = row.fetchone()
+    return f"trim({q})" if needs and needs[0] else q

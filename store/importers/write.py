@@ -179,11 +179,12 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
         "WHERE runs.project = ? AND runs.run = s.run",
         [source, project],
     )
+    con.register("_series_in", parsed.series_table)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT {sql_text(project)} AS project, run, "
-        "split, max(family) AS family, max(sampling_ratio) AS sampling_ratio "
-        "FROM _points_in GROUP BY run, split"
+        "split, family, sampling_ratio FROM _series_in"
     )
+    con.unregister("_series_in")
     series.assign(con, "_keys")
     replace_points(
         con,

@@ -95,6 +95,30 @@ def test_error_line_far_into_a_large_file(tmp_path: Path, store: Store) -> None:
         import_files(store, [bad])
 
 
+def test_utf8_checked_across_read_chunks(tmp_path: Path, store: Store) -> None:
+    """The scan reads 16 MiB at a time and decodes only chunks that are not ASCII: a
+    character split across two chunks is fine, a bad byte far in still names its line."""
+    from store.importers.scan import _CHUNK
+
+    lines = [b"run,step,loss\n"]
+    size = len(lines[0])
+    while size < _CHUNK - 200:
+        lines.append(f"a,{len(lines)},3.0\n".encode())
+        size += len(lines[-1])
+    # The run name's 'é' (0xc3 0xa9) starts on the last byte of the first chunk.
+    lines.append(b"b" * (_CHUNK - 1 - size) + "é,0,2.0\n".encode())
+    data = b"".join(lines)
+    assert data[_CHUNK - 1 : _CHUNK + 1] == "é".encode()
+    good = tmp_path / "split_char.csv"
+    good.write_bytes(data)
+    report = import_files(store, [good], project="p")
+    assert report.runs == 2
+    bad = tmp_path / "bad_tail.csv"
+    bad.write_bytes(data[: _CHUNK - 1] + b"\xc3\x28" + data[_CHUNK + 1 :])
+    with pytest.raises(BadInputError, match=rf"bad_tail.csv, line {len(lines)}: .*0xc3"):
+        import_files(store, [bad], project="q")
+
+
 def test_bad_options(tmp_path: Path, store: Store) -> None:
     good = tmp_path / "good.csv"
     good.write_text(GOOD)
