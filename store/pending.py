@@ -55,10 +55,17 @@ def points_source(p: Pending) -> tuple[str, list[Any]]:
     """SQL (and its parameters) for all points: the table plus pending point shards."""
     if not p.point_files:
         return "points", []
-    sql = (
-        f"(SELECT {POINT_COLS} FROM points UNION ALL "
-        f"SELECT {POINT_COLS} FROM read_parquet(?, union_by_name = true))"
-    )
+    # A resumed run logs again the steps between its checkpoint and the crash: the
+    # latest value of a key wins, over stored points and over earlier shards, as it
+    # will once ingested.
+    key = " AND ".join(f"s.{c} = q.{c}" for c in ("project", "run", "split", "step"))
+    sql = f"""(WITH pend AS (
+            SELECT {POINT_COLS} FROM read_parquet(?, union_by_name = true, filename = true,
+                file_row_number = true)
+            QUALIFY row_number() OVER (PARTITION BY project, run, split, step
+                ORDER BY filename DESC, file_row_number DESC) = 1)
+        SELECT {POINT_COLS} FROM points s ANTI JOIN pend q ON {key}
+        UNION ALL SELECT {POINT_COLS} FROM pend)"""
     return sql, [p.point_files]
 
 

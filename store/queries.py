@@ -191,15 +191,30 @@ def export(
 
 def data_version(store: Store, project: str) -> str:
     """A short value that changes whenever the project's points or runs change."""
-    with store.connect(read_only=True) as con:
-        row = con.execute(
-            "SELECT count(*), coalesce(sum(n_points), 0), coalesce(max(last_step), -1), "
-            "CAST(max(updated_at) AS VARCHAR) FROM runs WHERE project = ?",
-            [project],
-        ).fetchone()
-        p = pending(store, con)
-    digest = hashlib.sha256("\n".join(p.point_files + p.fact_files).encode()).hexdigest()
-    return f"{row[0]}:{row[1]}:{row[2]}:{row[3]}:{digest[:12]}" if row else digest[:12]
+
+    def read() -> str:
+        with store.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT count(*), coalesce(sum(n_points), 0), coalesce(max(last_step), -1), "
+                "CAST(max(updated_at) AS VARCHAR) FROM runs WHERE project = ?",
+                [project],
+            ).fetchone()
+            p = pending(store, con)
+            # Only this project's pending shards count: another project's live runs
+            # must not wake this project's on-new-data jobs.
+            mine: list[str] = []
+            for files in (p.point_files, p.fact_files):
+                if files:
+                    rows = con.execute(
+                        "SELECT DISTINCT filename FROM read_parquet(?, filename = true) "
+                        "WHERE project = ?",
+                        [files, project],
+                    ).fetchall()
+                    mine += [r[0] for r in rows]
+        digest = hashlib.sha256("\n".join(sorted(mine)).encode()).hexdigest()[:12]
+        return f"{row[0]}:{row[1]}:{row[2]}:{row[3]}:{digest}" if row else digest
+
+    return with_inbox_retry(read)
 
 
 def curve(

@@ -180,3 +180,70 @@ def test_old_records_of_deleted_shards_are_forgotten(store: Store) -> None:
         ).fetchall()
     assert old == [kept]
     assert len(queries.points_frame(store, "p")) == 300
+
+
+def test_footers_name_series_and_vouch_for_steps(store: Store) -> None:
+    """The writer's footer names each split's series and whether its steps rise."""
+    import duckdb
+
+    from store import shardmeta, shards
+
+    with InboxWriter(store, "p", "r") as w:
+        w.log_many({"step": [0, 1, 2], "loss": [3.0, 2.0, 1.0]})
+        w.log_many({"step": [2, 1], "split": "eval/en", "family": "en", "loss": [2.5, 2.6]})
+    files = [str(p) for p in shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)]
+    summary = shardmeta.summarise(duckdb.connect(), files)
+    assert summary is not None and not summary.unique  # eval steps fall within the shard
+    assert sorted(summary.keys) == [
+        ("p", "r", "eval/en", "en", None),
+        ("p", "r", "train", None, None),
+    ]
+    ingest_inbox(store)
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT split, family FROM series ORDER BY split").fetchall()
+    assert rows == [("eval/en", "en"), ("train", None)]
+    frame = queries.points_frame(store, "p", splits=["eval/en"])
+    assert list(frame["step"]) == [1, 2] and list(frame["family"]) == ["en", "en"]
+
+
+def test_shards_without_footers_ingest_the_same(store: Store, tmp_path: Path) -> None:
+    """A shard from another writer (no footer) takes the scanning path, same result."""
+    import pyarrow.parquet as pq
+
+    from store import shards
+
+    _write_run(store, "r", 1000)
+    twin = Store(tmp_path / "twin")
+    twin.ensure()
+    for path in shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX):
+        table = pq.read_table(path).replace_schema_metadata(None)
+        pq.write_table(table, twin.inbox_dir / path.name)
+    for path in shards.list_shards(store.inbox_dir, shards.FACTS_PREFIX):
+        shutil.copy(path, twin.inbox_dir / path.name)
+    # Relog a step without a footer: the scan path must still find and keep the latest.
+    relog = pq.read_table(shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)[0])
+    relog = relog.slice(0, 1).replace_schema_metadata(None)
+    relog = relog.set_column(relog.schema.get_field_index("loss"), "loss", [[42.0]])
+    pq.write_table(relog, twin.inbox_dir / "pts-99999999999999999999-0-00000000-relog.parquet")
+    ingest_inbox(store)
+    ingest_inbox(twin)
+    mine, theirs = queries.points_frame(store, "p"), queries.points_frame(twin, "p")
+    assert len(mine) == len(theirs) == 1000
+    assert theirs.loc[0, "loss"] == 42.0
+    assert mine["loss"].iloc[1:].tolist() == theirs["loss"].iloc[1:].tolist()
+
+
+def test_resumed_run_reads_each_step_once_before_ingest(store: Store) -> None:
+    """Steps re-logged after a resume show once, with the latest value, before ingest."""
+    with InboxWriter(store, "p", "r") as w:
+        w.log_many({"step": np.arange(10), "loss": np.full(10, 3.0)})
+    ingest_inbox(store)
+    with InboxWriter(store, "p", "r") as w:  # resumed from a checkpoint at step 5
+        w.log_many({"step": np.arange(5, 12), "loss": np.full(7, 2.0)})
+        w.flush()
+        w.log_many({"step": [11], "loss": [1.0]})  # and a step logged twice in the inbox
+    frame = queries.points_frame(store, "p")
+    assert list(frame["step"]) == list(range(12))
+    assert list(frame["loss"]) == [3.0] * 5 + [2.0] * 6 + [1.0]
+    ingest_inbox(store)
+    assert queries.points_frame(store, "p")["loss"].tolist() == frame["loss"].tolist()

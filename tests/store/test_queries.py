@@ -94,6 +94,11 @@ def test_data_version_changes_with_data(store: Store) -> None:
     assert len({v0, v1, v2}) == 3
     assert queries.data_version(store, "p") == v2  # stable without changes
     assert queries.list_projects(store) == ["p"]
+    # Another project's live run leaves this project's version alone.
+    with InboxWriter(store, "other", "r") as other:
+        other.log(0, loss=1.0)
+    assert queries.data_version(store, "p") == v2
+    assert queries.data_version(store, "other") != queries.data_version(store, "p")
 
 
 def test_curve_from_inbox_equals_curve_after_ingest(store: Store) -> None:

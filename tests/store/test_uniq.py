@@ -45,3 +45,38 @@ def test_arrow_version_matches() -> None:
     assert not arrow_keys_unique(table(["a", "a", "b", "a"], ["t"] * 4, [0, 1, 0, 1]))
     assert arrow_keys_unique(table(["a", "a", "a"], ["t", "e", "t"], [0, 0, 1]))
     assert not arrow_keys_unique(table(["a", "a", "a"], ["t", "e", "e"], [0, 0, 0]))
+
+
+def test_consecutive_series_proof() -> None:
+    import pyarrow as pa
+
+    from store.uniq import consecutive_series_unique
+
+    def proof(steps: list[int], first: list[int], last: list[int], n: list[int]) -> bool:
+        chunks = pa.chunked_array([steps[:3], steps[3:]], pa.int64())  # a chunk edge too
+        return consecutive_series_unique(chunks, *(np.array(v) for v in (first, last, n)))
+
+    # Two runs one after the other, steps restarting at the second: proven.
+    assert proof([0, 1, 2, 0, 5, 9], [0, 3], [2, 5], [3, 3])
+    # The same step twice inside a run: not proven.
+    assert not proof([0, 1, 1, 0, 5, 9], [0, 3], [2, 5], [3, 3])
+    # A fall at the chunk edge that is not a series start: not proven.
+    assert not proof([0, 1, 2, 1, 5, 9], [0], [5], [6])
+    # Interleaved series (records of one run inside another's stretch): not proven.
+    assert not proof([0, 0, 1, 1, 2, 2], [0, 1], [4, 5], [3, 3])
+
+
+def test_consecutive_proof_never_claims_unique_when_not() -> None:
+    import pyarrow as pa
+
+    from store.uniq import consecutive_series_unique
+
+    rng = np.random.default_rng(2)
+    for _ in range(500):
+        sizes = rng.integers(1, 6, int(rng.integers(1, 4)))
+        series = np.repeat(np.arange(len(sizes)), sizes)
+        step = rng.integers(0, 8, len(series))
+        first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        last = first + sizes - 1
+        if consecutive_series_unique(pa.chunked_array([step]), first, last, sizes):
+            assert exact_unique(series, step)
