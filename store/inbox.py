@@ -130,7 +130,7 @@ class InboxWriter:
             self._rows = {name: [] for name in _ROW_FIELDS}
         if self._tables:
             table = self._tables[0] if len(self._tables) == 1 else pa.concat_tables(self._tables)
-            described = shardmeta.describe(table)
+            described = shardmeta.describe(table, self.project, self.run)
             metadata = {shardmeta.KEY: described} if described else None
             shards.write_atomic(self.store.inbox_dir, shards.POINTS_PREFIX, table, metadata)
             self.shards_written += 1
