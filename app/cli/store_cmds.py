@@ -49,6 +49,19 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
+def _parse_mapping(items: list[str]) -> dict[str, str] | None:
+    """`--map` values as {file column: canonical name}."""
+    from store.errors import BadInputError
+
+    mapping: dict[str, str] = {}
+    for item in items:
+        column, sep, name = item.rpartition("=")
+        if not sep or not column.strip() or not name.strip():
+            raise BadInputError(f"--map expects COLUMN=NAME, got {item!r}")
+        mapping[column.strip()] = name.strip()
+    return mapping or None
+
+
 def import_(
     files: Annotated[list[Path], typer.Argument(help="CSV files to import.", show_default=False)],
     project: Annotated[str, typer.Option("--project", "-p", help="Project name.")] = "default",
@@ -59,6 +72,15 @@ def import_(
     bits: Annotated[
         bool, typer.Option("--bits", help="The loss column is in bits: convert to nats.")
     ] = False,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="COLUMN=NAME: read a file column as a canonical one (repeatable; wins over "
+            "the aliases). Map several columns to run when names repeat across a sweep.",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -66,7 +88,10 @@ def import_(
     from store.importers import import_files
 
     with user_errors():
-        report = import_files(open_store(store), files, project=project, format=format, bits=bits)
+        mapping = _parse_mapping(map_ or [])
+        report = import_files(
+            open_store(store), files, project=project, format=format, bits=bits, mapping=mapping
+        )
     if as_json:
         print_json(report.to_dict())
         return

@@ -17,9 +17,9 @@ from store.importers.scan import ScannedFile
 from store.importers.validate import (
     check_blank_loss,
     check_numbers,
-    check_text,
     name_sql,
     quote,
+    run_name_sql,
 )
 
 
@@ -58,10 +58,8 @@ def parse_long(
     check_numbers(con, scanned, mapping)
     check_blank_loss(con, scanned, inv["loss"], inv.get("lr"))
     warnings = []
-    if "run" in inv:
-        check_text(con, scanned, inv["run"], "a run name")
-        run_sql = name_sql(con, inv["run"])
-    else:
+    run_sql = run_name_sql(con, scanned, mapping)
+    if run_sql is None:
         run_sql = sql_text(run_name)
         warnings.append(f"no run column: all rows are run {run_name!r}")
     default_split = "eval" if is_eval_loss(inv["loss"]) else "train"

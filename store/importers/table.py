@@ -17,7 +17,7 @@ from store.importers.csvread import read_typed
 from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.long import column_or_null, require
 from store.importers.scan import ScannedFile
-from store.importers.validate import check_blank_loss, check_numbers, check_text, quote
+from store.importers.validate import check_blank_loss, check_numbers, quote, run_name_sql
 
 
 def _name_sql(inv: dict[str, str]) -> str:
@@ -53,10 +53,8 @@ def parse_table(
     check_numbers(con, scanned, mapping)
     check_blank_loss(con, scanned, inv["loss"], None)
     warnings: list[str] = []
-    if "run" in inv:
-        check_text(con, scanned, inv["run"], "a run name")
-        run_sql = f"trim({quote(inv['run'])})"
-    else:
+    run_sql = run_name_sql(con, scanned, mapping)
+    if run_sql is None:
         # Identical sizes get #2, #3, ... so no two rows fold into one run.
         base = _name_sql(inv)
         run_sql = f"({base} || CASE WHEN _k > 1 THEN '#' || _k ELSE '' END)"

@@ -124,7 +124,9 @@ def check_unique(
         line, _ = record_location(scanned, int(clash[1]), where_column)
         raise BadInputError(
             f"duplicate ({key}) with a different value than line {first_line}; "
-            "expected each point once",
+            "expected each point once (if these rows belong to different runs, e.g. an LR "
+            "sweep, map every column that tells them apart to run: --map model=run "
+            "--map peak_lr=run)",
             file=scanned.path.name,
             line=line,
             column=where_column,
@@ -142,3 +144,20 @@ def name_sql(con: duckdb.DuckDBPyConnection, column: str) -> str:
     row = con.execute(f"SELECT bool_or({q} <> trim({q})) FROM (SELECT DISTINCT {q} FROM _raw)")
     needs = row.fetchone()
     return f"trim({q})" if needs and needs[0] else q
+
+
+def run_name_sql(
+    con: duckdb.DuckDBPyConnection, scanned: ScannedFile, mapping: dict[str, str]
+) -> str | None:
+    """SQL for the run name: the column mapped to `run`, or several joined with '/'.
+
+    Several columns tell runs apart when a name repeats across a sweep (Li et al.'s
+    `model` across learning rates): map each of them to `run`. None without any.
+    """
+    columns = [c for c in scanned.header if mapping.get(c) == "run"]
+    for column in columns:
+        check_text(con, scanned, column, "a run name")
+    parts = [name_sql(con, column) for column in columns]
+    if len(parts) > 1:
+        return f"concat_ws('/', {', '.join(parts)})"
+    return parts[0] if parts else None

@@ -95,3 +95,24 @@ def test_bad_input_exits_2_with_message_on_stderr(tmp_path: Path) -> None:
 def test_help(verb: str) -> None:
     code, out, _ = cli(verb, "--help")
     assert code == 0 and "--store" in out
+
+
+def test_map_several_columns_to_run(tmp_path: Path) -> None:
+    """An LR sweep whose model names repeat: --map model=run --map peak_lr=run."""
+    sweep = tmp_path / "sweep.csv"
+    sweep.write_text(
+        "model,peak_lr,current_steps,eval\n"
+        "m35,0.002,100,4.0\nm35,0.002,200,3.5\nm35,0.004,100,4.2\nm35,0.004,200,3.6\n"
+    )
+    store = str(tmp_path / "store")
+    steps_and_loss = ("--map", "current_steps=step", "--map", "eval=loss")
+    code, _, err = cli("import", str(sweep), "--store", store, *steps_and_loss)
+    assert code == 2 and "map every column that tells them apart to run" in err
+    run_columns = ("--map", "model=run", "--map", "peak_lr=run")
+    code, out, err = cli("import", str(sweep), "--store", store, *run_columns, *steps_and_loss)
+    assert code == 0, err
+    code, out, _ = cli("runs", "--store", store, "--json")
+    runs = {r["run"]: r["last_loss"] for r in json.loads(out)}
+    assert runs == {"m35/0.002": 3.5, "m35/0.004": 3.6}
+    code, _, err = cli("import", str(sweep), "--store", store, "--map", "eval")
+    assert code == 2 and "COLUMN=NAME" in err
