@@ -177,8 +177,42 @@ def bench_ingest(tmp: Path, points: int) -> tuple[list[Row], Store]:
             "≤ 2 s",
             f"{points / naive:.0f} s extrapolated (pandas to_sql → SQLite)",
             f"{points / naive / seconds:.0f}x",
-        )
+        ),
+        *bench_live_ingest(store, points),
     ], store
+
+
+def bench_live_ingest(store: Store, points: int) -> list[Row]:
+    """What `serve` pays every 10 s while that run goes on: 10 shards of 1,000 new
+    points, then a resume that re-logs 1,000 steps (the replace path: tiles rebuilt)."""
+
+    def log(first: int, n: int, shards: int) -> None:
+        steps = np.arange(first, first + n)
+        with InboxWriter(store, "bench", "big", flush_rows=10**9) as w:
+            for part in np.array_split(steps, shards):
+                w.log_many({"step": part, "loss": 2.0 + 1.0 / (1.0 + part), "lr": 3e-4})
+                w.flush()
+
+    log(points, 10_000, 10)
+    append = timed(lambda: ingest_inbox(store), "append")
+    log(points - 1_000, 1_000, 1)
+    resume = timed(lambda: ingest_inbox(store), "resume")
+    return [
+        (
+            f"Ingest 10 shards (10,000 points) continuing that {points:,}-point run",
+            f"{append * 1000:.0f} ms wall, {CPU['append'] * 1000:.0f} ms CPU",
+            "—",
+            "—",
+            "—",
+        ),
+        (
+            "Ingest a resume that re-logs 1,000 of its steps (curve tiles rebuilt)",
+            f"{resume * 1000:.0f} ms wall, {CPU['resume'] * 1000:.0f} ms CPU",
+            "—",
+            "—",
+            "—",
+        ),
+    ]
 
 
 def naive_sql_rate_frame(steps: np.ndarray, loss: np.ndarray, sample: int) -> float:
@@ -246,7 +280,9 @@ How each figure is taken: the import reads a generated 10-million-row long CSV (
 columns run, step, loss, lr, tokens) end to end (hash, UTF-8 check, typed DuckDB read,
 validation, upsert, run summaries, curve tiles). The writer appends 1,000-row shards
 with `InboxWriter.log_many` + `flush`. Ingest moves 1,000 shards of 10,000 points into
-the tables (one transaction, curve tiles included). The curve is `queries.curve(...,
+the tables (one transaction, curve tiles included); the two rows after it continue that
+run as a live trainer would (new points, then a resume that re-logs steps). The curve
+is `queries.curve(...,
 max_points=2000)` (log-spaced M4 read from the curve tiles) and the runs list is
 `queries.list_runs` (median of 7 warm calls each). "CPU" is the process's CPU time
 over all its threads: on a shared box it is the steadier figure; on an idle 2-core
