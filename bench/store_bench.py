@@ -327,8 +327,10 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="scalinglab-bench-") as name:
         tmp = Path(name)
-        for step in args.only or ("import", "writer", "ingest", "runs"):
+        for step in args.only or ("writer", "import", "ingest", "runs"):
             print(f"running: {step}", flush=True)
+            # Write back the last step's files first, so their I/O is not billed here.
+            os.sync()
             note_load()
             if step == "import":
                 rows += bench_import(tmp, args.rows)

@@ -45,6 +45,8 @@ SERIES_COLUMNS: dict[str, str] = {
     "split": "VARCHAR NOT NULL",
     "family": "VARCHAR",
     "sampling_ratio": "DOUBLE",
+    # The highest step stored: a batch starting above it cannot replace any point.
+    "last_step": "BIGINT",
 }
 
 # Since v3 `points` is this view: the canonical point columns, as in v1's table.
@@ -200,10 +202,10 @@ _V3 = [
     f"""CREATE TABLE point_values (
   {_columns(POINT_VALUE_COLUMNS)}
 )""",
-    "INSERT INTO series (project, run, split, family, sampling_ratio) "
+    "INSERT INTO series (project, run, split, family, sampling_ratio, last_step) "
     "SELECT project, run, coalesce(split, 'train') AS split, "
     "arg_max(family, step) FILTER (WHERE family IS NOT NULL), "
-    "arg_max(sampling_ratio, step) FILTER (WHERE sampling_ratio IS NOT NULL) "
+    "arg_max(sampling_ratio, step) FILTER (WHERE sampling_ratio IS NOT NULL), max(step) "
     "FROM points GROUP BY ALL ORDER BY ALL",
     "INSERT INTO point_values SELECT s.id, p.step, p.tokens, p.flops, p.lr, p.loss "
     "FROM points p JOIN series s ON s.project = p.project AND s.run = p.run "

@@ -67,6 +67,15 @@ def stage(con: duckdb.DuckDBPyConnection, rows: str) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {with_ids_sql(rows)}")
 
 
+def note_last_steps(con: duckdb.DuckDBPyConnection, added: str) -> None:
+    """Raise `series.last_step` to the highest step among the points just `added`."""
+    con.execute(
+        f"UPDATE series SET last_step = greatest(coalesce(series.last_step, a.hi), a.hi) "
+        f"FROM (SELECT series, max(step) AS hi FROM {added} GROUP BY series) a "
+        "WHERE series.id = a.series"
+    )
+
+
 def of_runs(runs: str) -> str:
     """SQL for the series (id, project, run, split) of the (project, run) pairs in `runs`."""
     return (

@@ -34,15 +34,25 @@ def replace_points(con: duckdb.DuckDBPyConnection, rows: str, *, status: str = "
         row = insert_unordered(
             con, f"INSERT INTO point_values ({_COLS}) {series.with_ids_sql(rows)}"
         )
-        tiles.add_points(
-            con, "(SELECT v.* FROM point_values v SEMI JOIN _batch b ON v.series = b.id)"
-        )
+        added = "(SELECT v.* FROM point_values v SEMI JOIN _batch b ON v.series = b.id)"
+        tiles.add_points(con, added)
+        series.note_last_steps(con, added)
         return int(row[0]) if row else 0
     series.stage(con, rows)
-    gone = con.execute(
-        "DELETE FROM point_values v USING _staged s WHERE v.series = s.series AND v.step = s.step"
+    # A live run appends: its batch starts above every stored step, so the delete (a
+    # scan of the run's points) is needed only when some batch reaches back.
+    reaches_back = con.execute(
+        "SELECT count(*) FROM (SELECT series, min(step) AS lo FROM _staged GROUP BY series) b "
+        "JOIN series s ON s.id = b.series WHERE b.lo <= s.last_step"
     ).fetchone()
+    gone = None
+    if reaches_back and reaches_back[0]:
+        gone = con.execute(
+            "DELETE FROM point_values v USING _staged s WHERE v.series = s.series "
+            "AND v.step = s.step"
+        ).fetchone()
     row = insert_unordered(con, f"INSERT INTO point_values ({_COLS}) SELECT {_COLS} FROM _staged")
+    series.note_last_steps(con, "_staged")
     # Tiles merge new points exactly, but cannot forget replaced ones: rebuild those.
     if gone and gone[0]:
         tiles.rebuild(con, "_batch")
