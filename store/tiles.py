@@ -48,11 +48,14 @@ def aggregate_sql(
     """
     parts = []
     for x in kinds:
+        # With x = step the step picks are min/max (cheaper than arg_min(step, step)).
+        f_step = "min(step)" if x == "step" else f"arg_min(step, {x})"
+        l_step = "max(step)" if x == "step" else f"arg_max(step, {x})"
         parts.append(
             f"""SELECT {key}, '{x}' AS xkind, {tile_sql(x)} AS tile,
                 count(*) AS n,
-                min({x}) AS f_x, arg_min(step, {x}) AS f_step, arg_min(loss, {x}) AS f_loss,
-                max({x}) AS l_x, arg_max(step, {x}) AS l_step, arg_max(loss, {x}) AS l_loss,
+                min({x}) AS f_x, {f_step} AS f_step, arg_min(loss, {x}) AS f_loss,
+                max({x}) AS l_x, {l_step} AS l_step, arg_max(loss, {x}) AS l_loss,
                 arg_min({x}, loss) AS lo_x, arg_min(step, loss) AS lo_step,
                 min(loss) AS lo_loss,
                 arg_max({x}, loss) AS hi_x, arg_max(step, loss) AS hi_step,
