@@ -67,11 +67,10 @@ def test_failed_transaction_writes_nothing(store: Store) -> None:
         assert con.execute("SELECT count(*) FROM projects").fetchone() == (0,)
 
 
-def test_v1_store_upgrades_and_gets_tiles(tmp_path: Path) -> None:
-    """A store written at schema v1 (no curve tiles) gains them, built from its points."""
+def _store_at(tmp_path: Path, version: int, points_sql: str) -> tuple[Store, list[tuple]]:
+    """A store whose database was written at schema `version`, its points added by
+    `points_sql` right after v1; returns it (not yet opened) and its points."""
     import duckdb
-
-    from store.tiles import XKINDS
 
     path = tmp_path / "old" / "scalinglab.duckdb"
     path.parent.mkdir()
@@ -83,14 +82,27 @@ def test_v1_store_upgrades_and_gets_tiles(tmp_path: Path) -> None:
     con.execute("BEGIN")
     for statement in schema.MIGRATIONS[0]:
         con.execute(statement)
-    con.execute("INSERT INTO schema_version (version) VALUES (1)")
-    con.execute(
-        "INSERT INTO points (project, run, split, step, loss) "
-        "SELECT 'p', 'r', 'train', i, 1.0 / (1 + i) FROM range(1000) t(i)"
-    )
+    con.execute(points_sql)
+    for migration in schema.MIGRATIONS[1:version]:
+        for statement in migration:
+            con.execute(statement)
+    con.execute("INSERT INTO schema_version (version) SELECT unnest(range(1, ? + 1))", [version])
+    before = con.execute("SELECT * FROM points ORDER BY ALL").fetchall()
     con.execute("COMMIT")
     con.close()
-    store = Store(tmp_path / "old")
+    return Store(path.parent), before
+
+
+def test_v1_store_upgrades_and_gets_tiles(tmp_path: Path) -> None:
+    """A store written at schema v1 (no curve tiles) gains them, built from its points."""
+    from store.tiles import XKINDS
+
+    store, _ = _store_at(
+        tmp_path,
+        1,
+        "INSERT INTO points (project, run, split, step, loss) "
+        "SELECT 'p', 'r', 'train', i, 1.0 / (1 + i) FROM range(1000) t(i)",
+    )
     assert store.schema_version() == schema.CURRENT_VERSION
     with store.connect(read_only=True) as con:
         n = con.execute("SELECT xkind, sum(n) FROM curve_tiles GROUP BY 1").fetchall()
@@ -100,44 +112,26 @@ def test_v1_store_upgrades_and_gets_tiles(tmp_path: Path) -> None:
 
 def test_v2_store_moves_points_to_series_ids(tmp_path: Path) -> None:
     """v3 keeps every point (names, numbers, a curve's family) behind the `points` view."""
-    import duckdb
-
     from store import tiles
 
-    path = tmp_path / "old" / "scalinglab.duckdb"
-    path.parent.mkdir()
-    con = duckdb.connect(str(path))
-    con.execute(
-        "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP "
-        "DEFAULT current_timestamp)"
-    )
-    con.execute("BEGIN")
-    for statement in schema.MIGRATIONS[0]:
-        con.execute(statement)
-    con.execute(
+    store, before = _store_at(
+        tmp_path,
+        2,
         "INSERT INTO points (project, run, split, step, tokens, lr, loss, family, "
         "sampling_ratio) SELECT 'p', 'r' || (i % 3), CASE WHEN i % 2 = 0 THEN 'train' "
         "ELSE 'eval/en' END, i, i * 64.0, 1e-3, 1.0 / (1 + i), "
         "CASE WHEN i % 2 = 1 THEN 'en' END, CASE WHEN i % 2 = 1 THEN 0.5 END "
-        "FROM range(3000) t(i)"
+        "FROM range(3000) t(i)",
     )
-    for statement in schema.MIGRATIONS[1]:
-        con.execute(statement)
-    con.execute("INSERT INTO schema_version (version) VALUES (1), (2)")
-    before = con.execute("SELECT * FROM points ORDER BY ALL").fetchall()
-    con.execute("COMMIT")
-    con.close()
-
-    store = Store(tmp_path / "old")
     assert store.schema_version() == schema.CURRENT_VERSION
     with store.connect(read_only=True) as con:
         after = con.execute("SELECT * FROM points ORDER BY ALL").fetchall()
-        n_series = con.execute("SELECT count(*) FROM series").fetchone()
+        last_steps = con.execute("SELECT max(last_step), count(*) FROM series").fetchone()
         stored = con.execute("SELECT * FROM curve_tiles ORDER BY ALL").fetchall()
         rebuilt = con.execute(
             f"SELECT {', '.join(tiles.TILE_COLUMNS)} FROM "
             f"({tiles.aggregate_sql('point_values')}) ORDER BY ALL"
         ).fetchall()
     assert after == before
-    assert n_series == (6,)
+    assert last_steps == (2999, 6)
     assert stored == rebuilt and sum(row[3] for row in stored if row[1] == "step") == 3000
