@@ -97,6 +97,7 @@ def bench_import(tmp: Path, rows: int) -> list[Row]:
     write_long_csv(csv, rows)
     store = Store(tmp / "import-store")
     store.ensure()
+    os.sync()  # the user's file has long been on disk: its writeback is not the import's
     seconds = timed(lambda: import_files(store, [csv], project="bench"), "import")
     rate = rows / seconds
     naive = naive_sql_rate(csv, min(rows, 300_000))
@@ -174,6 +175,7 @@ def bench_ingest(tmp: Path, points: int) -> tuple[list[Row], Store]:
                 {"step": steps[sl], "loss": loss[sl], "lr": 3e-4, "tokens": steps[sl] * 4096.0}
             )
             w.flush()
+    os.sync()  # the shards were written over a training run, not just now
     seconds = timed(lambda: ingest_inbox(store), "ingest")
     naive = naive_sql_rate_frame(steps, loss, min(points, 300_000))
     return [

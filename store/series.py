@@ -3,7 +3,7 @@
 Points live in `point_values` keyed by that id (the `points` view joins the names back),
 so a bulk write appends numbers only. A write first names its series (`assign`), then
 hands its rows to `store.summary.replace_points`, which swaps names for ids
-(`with_ids_sql`), staging the rows first (`stage`) when they may replace stored ones.
+(`with_ids_sql`), staging the rows first when they may replace stored ones.
 """
 
 from __future__ import annotations
@@ -60,11 +60,6 @@ def with_ids_sql(rows: str) -> str:
         f"SELECT b.id AS series, {numbers} FROM ({rows}) p JOIN _batch b "
         "ON p.project = b.project AND p.run = b.run AND p.split = b.split"
     )
-
-
-def stage(con: duckdb.DuckDBPyConnection, rows: str) -> None:
-    """Materialise `rows` as temp table `_staged` with the columns of `point_values`."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {with_ids_sql(rows)}")
 
 
 def note_last_steps(con: duckdb.DuckDBPyConnection, added: str) -> None:

@@ -69,6 +69,8 @@ class BatchSummary:
 
     keys: list[tuple[Any, ...]]  # project, run, split, family, sampling_ratio
     unique: bool
+    # The files of each (project, run, split) when every file holds one series only.
+    files_by_series: dict[tuple[str, str, str], list[str]] | None = None
 
     def create_keys(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         """Temp table `table` (project, run, split, family, sampling_ratio) of the keys."""
@@ -93,10 +95,16 @@ def summarise(con: duckdb.DuckDBPyConnection, files: list[str]) -> BatchSummary 
     keys: dict[tuple[str, str, str], list[Any]] = {}
     blocks: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     unique = True
-    for _, text in sorted(rows, key=lambda row: order.get(row[0], -1)):
+    by_series: dict[tuple[str, str, str], list[str]] | None = {}
+    for name, text in sorted(rows, key=lambda row: order.get(row[0], -1)):
         meta = json.loads(text)
         if meta.get("v") != VERSION:
             return None
+        if by_series is not None and len(meta["series"]) == 1:
+            key = (meta["project"], meta["run"], meta["series"][0]["split"])
+            by_series.setdefault(key, []).append(name)
+        else:
+            by_series = None
         for s in meta["series"]:
             key = (meta["project"], meta["run"], s["split"])
             facts = keys.setdefault(key, [None, None])
@@ -111,4 +119,4 @@ def summarise(con: duckdb.DuckDBPyConnection, files: list[str]) -> BatchSummary 
             if any(nxt[0] <= prev[1] for prev, nxt in itertools.pairwise(spans)):
                 unique = False
                 break
-    return BatchSummary([(*key, *facts) for key, facts in keys.items()], unique)
+    return BatchSummary([(*key, *facts) for key, facts in keys.items()], unique, by_series)

@@ -17,28 +17,30 @@ from store import series, tiles
 _COLS = ", ".join(series.STAGED_COLUMNS)
 
 
-def replace_points(con: duckdb.DuckDBPyConnection, rows: str, *, status: str = "running") -> int:
+def replace_points(
+    con: duckdb.DuckDBPyConnection, rows: str, *, status: str = "running", ids: bool = False
+) -> int:
     """Upsert the points of query `rows` into `point_values`.
 
     `rows` yields project, run, split, step, tokens, flops, lr, loss with unique
-    (project, run, split, step) keys; its series are named in `_batch` (see
-    `store.series.assign`). Leaves `_touched(project, run)`: the runs written to, the
-    missing ones created with `status`.
+    (project, run, split, step) keys, or with `ids` the columns of `point_values`
+    (series id first); its series are named in `_batch` (see `store.series.assign`).
+    Leaves `_touched(project, run)`: the runs written to, the missing ones created with
+    `status`.
     """
+    with_ids = rows if ids else series.with_ids_sql(rows)
     con.execute("CREATE OR REPLACE TEMP TABLE _touched AS SELECT DISTINCT project, run FROM _batch")
     ensure_runs(con, "_touched", status=status)
     old = con.execute("SELECT count(*) FROM _batch WHERE NOT fresh").fetchone()
     if not (old and old[0]):
         # Only new series: nothing to replace, and every point they have is new, so the
         # rows go straight in and the tiles are read back from the table.
-        row = insert_unordered(
-            con, f"INSERT INTO point_values ({_COLS}) {series.with_ids_sql(rows)}"
-        )
+        row = insert_unordered(con, f"INSERT INTO point_values ({_COLS}) {with_ids}")
         added = "(SELECT v.* FROM point_values v SEMI JOIN _batch b ON v.series = b.id)"
         tiles.add_points(con, added)
         series.note_last_steps(con, added)
         return int(row[0]) if row else 0
-    series.stage(con, rows)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {with_ids}")
     # A live run appends: its batch starts above every stored step, so the delete (a
     # scan of the run's points) is needed only when some batch reaches back.
     reaches_back = con.execute(
