@@ -247,3 +247,14 @@ def test_resumed_run_reads_each_step_once_before_ingest(store: Store) -> None:
     assert list(frame["loss"]) == [3.0] * 5 + [2.0] * 6 + [1.0]
     ingest_inbox(store)
     assert queries.points_frame(store, "p")["loss"].tolist() == frame["loss"].tolist()
+
+
+@pytest.mark.parametrize("n_runs", [3, 70])  # per-series reads, and the name join past 64
+def test_one_series_shards_keep_their_runs_apart(store: Store, n_runs: int) -> None:
+    for i in range(n_runs):
+        with InboxWriter(store, "p", f"r{i:02d}") as w:
+            w.log_many({"step": np.arange(5), "loss": np.full(5, float(i))})
+    ingest_inbox(store)
+    frame = queries.points_frame(store, "p")
+    assert len(frame) == 5 * n_runs
+    assert (frame["loss"] == frame["run"].str[1:].astype(float)).all()
