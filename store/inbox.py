@@ -7,6 +7,7 @@ tables. A crash loses at most the rows not yet flushed.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -185,7 +186,7 @@ def _to_points_table(columns: Any, project: str, run: str) -> pa.Table:
         raise BadInputError(f"log_many got unknown columns {unknown}; expected {_ROW_FIELDS}")
     n = len(columns["step"])
     schema = shards.points_schema()
-    arrays = [pa.repeat(pa.scalar(project), n), pa.repeat(pa.scalar(run), n)]
+    arrays = [_constant(project, n, pa.string()), _constant(run, n, pa.string())]
     for name in _ROW_FIELDS:
         value = columns.get(name, "train" if name == "split" else None)
         try:
@@ -199,12 +200,10 @@ def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
     import numpy as np
     import pyarrow as pa
 
-    if value is None:
-        return pa.nulls(n, arrow_type)
-    if isinstance(value, (str, int, float)):
+    if value is None or isinstance(value, (str, int, float)):
         if isinstance(value, float) and not math.isfinite(value):
-            return pa.nulls(n, arrow_type)
-        return pa.repeat(pa.scalar(value, arrow_type), n)
+            value = None
+        return _constant(value, n, arrow_type)
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
     if arrow_type == pa.string():
@@ -219,6 +218,26 @@ def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
         return pa.array(data.astype(np.int64), pa.int64())
     finite = np.isfinite(data)
     return pa.array(data, pa.float64(), mask=None if finite.all() else ~finite)
+
+
+def _constant(value: str | int | float | None, n: int, arrow_type: pa.DataType) -> pa.Array:
+    """`n` copies of a scalar (or nulls). A run logs the same few every flush and Arrow
+    arrays are immutable, so shard-sized ones are built once and shared."""
+    if n <= _CACHED_ROWS:
+        return _cached_constant(value, n, arrow_type)
+    return _cached_constant.__wrapped__(value, n, arrow_type)
+
+
+_CACHED_ROWS = 1 << 16
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_constant(value: str | int | float | None, n: int, arrow_type: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
+    if value is None:
+        return pa.nulls(n, arrow_type)
+    return pa.repeat(pa.scalar(value, arrow_type), n)
 
 
 def _clean_table(table: pa.Table, project: str, run: str) -> pa.Table:
