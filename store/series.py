@@ -21,8 +21,8 @@ def assign(con: duckdb.DuckDBPyConnection, keys: str) -> None:
     """Give every series in `keys` an id, creating the missing ones.
 
     `keys` has one row per series: project, run, split, family, sampling_ratio (NULL
-    family or ratio leaves a stored value as it is). Leaves temp table
-    `_batch(id, project, run, split, fresh)`, `fresh` marking series new to the store.
+    family or ratio leaves a stored value as it is). Leaves temp table `_batch` (the
+    same columns plus `id` and `fresh`, which marks series new to the store).
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _batch AS SELECT s.id, k.project, k.run, k.split, "
