@@ -59,6 +59,11 @@ def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, *, finished: bool = True) -> None:
+    """Leave the process group. After a finished run, wait for every rank first: rank 0
+    evaluates and writes after the last step, and a rank that tore gloo down meanwhile
+    was seen to abort ("terminate called without an active exception")."""
     if info.active and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

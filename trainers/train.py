@@ -334,7 +334,7 @@ def train(
     finally:
         prefetch.shutdown(wait=False, cancel_futures=True)
         sink.close(status=status)
-        distributed.teardown(info)
+        distributed.teardown(info, finished=status == "finished")
 
     wall = time.perf_counter() - t0
     done = cfg.steps - start
