@@ -30,7 +30,7 @@ import pandas as pd
 from croniter import croniter
 
 from fitting.jobs import now_utc, run_job
-from store.errors import BadInputError
+from store.errors import BadInputError, NotEnoughDataError
 
 ON_NEW_DATA = "on-new-data"
 log = logging.getLogger("scalinglab.scheduler")
@@ -194,6 +194,9 @@ class Scheduler:
         if future.cancelled() or future.exception() is None:
             return
         err = future.exception()
+        if isinstance(err, NotEnoughDataError):
+            log.info("job %s waits for data: %s", job_id, err)
+            return
         log.warning("job %s failed: %s", job_id, err)
         if isinstance(err, BrokenExecutor):
             from store import jobs

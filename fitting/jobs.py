@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from store.errors import BadInputError, ScalinglabError
+from store.errors import BadInputError, NotEnoughDataError, ScalinglabError
 
 DEFAULT_SELECTION: dict[str, Any] = {
     "runs": None,
@@ -81,7 +81,7 @@ def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> p
             live = points["status"].isin(LIVE_STATUSES)
             if len(points) and live.all():
                 n_live = points.loc[live, "run"].nunique()
-                raise BadInputError(
+                raise NotEnoughDataError(
                     f"no finished runs yet in project {project!r} ({n_live} running or "
                     "failed): a fit on final losses waits for runs to finish"
                 )
@@ -107,7 +107,7 @@ def fit_selection(
     if data is None:
         data = select_data(store, project, selection)
     if data.empty:
-        raise BadInputError(f"no data to fit in project {project!r} for this selection")
+        raise NotEnoughDataError(f"no data to fit in project {project!r} for this selection")
     return fitting.fit(law, data, **(options or {})), data
 
 
@@ -115,7 +115,9 @@ def run_job(store: Any, job_id: int) -> int:
     """Run one job now: fit, save the fit with the job id, record the outcome on the job.
 
     Returns the new fit's id. On failure the job gets status 'error' and the message in
-    `last_error`, and the error is raised again for the caller to report.
+    `last_error`, and the error is raised again for the caller to report. Too little
+    data yet (a sweep still running) is not a failure: status 'waiting', with the
+    reason in `last_error`, and an on-new-data job tries again when the data changes.
     """
     from store import jobs, queries
 
@@ -124,15 +126,26 @@ def run_job(store: Any, job_id: int) -> int:
         raise BadInputError(f"no job with id {job_id}")
     started, t0 = now_utc(), time.perf_counter()
     jobs.update_job(store, job_id, status="running", last_run_at=started)
+    version = None
     try:
         from fitting import persist
 
-        version = queries.data_version(store, job["project"])
+        version = str(queries.data_version(store, job["project"]))
         selection = parse_json(job.get("selection"), DEFAULT_SELECTION)
         result, _ = fit_selection(
             store, job["project"], job["law"], selection, parse_json(job.get("options"))
         )
         fit_id = persist.save_result(store, result, job["project"], selection, job_id=job_id)
+    except NotEnoughDataError as err:
+        jobs.update_job(
+            store,
+            job_id,
+            status="waiting",
+            last_error=str(err)[:2000],
+            last_duration_s=time.perf_counter() - t0,
+            last_data_version=version,
+        )
+        raise
     except Exception as err:
         message = str(err) if isinstance(err, ScalinglabError) else f"{type(err).__name__}: {err}"
         jobs.update_job(
@@ -150,6 +163,6 @@ def run_job(store: Any, job_id: int) -> int:
         last_error=None,
         last_fit_id=int(fit_id),
         last_duration_s=time.perf_counter() - t0,
-        last_data_version=str(version),
+        last_data_version=version,
     )
     return int(fit_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fitting.errors import FitError
+from fitting.errors import FitError, TooFewPointsError
 from fitting.laws.base import Law, Parameter, Prepared
 
 # Predictions are floored here before the log: a start whose curve dips to zero or below
@@ -199,7 +199,7 @@ def build_problem(
 
 def _check_targets(law: str, y: np.ndarray, n_free: int, log_residuals: bool) -> None:
     if y.size < n_free + 1:
-        raise FitError(
+        raise TooFewPointsError(
             f"law {law!r}: too few points to fit ({y.size} point(s) for {n_free} "
             f"free parameter(s); need at least {n_free + 1})"
         )

@@ -35,5 +35,10 @@ class BadInputError(ScalinglabError):
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
+class NotEnoughDataError(BadInputError):
+    """The selection holds too little data yet: no points, no finished runs, or fewer
+    points than the law has free parameters. A scheduled job waits instead of failing."""
+
+
 class StoreBusyError(ScalinglabError):
     """The store stayed locked by another writer past the retry budget."""

@@ -158,7 +158,10 @@ def job_list() -> None:
     jid = st.selectbox("Job", list(labels), format_func=labels.get, key="job-selected")
     job = frame[frame["id"] == jid].to_dict("records")[0]
     if isinstance(job.get("last_error"), str) and job["last_error"]:
-        st.error(f"Last error: {job['last_error']}")
+        if job.get("status") == "waiting":
+            st.info(f"Waiting for data: {job['last_error']}")
+        else:
+            st.error(f"Last error: {job['last_error']}")
     actions(job)
     history(job)
 

@@ -82,3 +82,19 @@ def test_final_losses_wait_for_finished_runs(tmp_path: Path) -> None:
     with pytest.raises(ScalinglabError, match=r"no finished runs yet .*\(2 running"):
         select_data(live, "demo", None)
     assert len(select_data(live, "demo", {"finished": False})) == 2
+
+
+def test_job_waits_while_there_is_too_little_data(tmp_path: Path) -> None:
+    """A sweep still running (or too few sizes so far) is no failure: status 'waiting'."""
+    from store import jobs, queries
+
+    live = build_store(tmp_path / "live", sizes=(1e5, 1e6), running=("n100000",))
+    job_id = jobs.add_job(
+        live, name="early", project="demo", law="power_law", selection={}, options={},
+        schedule="on-new-data",
+    )  # fmt: skip
+    with pytest.raises(ScalinglabError, match="too few points"):
+        run_job(live, job_id)
+    job = jobs.get_job(live, job_id)
+    assert job["status"] == "waiting" and "too few points" in job["last_error"]
+    assert job["last_data_version"] == queries.data_version(live, "demo")

@@ -49,8 +49,11 @@ def make_inputs(
     b = torch.randn(v, generator=gen) * 0.1 if bias else None
     out = {"hidden": hidden, "weight": weight, "targets": targets, "bias": b}
     return {
-        k: (t.to(device=device, dtype=dtype) if t is not None and t.is_floating_point()
-            else (t.to(device) if t is not None else None))
+        k: (
+            t.to(device=device, dtype=dtype)
+            if t is not None and t.is_floating_point()
+            else (t.to(device) if t is not None else None)
+        )
         for k, t in out.items()
     }
 
@@ -74,8 +77,10 @@ def run_with_grads(
     The backward seeds random upstream gradients for both the loss and the lse, so
     every coefficient of the backward is exercised.
     """
-    h, w, b = _leaf(inputs["hidden"], dtype), _leaf(inputs["weight"], dtype), _leaf(
-        inputs["bias"], dtype
+    h, w, b = (
+        _leaf(inputs["hidden"], dtype),
+        _leaf(inputs["weight"], dtype),
+        _leaf(inputs["bias"], dtype),
     )
     targets = inputs["targets"]
     loss, lse = fn(h, w, targets, bias=b, return_lse=True, **kwargs)

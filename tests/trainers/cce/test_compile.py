@@ -77,4 +77,3 @@ def test_compiled_model_matches_eager() -> None:
     torch.testing.assert_close(loss, eager_loss)
     for got, want in zip(grads, eager_grads, strict=True):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
-

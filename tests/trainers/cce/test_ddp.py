@@ -76,7 +76,10 @@ def test_ddp_averages_gradients() -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(rank)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for rank in range(2)
     ]

@@ -91,8 +91,12 @@ def test_batch_dimension_and_module() -> None:
     module = LinearCrossEntropy(reduction="sum", z_loss=1e-3, impl="torch")
     got = module(batched["hidden"], batched["weight"], batched["targets"], batched["bias"])
     want = reference_linear_cross_entropy(
-        batched["hidden"], batched["weight"], batched["targets"], bias=batched["bias"],
-        reduction="sum", z_loss=1e-3,
+        batched["hidden"],
+        batched["weight"],
+        batched["targets"],
+        bias=batched["bias"],
+        reduction="sum",
+        z_loss=1e-3,
     )
     torch.testing.assert_close(got, want)
     assert "impl='torch'" in repr(module)
