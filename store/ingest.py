@@ -102,9 +102,10 @@ def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[s
 def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     """Upsert the shards' rows straight from Parquet (last write wins within the batch)."""
     cols = ", ".join(POINT_COLUMNS)
-    names = sql_list([str(p) for p in files])
+    paths = [str(p) for p in files]
+    names = sql_list(paths)
     con.execute(f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({names})")
-    summary = shardmeta.summarise(con, [str(p) for p in files])
+    summary = shardmeta.summarise(con, paths)
     if summary is not None:
         summary.create_keys(con, "_keys")
     else:
