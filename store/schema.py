@@ -72,7 +72,8 @@ RUN_FACT_COLUMNS: dict[str, str] = {
     "status": "VARCHAR",
 }
 JSON_FACTS = ("schedule", "config", "source")
-RUN_STATUSES = ("running", "finished", "failed", "imported")
+# interrupted: stopped by a signal, or found dead by trainers.runlock.mark_stale
+RUN_STATUSES = ("running", "finished", "failed", "interrupted", "imported")
 
 # Summary of each run's points, kept up to date by every write so listing runs is cheap.
 RUN_SUMMARY_COLUMNS: dict[str, str] = {
