@@ -30,7 +30,7 @@ DEFAULT_SELECTION: dict[str, Any] = {
     "reduce": "final",
     "finished": True,
 }
-LIVE_STATUSES = ("running", "failed")
+LIVE_STATUSES = ("running", "failed", "interrupted")  # their last loss is not final
 
 
 def now_utc() -> datetime:
