@@ -11,7 +11,7 @@
    process pool.
 3. The cost of ``import fitting`` plus the registry.
 
-The data are read from ../shared/data (never copied into the repository).
+The data are the Chinchilla points shipped in examples/ (sources in examples/README.md).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from scipy.special import huber, logsumexp  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT / ".." / "shared" / "data" / "epoch_chinchilla" / "svg_extracted_data.csv"
+DATA = ROOT / "examples" / "chinchilla_besiroglu2024.csv"
 
 
 def chinchilla_frame() -> pd.DataFrame:

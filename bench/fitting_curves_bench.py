@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
 from fitting import fit  # noqa: E402
-from fitting.curves import RunLR, exact_loss_drop, loss_drop_terms  # noqa: E402
+from fitting.laws.curve_support import RunLR, exact_loss_drop, loss_drop_terms  # noqa: E402
 from fitting.laws.lr_annealing import LrAnnealing  # noqa: E402
 from fitting.laws.multi_power import MultiPower  # noqa: E402
 from fitting.schedules import ScheduleSpec  # noqa: E402
 
-LUO = ROOT.parent / "shared" / "data" / "multipowerlaw_luo2025" / "csv_25"
+LUO = ROOT / "examples" / "luo2025_25m"
 TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
 TEST = (
     "constant_72000",
@@ -92,7 +92,7 @@ def luo_frames(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, st
         return pd.concat(parts, ignore_index=True)
 
     if LUO.is_dir():
-        return read(TRAIN), read(TEST), "Luo et al. 2025 25M curves (shared data)"
+        return read(TRAIN), read(TEST), "Luo et al. 2025 25M curves (examples/luo2025_25m)"
     law = MultiPower()
     parts = []
     for name in TRAIN + TEST:
@@ -242,8 +242,8 @@ def write_report(args: argparse.Namespace, lines: list[str]) -> None:
         "rest) ~0.03 s; the rest is the engine's Levenberg-Marquardt and L-BFGS-B polish on "
         "100,000 residuals. With the loss logged every 100 steps (as trainers log it) the "
         "whole fit is well under the goal.",
-        "- multi_power evaluates its loss drop with binned sums (`fitting.curves`): ~100-160 "
-        "terms per point instead of up to 24,000, error ~1e-6 nats against the exact double "
+        "- multi_power evaluates its loss drop with binned sums "
+        "(`fitting.laws.curve_support`): ~100-160 terms per point instead of up to 24,000, error ~1e-6 nats against the exact double "
         "sum (the last line above). When fitting, LD is computed at the fit points only; "
         "frames with the LR at every step still cost more, because the law's prediction "
         "and gradient are returned for every row (64,000 here) before the engine keeps "

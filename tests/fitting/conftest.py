@@ -1,23 +1,18 @@
-"""Shared fixtures for the fitting tests: the published data sets, read in place."""
+"""Shared fixtures for the fitting tests: the published data sets (tests/published.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from tests.published import CHINCHILLA
 
 
 def chinchilla_frame() -> pd.DataFrame:
     """Besiroglu et al. 2024's digitised Chinchilla points, as in their replication:
     D = C / (6 N), the 5 highest losses dropped (240 points). Source:
     epoch-research/analyzing-chinchilla, data/svg_extracted_data.csv."""
-    path = DATA / "epoch_chinchilla" / "svg_extracted_data.csv"
-    if not path.exists():
-        pytest.skip(f"published data not found at {path}")
-    raw = pd.read_csv(path).sort_values("loss").iloc[:-5]
+    raw = pd.read_csv(CHINCHILLA).sort_values("loss").iloc[:-5]
     n = raw["Model Size"].to_numpy(float)
     return pd.DataFrame(
         {

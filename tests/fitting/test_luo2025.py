@@ -1,7 +1,7 @@
 """The multi-power law against Luo et al. 2025's published 25M results.
 
-Data: ``../shared/data/multipowerlaw_luo2025/csv_25`` (thu-yao-01-luo/MultiPowerLaw,
-``loss_curve_repo/``, MIT), read in place; the tests skip when it is absent.
+Data: ``examples/luo2025_25m`` (thu-yao-01-luo/MultiPowerLaw, ``loss_curve_repo/csv_25``,
+MIT), shipped with the repository.
 
 Conventions that reproduce the published metrics (R² 0.9988, MAE 0.00376, RMSE 0.00465,
 PredE 0.00110, WorstE 0.00409, averaged over the six test curves):
@@ -21,8 +21,6 @@ PredE 0.00110, WorstE 0.00409, averaged over the six test curves):
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,8 +29,8 @@ from fitting import FitResult, fit
 from fitting.analyses.schedule_curve import schedule_curve
 from fitting.laws.multi_power import MultiPower
 from fitting.schedules import ScheduleSpec
+from tests.published import LUO_25M
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multipowerlaw_luo2025"
 TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
 TEST = (
     "constant_72000",
@@ -60,14 +58,11 @@ PUBLISHED_METRICS = {
 }
 
 
-def luo_frame(names: tuple[str, ...], size: str = "25") -> pd.DataFrame:
+def luo_frame(names: tuple[str, ...]) -> pd.DataFrame:
     """The curves as one canonical frame (run, step, lr, loss), end-of-schedule point dropped."""
-    folder = DATA / f"csv_{size}"
-    if not folder.is_dir():
-        pytest.skip(f"shared data {folder} not present")
     parts = []
     for name in names:
-        part = pd.read_csv(folder / f"{name}.csv").assign(run=name)
+        part = pd.read_csv(LUO_25M / f"{name}.csv").assign(run=name)
         parts.append(part[part["step"] < 24000] if name.endswith("24000") else part)
     return pd.concat(parts, ignore_index=True)
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from fitting.schedules import ScheduleSpec
 from store.errors import BadInputError
-
-LUO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "multipowerlaw_luo2025"
+from tests.published import LUO_25M
 
 
 def test_warmup_is_linear_from_zero_and_step0_gets_zero() -> None:
@@ -109,10 +106,7 @@ def test_negative_steps_are_rejected() -> None:
 
 def test_luo2025_schedules_match_the_logged_lr() -> None:
     """The rebuilt schedules reproduce the sparse `lr` column of every 25M curve."""
-    folder = LUO / "csv_25"
-    if not folder.is_dir():
-        pytest.skip("shared data multipowerlaw_luo2025 not present")
-    files = sorted(folder.glob("*.csv"))
+    files = sorted(LUO_25M.glob("*.csv"))
     assert len(files) == 9
     for path in files:
         data = np.genfromtxt(path, delimiter=",", names=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh store folder per test, and the published data folder."""
+"""Shared fixtures: a fresh store folder per test."""
 
 from __future__ import annotations
 
@@ -8,22 +8,12 @@ import pytest
 
 from store import Store
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "store")
     s.ensure()
     return s
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    """`../shared/data` beside the repository; tests using it skip when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip("published data folder ../shared/data is absent")
-    return SHARED_DATA.resolve()
 
 
 def table_contents(s: Store) -> dict[str, list[tuple]]:

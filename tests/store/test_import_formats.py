@@ -9,6 +9,7 @@ import pytest
 
 from store import Store, queries
 from store.importers import import_files, parse_file
+from tests.published import CHINCHILLA, GADRE_C4, LUO_25M
 
 from .conftest import table_contents
 
@@ -126,12 +127,11 @@ def test_reimport_is_a_no_op_and_raw_file_kept(tmp_path: Path, store: Store) -> 
     assert table_contents(store)["points"] == before["points"]
 
 
-def test_gadre_table(shared_data: Path, store: Store) -> None:
-    """Gadre et al. 2024: 104 models x 8 validation sets, one point per (model, set)."""
-    report = import_files(
-        store, [shared_data / "overtraining_gadre2024" / "model_losses.csv"], project="gadre"
-    )
-    assert report.runs == 104 and report.points == 832
+def test_gadre_table(store: Store) -> None:
+    """Gadre et al. 2024 (the C4-trained extract): 34 models x 8 validation sets, one point
+    per (model, set)."""
+    report = import_files(store, [GADRE_C4], project="gadre")
+    assert report.runs == 34 and report.points == 272
     runs = queries.list_runs(store, "gadre")
     row = runs[runs["run"] == "c4_original-d=1024_l=24_h=8-0.25"].iloc[0]
     assert row["params"] == 411_616_256 and row["params_non_embedding"] == 359_973_888
@@ -140,11 +140,9 @@ def test_gadre_table(shared_data: Path, store: Store) -> None:
     assert frame["tokens"].gt(0).all() and frame["step"].eq(0).all()
 
 
-def test_chinchilla_table(shared_data: Path, store: Store) -> None:
+def test_chinchilla_table(store: Store) -> None:
     """Besiroglu et al.'s digitised Chinchilla points: N, C and loss; D = C / 6N."""
-    report = import_files(
-        store, [shared_data / "epoch_chinchilla" / "svg_extracted_data.csv"], project="chin"
-    )
+    report = import_files(store, [CHINCHILLA], project="chin")
     assert report.runs == 245 and report.points == 245
     frame = queries.points_frame(store, "chin")
     assert frame["tokens"].to_numpy() == pytest.approx(
@@ -153,9 +151,9 @@ def test_chinchilla_table(shared_data: Path, store: Store) -> None:
     assert frame["loss"].between(1.5, 8).all()
 
 
-def test_luo_curves(shared_data: Path, store: Store) -> None:
+def test_luo_curves(store: Store) -> None:
     """Luo et al. 2025: `step, lr, loss` files, one run per file named from its stem."""
-    files = sorted((shared_data / "multipowerlaw_luo2025" / "csv_25").glob("*.csv"))
+    files = sorted(LUO_25M.glob("*.csv"))
     report = import_files(store, files, project="luo25")
     runs = queries.list_runs(store, "luo25")
     assert sorted(runs["run"]) == sorted(f.stem for f in files)
