@@ -10,15 +10,24 @@ from collections.abc import Callable
 import numpy as np
 
 from fitting.errors import FitError
+from fitting.laws import LAWS, Law
 from fitting.result import FitResult
 
 Quantity = Callable[[dict[str, float]], np.ndarray]
 
 
-def require_law(result: FitResult, *laws: str) -> None:
-    """FitError unless the fit is of one of ``laws``."""
-    if result.law not in laws:
-        raise FitError(f"this analysis needs a fit of {' or '.join(laws)}, not {result.law!r}")
+def laws_supporting(analysis: str) -> list[str]:
+    """The registered laws that support ``analysis``, in registry order."""
+    return [name for name, law in LAWS.items() if law.supports(analysis)]
+
+
+def law_for(result: FitResult, analysis: str) -> Law:
+    """The fit's law, or FitError (naming the laws that do) unless it supports ``analysis``."""
+    law = LAWS.get(result.law)
+    if law is None or not law.supports(analysis):
+        able = " or ".join(laws_supporting(analysis))
+        raise FitError(f"{analysis} needs a fit of {able}, not {result.law!r}")
+    return law
 
 
 def interval(

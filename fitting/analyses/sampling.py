@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fitting.analyses.common import interval, require_law
+from fitting.analyses.common import interval, law_for
 from fitting.errors import FitError
 from fitting.result import FitResult
 
@@ -52,7 +52,7 @@ def optimal_sampling_ratios(
     level: float = 0.95,
 ) -> dict[str, Any]:
     """Ratios p_i (summing to 1) minimising the weighted sum of the families' losses."""
-    require_law(result, "multilingual")
+    law = law_for(result, "optimal_sampling_ratios")
     families = list(result.law_options["families"])
     weights = weights or {f: 1.0 for f in families}
     unknown = sorted(set(weights) - set(families))
@@ -65,18 +65,7 @@ def optimal_sampling_ratios(
         raise FitError("give both params and tokens (or neither, for normalised losses)")
 
     def solve(p: dict[str, float]) -> np.ndarray:
-        gamma = np.array([p[f"{f}.gamma"] for f in families])
-        if params is None:
-            c = np.ones(len(families))
-        else:
-            c = np.array(
-                [
-                    p[f"{f}.E"]
-                    + p[f"{f}.A"] / params ** p[f"{f}.alpha"]
-                    + p[f"{f}.B"] / tokens ** p[f"{f}.beta"]
-                    for f in families
-                ]
-            )
+        gamma, c = law.sampling_terms(p, families, params, tokens)
         ratios = np.zeros(len(families))
         used = w > 0
         ratios[used] = _ratios(gamma[used], (w * c)[used])

@@ -1,7 +1,7 @@
 """The predicted loss curve of a new LR schedule, from a fitted loss-curve law.
 
 ``schedule_curve(result, spec)`` answers "what will the loss curve look like under another
-LR schedule?": the law (``lr_annealing`` or ``multi_power``) fitted on one to three curves
+LR schedule?": a law that takes a schedule (``Law.takes_schedule``) fitted on a few curves
 is evaluated on the exact per-step LR of ``spec``, with the fit's options (warmup
 conventions, momentum decay) so the new curve is computed the same way as the fitted ones.
 The band is the fit's own (bootstrap percentiles or the delta method on the curvature).
@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fitting.analyses.common import law_for
 from fitting.errors import FitError
 from fitting.result import FitResult
 from fitting.schedules import ScheduleSpec
 from store.errors import BadInputError
 
-CURVE_LAWS = ("lr_annealing", "multi_power")
 RUN = "(new schedule)"  # a run name no fitted run is expected to have
 DEFAULT_POINTS = 1000
 
@@ -37,10 +37,7 @@ def schedule_curve(
     ``spec.total_steps`` plus the steps where the schedule changes regime (start of the
     decay, milestones), so sudden drops show up sharply. ``lo``/``hi`` bound the prediction at ``level``; they are
     infinite where a parameter the prediction depends on has no finite standard error."""
-    if result.law not in CURVE_LAWS:
-        raise FitError(
-            f"schedule_curve needs a fit of {' or '.join(CURVE_LAWS)}, not {result.law!r}"
-        )
+    law_for(result, "schedule_curve")
     try:
         schedule = ScheduleSpec.coerce(spec)
     except BadInputError as err:

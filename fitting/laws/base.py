@@ -27,7 +27,25 @@ law's formula; it only calls these methods:
 - ``blocks(prep)`` (optional): independent parameter blocks, see the method.
 - ``example(rng) -> (true_params, frame)``: synthetic data with known parameters and small
   noise, used by the generic registry test (the fit must recover ``true_params`` within
-  3 standard errors).
+  3 standard errors, and every analysis the law declares must run on it).
+
+What a law can do is said on the law itself, never in a list of law names elsewhere: the
+data loader, the analyses, the CLI and the dashboard ask these class attributes (the registry
+test checks them for every law):
+
+- ``irreducible``: the parameter that estimates the data's entropy (``L_inf``, ``E``,
+  ``L0``), or None;
+- ``sizes``: the inputs that say how big a model is (a what-if point gives these);
+  ``x_columns``: the choices of an ``x`` option naming the law's one size column (then
+  ``size_inputs(options)`` is that column alone); empty when the law has no such option;
+- ``point_keys``: columns besides ``run`` that tell a run's points apart (one per family);
+- ``takes_schedule``: the law reads each run's LR schedule (it predicts new schedules);
+- ``analyses``: the names of the `fitting.analyses` it supports besides
+  ``extrapolation_test`` (which every law supports). A law that lists
+  ``compute_optimal``, ``size_for_reducible_loss``, ``optimal_encoder_decoder_split`` or
+  ``optimal_sampling_ratios`` implements that analysis's hook (``compute_optimum``,
+  ``reducible_size``, ``optimal_split``, ``sampling_terms``); ``kl_decomposition`` needs
+  ``irreducible``, ``schedule_curve`` needs ``takes_schedule``.
 
 Rows and weights: the engine never drops rows from a ``Prepared``. Bootstrap resamples and
 the extrapolation hold-out are expressed as per-row weights on the fit rows
@@ -43,6 +61,7 @@ stay in theta for ``predict``/``gradient``, the engine just does not optimise th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any, ClassVar
@@ -99,6 +118,24 @@ class Law(ABC):
     # "points": one row per model (the data loader keeps each run's final loss);
     # "curves": every step of each run (the loader passes whole curves, LR rows included).
     kind: ClassVar[str] = "points"
+    # What the law can do (see the module docstring); the defaults describe a law that can
+    # do nothing beyond fitting, predicting and the extrapolation test.
+    irreducible: ClassVar[str | None] = None
+    sizes: ClassVar[tuple[str, ...]] = ()
+    x_columns: ClassVar[tuple[str, ...]] = ()
+    point_keys: ClassVar[tuple[str, ...]] = ()
+    takes_schedule: ClassVar[bool] = False
+    analyses: ClassVar[frozenset[str]] = frozenset()
+
+    def supports(self, analysis: str) -> bool:
+        """Whether `fitting.analyses.<analysis>` applies to a fit of this law."""
+        return analysis == "extrapolation_test" or analysis in self.analyses
+
+    def size_inputs(self, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        """The columns a what-if point needs: the ``x`` option's column, else ``sizes``."""
+        if self.x_columns:
+            return (str((options or {}).get("x") or self.x_columns[0]),)
+        return self.sizes
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         """Options completed from the data; stored with the fit and reused to predict."""
@@ -146,6 +183,39 @@ class Law(ABC):
         up (e.g. one per language family), so the engine can pick the best start per
         block. None (the default) means the parameters are coupled."""
         return None
+
+    # Hooks of the analyses the law lists in ``analyses`` (p: parameter values by name) ----
+
+    def compute_optimum(self, p: Mapping[str, float], flops: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``compute_optimal``: (N_opt, D_opt, loss there) for each FLOP budget (C = 6 N D)."""
+        raise self._unsupported("compute_optimal")
+
+    def reducible_size(
+        self, p: Mapping[str, float], reducible: np.ndarray, options: Mapping[str, Any]
+    ) -> np.ndarray:
+        """``size_for_reducible_loss``: the size (the ``x`` option's column, else params)
+        whose reducible loss is ``reducible``."""
+        raise self._unsupported("size_for_reducible_loss")
+
+    def optimal_split(
+        self, p: Mapping[str, float], budget: np.ndarray, options: Mapping[str, Any]
+    ) -> tuple[np.ndarray, ...]:
+        """``optimal_encoder_decoder_split``: (Ne, Nd, loss) for each budget N = Ne + Nd."""
+        raise self._unsupported("optimal_encoder_decoder_split")
+
+    def sampling_terms(
+        self,
+        p: Mapping[str, float],
+        families: list[str],
+        params: float | None,
+        tokens: float | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``optimal_sampling_ratios``: each family's exponent gamma_i and loss scale c_i
+        in L_i = c_i p_i^-gamma_i (c_i = 1 without a model size: normalised losses)."""
+        raise self._unsupported("optimal_sampling_ratios")
+
+    def _unsupported(self, analysis: str) -> FitError:
+        return FitError(f"law {self.name!r} does not support {analysis}")
 
     def describe(self) -> dict[str, Any]:
         """Name, formula, inputs and parameters, for `scalinglab laws` and the UI."""

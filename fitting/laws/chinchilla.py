@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,11 @@ class Chinchilla(Law):
         "irreducible loss. Compute-optimal allocation follows in closed form (C = 6ND)."
     )
     inputs: ClassVar[tuple[str, ...]] = ("params", "tokens")
+    irreducible: ClassVar[str | None] = "E"
+    sizes: ClassVar[tuple[str, ...]] = ("params", "tokens")
+    analyses: ClassVar[frozenset[str]] = frozenset(
+        {"kl_decomposition", "size_for_reducible_loss", "compute_optimal"}
+    )
 
     def parameters(self, data: pd.DataFrame | None = None, **options: Any) -> list[Parameter]:
         return [
@@ -84,6 +90,22 @@ class Chinchilla(Law):
         a = half * float(np.exp(0.3 * np.mean(prep.extra["logN"])))
         b = half * float(np.exp(0.3 * np.mean(prep.extra["logD"])))
         return np.array([e, a, b, 0.3, 0.3])
+
+    def compute_optimum(self, p: Mapping[str, float], flops: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The closed form (Hoffmann et al. 2022, Appendix D.2):
+        ``G = (alpha A / (beta B))^(1/(alpha+beta))``, ``N_opt = G (C/6)^(beta/(alpha+beta))``,
+        ``D_opt = C / (6 N_opt)``."""
+        s = p["alpha"] + p["beta"]
+        g = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1.0 / s)
+        n = g * (flops / 6.0) ** (p["beta"] / s)
+        d = flops / (6.0 * n)
+        return n, d, p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+
+    def reducible_size(
+        self, p: Mapping[str, float], reducible: np.ndarray, options: Mapping[str, Any]
+    ) -> np.ndarray:
+        """N with infinite data: ``N = (A / R)^(1/alpha)``."""
+        return (p["A"] / reducible) ** (1.0 / p["alpha"])
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.37}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,8 @@ class Kaplan(Law):
         "loss); N is best the non-embedding parameter count."
     )
     inputs: ClassVar[tuple[str, ...]] = ("params", "tokens")
+    sizes: ClassVar[tuple[str, ...]] = ("params", "tokens")
+    analyses: ClassVar[frozenset[str]] = frozenset({"compute_optimal"})
 
     def parameters(self, data: pd.DataFrame | None = None, **options: Any) -> list[Parameter]:
         return [
@@ -96,6 +99,30 @@ class Kaplan(Law):
 
     def guess(self, prep: Prepared) -> np.ndarray:
         return self.starts(prep)[3 * 5 * 1 + 3 * 1 + 1]  # alpha_N 0.07, alpha_D 0.07, middle
+
+    def compute_optimum(self, p: Mapping[str, float], flops: np.ndarray) -> tuple[np.ndarray, ...]:
+        """No closed form: N minimises L(N, C / 6N) by a bounded 1-D search in log N."""
+        from scipy.optimize import minimize_scalar
+
+        def log_loss(log_n: float, c: float) -> float:
+            n, d = np.exp(log_n), c / (6.0 * np.exp(log_n))
+            u = (p["N_c"] / n) ** (p["alpha_N"] / p["alpha_D"])
+            return float(p["alpha_D"] * np.log(u + p["D_c"] / d))  # log L: same minimiser
+
+        found = [
+            minimize_scalar(
+                log_loss,
+                bounds=(0.0, np.log(c / 6.0)),
+                args=(c,),
+                method="bounded",
+                options={"xatol": 1e-10},
+            ).x
+            for c in flops
+        ]
+        n = np.exp(np.array(found))
+        d = flops / (6.0 * n)
+        u = (p["N_c"] / n) ** (p["alpha_N"] / p["alpha_D"])
+        return n, d, (u + p["D_c"] / d) ** p["alpha_D"]
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"N_c": 6.4e13, "D_c": 1.8e13, "alpha_N": 0.076, "alpha_D": 0.103}

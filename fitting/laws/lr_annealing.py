@@ -2,8 +2,8 @@
 
 S1 is the area under the LR curve up to step s, S2 the annealing area with momentum
 (m_i = lam * m_{i-1} + eta_{i-1} - eta_i, lam = 0.999 by default); both come from the
-run's LR at every step (``fitting.curves``), so a frame with a loss every k steps and the
-LR (or the schedule) of every step is normal input. Fitted on one or two curves, it
+run's LR at every step (``fitting.laws.curve_support``), so a frame with a loss every k
+steps and the LR (or the schedule) of every step is normal input. Fitted on one or two curves, it
 predicts the loss curve of other schedules (``fitting.analyses.schedule_curve``).
 """
 
@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fitting.curves import area, curve_rows, momentum_area, synthetic_curves
 from fitting.errors import FitError
 from fitting.laws.base import Law, Parameter, Prepared
+from fitting.laws.curve_support import area, curve_rows, momentum_area, synthetic_curves
 from fitting.schedules import ScheduleSpec
 
 
@@ -95,6 +95,10 @@ class LrAnnealing(Law):
     )
     inputs: ClassVar[tuple[str, ...]] = ("run", "step", "lr")
     kind: ClassVar[str] = "curves"
+    irreducible: ClassVar[str | None] = "L0"
+    sizes: ClassVar[tuple[str, ...]] = ("step",)
+    takes_schedule: ClassVar[bool] = True
+    analyses: ClassVar[frozenset[str]] = frozenset({"kl_decomposition", "schedule_curve"})
     defaults: ClassVar[dict[str, Any]] = {"include_warmup": True, "lam": 0.999}
     alphas: ClassVar[np.ndarray] = np.geomspace(0.02, 2.5, 48)
 

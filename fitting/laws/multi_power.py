@@ -8,7 +8,7 @@ Conventions (those of the authors' code, which reproduce their published 25M met
 tests/fitting/test_luo2025.py): S1(t) + S_W is the LR summed over every step 0..t, warmup
 included (``include_warmup=False`` drops S_W); the sum in LD starts at k = 1, so the LR's
 rise during the warmup enters as negative drops (``ld_warmup=False`` starts it after the
-warmup). LD is evaluated with the binned sum of ``fitting.curves.loss_drop_terms``
+warmup). LD is evaluated with the binned sum of ``fitting.laws.curve_support.loss_drop_terms``
 (error below 1e-4 of LD). When fitting, LD is computed at the fit points only and LR-only
 rows get it by linear interpolation (they do not enter the objective); when predicting, a
 run with more than ``max_eval`` distinct steps gets LD exactly at its rows with a loss and
@@ -22,7 +22,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fitting.curves import (
+from fitting.errors import FitError
+from fitting.laws.base import Law, Parameter, Prepared, grid
+from fitting.laws.curve_support import (
     CurveRows,
     LossDropTerms,
     RunLR,
@@ -31,8 +33,6 @@ from fitting.curves import (
     loss_drop_terms,
     synthetic_curves,
 )
-from fitting.errors import FitError
-from fitting.laws.base import Law, Parameter, Prepared, grid
 from fitting.laws.lr_annealing import linear_start, resolve_curve_options
 
 _CHUNK_ELEMENTS = 4_000_000
@@ -53,6 +53,10 @@ class MultiPower(Law):
     )
     inputs: ClassVar[tuple[str, ...]] = ("run", "step", "lr")
     kind: ClassVar[str] = "curves"
+    irreducible: ClassVar[str | None] = "L0"
+    sizes: ClassVar[tuple[str, ...]] = ("step",)
+    takes_schedule: ClassVar[bool] = True
+    analyses: ClassVar[frozenset[str]] = frozenset({"kl_decomposition", "schedule_curve"})
     defaults: ClassVar[dict[str, Any]] = {
         "include_warmup": True,
         "ld_warmup": True,

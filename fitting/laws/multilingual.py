@@ -3,6 +3,7 @@ L_i = (E_i + A_i / N^alpha_i + B_i / D^beta_i) * p_i^(-gamma_i)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,9 @@ class Multilingual(Law):
         "p_i^-gamma_i for the family's sampling ratio p_i; parameters keyed '<family>.<name>'."
     )
     inputs: ClassVar[tuple[str, ...]] = ("params", "tokens", "family", "sampling_ratio")
+    sizes: ClassVar[tuple[str, ...]] = ("params", "tokens")
+    point_keys: ClassVar[tuple[str, ...]] = ("family",)  # a run has one point per family
+    analyses: ClassVar[frozenset[str]] = frozenset({"optimal_sampling_ratios"})
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         out = dict(options)
@@ -158,6 +162,25 @@ class Multilingual(Law):
                 0.1,
             ]
         return np.array(out)
+
+    def sampling_terms(
+        self,
+        p: Mapping[str, float],
+        families: list[str],
+        params: float | None,
+        tokens: float | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """gamma_i, and c_i = E_i + A_i / N^alpha_i + B_i / D^beta_i (1 without N, D)."""
+        gamma = np.array([p[f"{f}.gamma"] for f in families])
+        if params is None or tokens is None:
+            return gamma, np.ones(len(families))
+        scale = [
+            p[f"{f}.E"]
+            + p[f"{f}.A"] / params ** p[f"{f}.alpha"]
+            + p[f"{f}.B"] / tokens ** p[f"{f}.beta"]
+            for f in families
+        ]
+        return gamma, np.array(scale)
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {

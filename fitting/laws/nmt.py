@@ -3,6 +3,7 @@ L = alpha * (Ne_ref / Ne)^p_e * (Nd_ref / Nd)^p_d + L_inf."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +32,11 @@ class Nmt(Law):
         "are fixed (geometric means of the data unless given) and reported in the options."
     )
     inputs: ClassVar[tuple[str, ...]] = ("encoder_params", "decoder_params")
+    irreducible: ClassVar[str | None] = "L_inf"
+    sizes: ClassVar[tuple[str, ...]] = ("encoder_params", "decoder_params")
+    analyses: ClassVar[frozenset[str]] = frozenset(
+        {"kl_decomposition", "size_for_reducible_loss", "optimal_encoder_decoder_split"}
+    )
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         out = dict(options)
@@ -93,6 +99,26 @@ class Nmt(Law):
         y = prep.y[prep.fit_mask]
         l_inf = 0.8 * float(np.min(y))
         return np.array([max(float(np.median(y)) - l_inf, 1e-4), 0.2, 0.2, l_inf])
+
+    def optimal_split(
+        self, p: Mapping[str, float], budget: np.ndarray, options: Mapping[str, Any]
+    ) -> tuple[np.ndarray, ...]:
+        """For Ne + Nd = N the loss is minimal at Ne / Nd = p_e / p_d."""
+        fe = p["p_e"] / (p["p_e"] + p["p_d"])
+        ne, nd = budget * fe, budget * (1.0 - fe)
+        reducible = (options["Ne_ref"] / ne) ** p["p_e"] * (options["Nd_ref"] / nd) ** p["p_d"]
+        return ne, nd, p["alpha"] * reducible + p["L_inf"]
+
+    def reducible_size(
+        self, p: Mapping[str, float], reducible: np.ndarray, options: Mapping[str, Any]
+    ) -> np.ndarray:
+        """Total N at the optimal split:
+        ``N = (alpha Ne_ref^p_e Nd_ref^p_d f_e^-p_e f_d^-p_d / R)^(1/(p_e+p_d))``,
+        ``f_e = p_e/(p_e+p_d)``."""
+        total = p["p_e"] + p["p_d"]
+        fe, fd = p["p_e"] / total, p["p_d"] / total
+        coef = p["alpha"] * options["Ne_ref"] ** p["p_e"] * options["Nd_ref"] ** p["p_d"]
+        return (coef * fe ** -p["p_e"] * fd ** -p["p_d"] / reducible) ** (1.0 / total)
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"alpha": 0.8, "p_e": 0.25, "p_d": 0.45, "L_inf": 1.5}

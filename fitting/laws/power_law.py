@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +25,9 @@ class PowerLaw(Law):
         "divergence (reducible loss)."
     )
     inputs: ClassVar[tuple[str, ...]] = ("params",)  # or tokens, flops, step (option x)
+    irreducible: ClassVar[str | None] = "L_inf"
+    x_columns: ClassVar[tuple[str, ...]] = X_COLUMNS
+    analyses: ClassVar[frozenset[str]] = frozenset({"kl_decomposition", "size_for_reducible_loss"})
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
         out = dict(options)
@@ -91,6 +95,12 @@ class PowerLaw(Law):
         lx_mid = float(np.median(prep.extra["logx"][prep.fit_mask]))
         log_x0 = lx_mid + np.log(max(float(np.median(y)) - l_inf, 1e-6)) / 0.3
         return np.array([l_inf, float(np.exp(np.clip(log_x0, -69.0, 69.0))), 0.3])
+
+    def reducible_size(
+        self, p: Mapping[str, float], reducible: np.ndarray, options: Mapping[str, Any]
+    ) -> np.ndarray:
+        """x = x0 * R^(-1/alpha), in the fit's x column."""
+        return p["x0"] * reducible ** (-1.0 / p["alpha"])
 
     def example(self, rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
         truth = {"L_inf": 1.7, "x0": 3e4, "alpha": 0.3}

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fitting.curves import (
+from fitting.errors import FitError
+from fitting.laws.curve_support import (
     RunLR,
     area,
     curve_rows,
@@ -17,7 +18,6 @@ from fitting.curves import (
     momentum_area,
     run_lrs,
 )
-from fitting.errors import FitError
 from fitting.laws.lr_annealing import LrAnnealing
 from fitting.laws.multi_power import MultiPower
 from fitting.schedules import ScheduleSpec
