@@ -31,6 +31,7 @@ lint: setup
 
 test: setup browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout=900
 
 # CPU benchmarks (each writes bench/results/*.md); the CCE and GPU trainer benches need a GPU:

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, Server  # noqa: E402
+from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, Server  # noqa: E402
 
 PROJECT = "bench"
 RESULTS = ROOT / "bench" / "results" / "dashboard.md"

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from app import demo
 from app.cli import app
 from tests.app.builders import build_store
-from tests.e2e.conftest import ROOT, free_port, wait_health
+from tests.e2e.harness import ROOT, free_port, wait_health
 
 runner = CliRunner()
 

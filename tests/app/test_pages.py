@@ -17,13 +17,6 @@ ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 TIMEOUT = 60
 
 
-def need(module: str, attr: str | None = None) -> None:
-    """Skip while a neighbouring package's piece has not landed yet."""
-    mod = pytest.importorskip(module, reason=f"{module} has not landed yet")
-    if attr and not hasattr(mod, attr):
-        pytest.skip(f"{module}.{attr} has not landed yet")
-
-
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     built = build_store(tmp_path / "store")
@@ -85,7 +78,6 @@ def test_runs_page_on_an_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_upload_page_previews_then_imports_on_confirm(store: object) -> None:
-    need("store.importers", "parse_file")
     from store import queries
 
     at = open_page("views/upload.py")
@@ -101,7 +93,6 @@ def test_upload_page_previews_then_imports_on_confirm(store: object) -> None:
 
 
 def test_upload_page_shows_line_and_column_of_bad_input(store: object) -> None:
-    need("store.importers", "parse_file")
     at = open_page("views/upload.py")
     bad = b"run,step,loss\na,1,3.0\na,2,oops\n"
     at.file_uploader(key="upload-files").set_value(("bad.csv", bad, "text/csv")).run()
@@ -111,8 +102,6 @@ def test_upload_page_shows_line_and_column_of_bad_input(store: object) -> None:
 
 
 def test_fit_page_fits_power_law_and_saves(store: object) -> None:
-    need("fitting", "LAWS")
-    need("fitting.persist")
     from store import fits
 
     at = open_page("views/fit.py")
@@ -133,9 +122,6 @@ def test_fit_page_fits_power_law_and_saves(store: object) -> None:
 
 
 def test_predict_page_answers_with_a_saved_fit(store: object) -> None:
-    need("fitting", "LAWS")
-    need("fitting.analyses")
-    need("fitting.persist")
     from fitting import persist
     from fitting.jobs import fit_selection
 
@@ -151,7 +137,6 @@ def test_predict_page_answers_with_a_saved_fit(store: object) -> None:
 
 
 def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
-    need("fitting", "LAWS")
     from store import jobs
 
     at = open_page("views/jobs.py")
@@ -171,7 +156,6 @@ def test_jobs_page_creates_and_pauses_a_job(store: object) -> None:
 
 
 def test_upload_page_maps_unrecognised_columns(store: object) -> None:
-    need("store.importers", "parse_file")
     at = open_page("views/upload.py")
     odd = b"name,it,ce\nx,1,3.0\nx,2,2.5\n"
     at.file_uploader(key="upload-files").set_value(("odd.csv", odd, "text/csv")).run()
@@ -188,8 +172,6 @@ def test_upload_page_maps_unrecognised_columns(store: object) -> None:
 
 @pytest.mark.slow
 def test_predict_page_schedule_designer_with_a_curve_law(store: object) -> None:
-    need("fitting.analyses")
-    need("fitting.persist")
     from fitting import persist
     from fitting.jobs import fit_selection
 
@@ -208,7 +190,6 @@ def test_predict_page_schedule_designer_with_a_curve_law(store: object) -> None:
 
 
 def test_jobs_page_runs_now_and_shows_the_history(store: object) -> None:
-    need("fitting.persist")
     from fitting.jobs import run_job
     from store import fits, jobs
 
@@ -238,7 +219,6 @@ def test_jobs_page_runs_now_and_shows_the_history(store: object) -> None:
 
 @pytest.mark.slow
 def test_fit_page_fits_a_curve_law_on_train_curves(store: object) -> None:
-    need("fitting", "LAWS")
     at = open_page("views/fit.py")
     at.selectbox(key="fit-law").set_value("lr_annealing").run()
     assert at.selectbox(key="fit-split-True").value == "train"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, screenshot, wait_idle
+from tests.e2e.conftest import screenshot, wait_idle
+from tests.e2e.harness import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -44,8 +45,6 @@ def test_health_endpoint_answers(server: Server) -> None:
 def test_upload_fit_and_see_parameters_and_plot(
     server: Server, page: object, tmp_path: Path
 ) -> None:
-    pytest.importorskip("store.importers", reason="store.importers has not landed yet")
-    pytest.importorskip("fitting.persist", reason="fitting.persist has not landed yet")
     pg = page
     pg.goto(f"{server.url}/upload")
     wait_idle(pg)
