@@ -104,16 +104,16 @@ def select_for_law(law: Law, frame: pd.DataFrame, **law_options: Any) -> pd.Data
     out = fill_sizes(frame)
     if law.kind == "curves":
         return out.reset_index(drop=True)
-    if law.name == "power_law" and law_options.get("x") == "step":
+    if law_options.get("x") == "step" and "step" in law.x_columns:
         keep = pd.to_numeric(out["loss"], errors="coerce").notna()
         if "split" in out.columns and (out["split"] == "train").any():
             keep &= out["split"] == "train"
         return out[keep].reset_index(drop=True)
     if "run" not in out.columns:
         return out[pd.to_numeric(out["loss"], errors="coerce").notna()].reset_index(drop=True)
-    keys = ["run", "family"] if law.name == "multilingual" and "family" in out.columns else ["run"]
-    if keys == ["run", "family"]:
-        out = out[out["family"].notna()]
+    keys = ["run", *(key for key in law.point_keys if key in out.columns)]
+    for key in keys[1:]:  # a run's points told apart by a column (family): it must be set
+        out = out[out[key].notna()]
     picked = _final_rows(out, keys)
     if picked.empty:
         raise FitError(f"law {law.name!r}: no run has a loss value to fit")

@@ -112,8 +112,11 @@ def fit(
 
     law_obj = get_law(law)
     law_opts: dict[str, Any] = {"x": x} if x is not None else {}
-    if x is not None and law_obj.name != "power_law":
-        raise BadInputError("--x only applies to power_law")
+    if x is not None and not law_obj.x_columns:
+        from fitting.laws import LAWS
+
+        with_x = ", ".join(name for name, known in LAWS.items() if known.x_columns)
+        raise BadInputError(f"--x only applies to {with_x}")
     fixed = {k: _floats(v, f"--fix {k}")[0] for k, v in _parse_pairs(fix, "--fix").items()}
     frame, selection = _load_frame(law_obj, csv, project, runs, store, law_opts)
     result = run_fit(
@@ -215,13 +218,15 @@ def predict(
     store: StoreOption = None,
 ) -> None:
     """Predict the loss of a fitted law at new sizes (or under a new LR schedule)."""
+    from fitting.laws import supports
+
     result, fit_id = _load_result(fit_ref, store)
     points = _parse_pairs(at, "--at")
     if schedule is not None:
         out = _schedule_prediction(result, schedule, points, level)
     elif not points:
         raise BadInputError("give --at COLUMN=VALUE (e.g. --at params=1e9 --at tokens=2e10)")
-    elif result.law in ("chinchilla", "kaplan") and set(points) == {"flops"}:
+    elif set(points) == {"flops"} and supports(result.law, "compute_optimal"):
         from fitting.analyses import compute_optimal
 
         out = {
