@@ -13,10 +13,20 @@ import plotly.graph_objects as go
 
 from app import figures
 
-# Laws whose data are whole loss curves (x = step), not one point per model.
-CURVE_LAWS = ("lr_annealing", "multi_power")
-IRREDUCIBLE_NAMES = ("L_inf", "E", "L0")
 EXTRAPOLATE_FACTOR = 10.0
+
+
+def law_of(result: Any) -> Any:
+    """The registered law of a fit (None for a law this build does not know)."""
+    from fitting.laws import LAWS
+
+    return LAWS.get(result.law)
+
+
+def is_curve_fit(result: Any) -> bool:
+    """Whether the fit's data are whole loss curves (x = step), not one point per model."""
+    law = law_of(result)
+    return law is not None and law.kind == "curves"
 
 
 def main_x(result: Any, data: pd.DataFrame) -> str:
@@ -24,7 +34,7 @@ def main_x(result: Any, data: pd.DataFrame) -> str:
     x = (getattr(result, "options", None) or {}).get("x")
     if x:
         return str(x)
-    if result.law in CURVE_LAWS:
+    if is_curve_fit(result):
         return "step"
     for col in ("params", "encoder_params", "tokens", "flops", "step"):
         if col in data.columns and data[col].notna().any():
@@ -50,11 +60,10 @@ def params_table(result: Any) -> pd.DataFrame:
 
 
 def irreducible(result: Any) -> float | None:
-    """The fitted irreducible loss (L_inf / E / L0) when the law has one."""
-    for name in IRREDUCIBLE_NAMES:
-        if name in result.params:
-            return float(result.params[name])
-    return None
+    """The fitted irreducible loss (the law's L_inf / E / L0) when the law has one."""
+    law = law_of(result)
+    name = law.irreducible if law is not None else None
+    return float(result.params[name]) if name in result.params else None
 
 
 def true_entropy(data: pd.DataFrame) -> float | None:
@@ -170,7 +179,7 @@ def residuals_figure(result: Any, data: pd.DataFrame) -> go.Figure:
 def kl_frame(result: Any, data: pd.DataFrame) -> pd.DataFrame | None:
     """Loss at each data size split into irreducible (L_inf) and reducible (KL) parts."""
     l_inf = irreducible(result)
-    if l_inf is None or result.law in CURVE_LAWS:  # a curve's rows are not sizes
+    if l_inf is None or is_curve_fit(result):  # a curve's rows are not sizes
         return None
     x = main_x(result, data)
     rows = data.drop_duplicates(subset=[x]).sort_values(x)

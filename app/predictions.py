@@ -12,16 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SIZE_INPUTS = {
-    "power_law": None,  # the fit's own x option
-    "chinchilla": ("params", "tokens"),
-    "kaplan": ("params", "tokens"),
-    "nmt": ("encoder_params", "decoder_params"),
-    "multilingual": ("params", "tokens"),
-}
-COMPUTE_OPTIMAL_LAWS = ("chinchilla", "kaplan")
-SCHEDULE_LAWS = ("lr_annealing", "multi_power")
-
 
 def as_dict(value: Any) -> dict[str, Any]:
     """An analysis result (dataclass, mapping, or object) as a flat dict."""
@@ -37,11 +27,20 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 
 def size_inputs(result: Any) -> tuple[str, ...]:
-    """The columns a what-if point needs for this fit's law."""
-    fixed = SIZE_INPUTS.get(result.law)
-    if fixed is not None:
-        return fixed
-    return (str((result.options or {}).get("x", "params")),)
+    """The columns a what-if point needs for this fit's law (the law says which)."""
+    from fitting.laws import LAWS
+
+    law = LAWS.get(result.law)
+    if law is None:
+        return (str((result.options or {}).get("x", "params")),)
+    return law.size_inputs(result.options)
+
+
+def offers(result: Any, analysis: str) -> bool:
+    """Whether the fit's law supports `fitting.analyses.<analysis>`."""
+    from fitting.laws import supports
+
+    return supports(result.law, analysis)
 
 
 def loss_at(result: Any, point: dict[str, float], level: float = 0.95) -> dict[str, float]:

@@ -13,22 +13,21 @@ X_OPTIONS = {"params": "parameters N", "tokens": "tokens D", "flops": "FLOPs C",
 
 
 def law_picker() -> tuple[str, Any]:
-    import fitting
+    from fitting.laws import DEFAULT_LAW, LAWS
 
-    names = sorted(fitting.LAWS)
-    default = names.index("power_law") if "power_law" in names else 0
-    name = st.selectbox("Law", names, index=default, key="fit-law")
-    law = fitting.LAWS[name]
+    names = sorted(LAWS)
+    name = st.selectbox("Law", names, index=names.index(DEFAULT_LAW), key="fit-law")
+    law = LAWS[name]
     st.code(law.formula, language=None)
     st.caption(law.description)
     return name, law
 
 
-def selection_controls(project: str, law_name: str) -> dict[str, Any]:
+def selection_controls(project: str, law: Any) -> dict[str, Any]:
     runs = data.runs(data.store_root(), project)
     names = list(runs["run"].astype(str))
     chosen = st.multiselect("Runs (empty = all runs of the project)", names, key="fit-runs")
-    curve_law = law_name in fitview.CURVE_LAWS
+    curve_law = law.kind == "curves"
     c1, c2 = st.columns(2)
     # Curve laws fit the dense train curve; point laws prefer held-out (eval) losses.
     split = c1.selectbox(
@@ -53,13 +52,17 @@ def selection_controls(project: str, law_name: str) -> dict[str, Any]:
     }
 
 
-def option_controls(law_name: str) -> dict[str, Any]:
+def option_controls(law: Any) -> dict[str, Any]:
     """Engine options (names as `fitting.fit` takes them) plus the law's x choice."""
     options: dict[str, Any] = {}
     c1, c2, c3 = st.columns(3)
-    if law_name == "power_law":
+    if law.x_columns:
         options["x"] = c1.radio(
-            "x axis", list(X_OPTIONS), format_func=X_OPTIONS.get, horizontal=True, key="fit-x"
+            "x axis",
+            list(law.x_columns),
+            format_func=lambda col: X_OPTIONS.get(col, col),
+            horizontal=True,
+            key="fit-x",
         )
     options["bootstrap"] = int(
         c2.number_input("Bootstrap resamples", 0, 2000, 200, 50, key="fit-boot")
@@ -137,7 +140,7 @@ def show_result(fit: dict[str, Any]) -> None:
         f"{result.n_points} points · objective {result.objective:.4g} · "
         f"AIC {result.aic:.2f} · {getattr(result, 'duration_s', 0.0):.2f} s"
     )
-    if result.law in fitview.CURVE_LAWS:
+    if fitview.is_curve_fit(result):
         st.plotly_chart(fitview.curve_fit_figure(result, frame), key="fit-curves")
     else:
         held = fitview.held_out_mask(result, frame, fit.get("extrapolation"))
@@ -177,9 +180,9 @@ def main() -> None:
     if project is None:
         st.info("No data yet: upload CSV files or run `scalinglab demo`.")
         return
-    law_name, _ = law_picker()
-    selection = selection_controls(project, law_name)
-    options = option_controls(law_name)
+    law_name, law = law_picker()
+    selection = selection_controls(project, law)
+    options = option_controls(law)
     if st.button("Fit", type="primary", key="fit-go"):
         run_fit(project, law_name, selection, options)
     fit = st.session_state.get("fit")

@@ -30,6 +30,7 @@ LIST_COLUMNS = list(SUMMARY_COLUMNS)
 def create_form() -> None:
     import fitting
     from app.scheduler import validate_schedule
+    from fitting.laws import DEFAULT_LAW
     from store import jobs
 
     projects = data.projects(data.store_root())
@@ -39,9 +40,7 @@ def create_form() -> None:
         name = c1.text_input("Name", key="job-name")
         project = c2.selectbox("Project", projects, key="job-project")
         laws = sorted(fitting.LAWS)
-        law = c3.selectbox(
-            "Law", laws, index=laws.index("power_law") if "power_law" in laws else 0, key="job-law"
-        )
+        law = c3.selectbox("Law", laws, index=laws.index(DEFAULT_LAW), key="job-law")
         c4, c5, c6 = st.columns(3)
         when = c4.selectbox("Schedule", list(SCHEDULES), key="job-when")
         cron = c5.text_input("Cron (custom)", placeholder="*/10 * * * *", key="job-cron")
@@ -55,7 +54,7 @@ def create_form() -> None:
     try:
         schedule = validate_schedule(SCHEDULES[when] or cron)
         options: dict[str, Any] = {"bootstrap": boot} if boot else {}
-        if law == "power_law":
+        if fitting.LAWS[law].x_columns:
             options["x"] = x
         job_id = jobs.add_job(
             data.get_store(),

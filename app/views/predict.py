@@ -161,19 +161,21 @@ def main() -> None:
 
     law_obj = fitting.LAWS.get(result.law)
     st.code(f"{result.law}: {law_obj.formula}" if law_obj else result.law, language=None)
-    law = result.law
+    # One section per question the fit's law can answer (the law says which).
     sections = []
-    if law in predictions.SCHEDULE_LAWS:
+    if predictions.offers(result, "schedule_curve"):
         sections.append(lambda: schedule_designer(result, record))
     else:
         sections.append(lambda: bigger(result, observed(record)))
-    if law in predictions.COMPUTE_OPTIMAL_LAWS:
+    if predictions.offers(result, "compute_optimal"):
         sections.append(lambda: compute_optimal(result))
-    if law == "power_law" and (result.options or {}).get("x", "params") == "params":
+    # "Model size" for a target: asked where the parameter count is the fit's one size input.
+    one_size = predictions.size_inputs(result) == ("params",)
+    if one_size and predictions.offers(result, "size_for_reducible_loss"):
         sections.append(lambda: reducible_target(result))
-    if law == "nmt":
+    if predictions.offers(result, "optimal_encoder_decoder_split"):
         sections.append(lambda: encoder_decoder(result))
-    if law == "multilingual":
+    if predictions.offers(result, "optimal_sampling_ratios"):
         sections.append(lambda: multilingual(result))
     for section in sections:
         try:

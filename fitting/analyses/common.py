@@ -10,15 +10,10 @@ from collections.abc import Callable
 import numpy as np
 
 from fitting.errors import FitError
-from fitting.laws import LAWS, Law
+from fitting.laws import LAWS, Law, laws_supporting
 from fitting.result import FitResult
 
 Quantity = Callable[[dict[str, float]], np.ndarray]
-
-
-def laws_supporting(analysis: str) -> list[str]:
-    """The registered laws that support ``analysis``, in registry order."""
-    return [name for name, law in LAWS.items() if law.supports(analysis)]
 
 
 def law_for(result: FitResult, analysis: str) -> Law:

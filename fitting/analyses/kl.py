@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fitting.analyses.common import interval, law_for, laws_supporting, positive_array
+from fitting.analyses.common import interval, law_for, positive_array
 from fitting.errors import FitError
-from fitting.laws import LAWS
+from fitting.laws import LAWS, laws_supporting
 from fitting.result import FitResult
 
 

@@ -1,4 +1,9 @@
-"""The registry of scaling laws: `LAWS[name]` is a Law instance (see `fitting.laws.base`)."""
+"""The registry of scaling laws: `LAWS[name]` is a Law instance (see `fitting.laws.base`).
+
+Adding a law is one new module here plus one line in ``_ALL``: what the law can do (its
+irreducible term, size inputs, analyses, schedule) is said on its class, and the data
+loader, the analyses, the CLI and the dashboard ask it.
+"""
 
 from __future__ import annotations
 
@@ -15,5 +20,18 @@ _ALL: list[Law] = [PowerLaw(), Chinchilla(), Kaplan(), Nmt(), Multilingual()]
 _ALL += [LrAnnealing(), MultiPower()]  # the loss-curve laws
 
 LAWS: dict[str, Law] = {law.name: law for law in _ALL}
+DEFAULT_LAW = PowerLaw.name  # the law the dashboard's pickers start on
 
-__all__ = ["LAWS", "Law", "Parameter", "Prepared"]
+
+def supports(law_name: str, analysis: str) -> bool:
+    """Whether the registered law ``law_name`` supports ``analysis`` (False if unknown)."""
+    law = LAWS.get(law_name)
+    return law is not None and law.supports(analysis)
+
+
+def laws_supporting(analysis: str) -> list[str]:
+    """The registered laws that support ``analysis``, in registry order."""
+    return [name for name, law in LAWS.items() if law.supports(analysis)]
+
+
+__all__ = ["DEFAULT_LAW", "LAWS", "Law", "Parameter", "Prepared", "laws_supporting", "supports"]
