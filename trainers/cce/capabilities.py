@@ -6,6 +6,7 @@ Triton is optional (the slim image has no triton): everything that needs it chec
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -29,6 +30,21 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.cache
+def interpreter_problem() -> str | None:
+    """Why the Triton interpreter cannot run the kernels here, or None when it can.
+
+    Probed once per process by running a tiny kernel (`interpreter_probe.py`): Triton
+    3.6's interpreter breaks with numpy >= 2.4, and the GPU machine has both. Only
+    meaningful with TRITON_INTERPRET=1 set.
+    """
+    if not HAS_TRITON:
+        return "triton is not installed"
+    from trainers.cce.interpreter_probe import interpreter_error
+
+    return interpreter_error()
+
+
 # PyTorch >= 2.10-ish ships a chunked `F.linear_cross_entropy` with an options object.
 HAS_NATIVE_LCE = hasattr(F, "linear_cross_entropy") and hasattr(
     torch.nn, "LinearCrossEntropyOptions"
@@ -43,7 +59,7 @@ def triton_supports(device: torch.device) -> bool:
     if not HAS_TRITON:
         return False
     if device.type == "cpu":
-        return triton_interpret()
+        return triton_interpret() and interpreter_problem() is None
     if device.type != "cuda" or not torch.cuda.is_available():
         return False
     return torch.cuda.get_device_capability(device) >= _MIN_CAPABILITY

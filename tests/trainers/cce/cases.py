@@ -14,6 +14,11 @@ import torch
 
 from trainers.cce.reference import reference_linear_cross_entropy
 
+# Why the Triton tests skip where they do: no triton, no capable GPU, or (on CPU) an
+# interpreter that cannot run the kernels (Triton 3.6 with numpy >= 2.4).
+NO_TRITON_REASON = (
+    "needs triton on a CUDA GPU (sm80+), or TRITON_INTERPRET=1 with a working interpreter"
+)
 TOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 IGNORE = -100
 

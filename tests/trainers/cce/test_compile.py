@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.trainers.cce.cases import NO_TRITON_REASON
 from trainers.cce import capabilities, linear_cross_entropy
 from trainers.cce.triton_config import BlockConfig, use_configs
 
@@ -13,7 +14,7 @@ ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
 pytestmark = pytest.mark.skipif(
     not capabilities.triton_supports(torch.device(DEVICE)),
-    reason="needs triton on a CUDA GPU (sm80+) or TRITON_INTERPRET=1",
+    reason=NO_TRITON_REASON,
 )
 SMALL = BlockConfig(block_n=32, block_v=64, block_d=32, vocab_splits=2, group_n=2)
 

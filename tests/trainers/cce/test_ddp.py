@@ -17,12 +17,14 @@ _WORKER = textwrap.dedent(
     import os, sys
     import torch, torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from trainers.cce import LinearCrossEntropy, triton_supports
+    from trainers.cce import LinearCrossEntropy, capabilities, triton_supports
     from trainers.cce.triton_config import BlockConfig, use_configs
 
     rank = int(sys.argv[1])
     dist.init_process_group("gloo", rank=rank, world_size=2)
     impls = ["torch"] + (["triton"] if triton_supports(torch.device("cpu")) else [])
+    if rank == 0 and capabilities.HAS_TRITON:
+        print("interpreter:", capabilities.interpreter_problem() or "ok", flush=True)
     small = BlockConfig(block_n=32, block_v=64, block_d=32, group_n=2)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 40, 24, generator=gen)
@@ -88,4 +90,8 @@ def test_ddp_averages_gradients() -> None:
         assert p.returncode == 0, err[-3000:]
     assert "ok torch" in outs[0][0]
     if HAS_TRITON:
-        assert "ok triton" in outs[0][0]
+        # The Triton path runs under the interpreter wherever the interpreter works
+        # (not Triton 3.6 with numpy >= 2.4: test_capabilities pins which is which).
+        works = "interpreter: ok" in outs[0][0]
+        assert works or "interpreter: InterpreterError" in outs[0][0], outs[0][0]
+        assert ("ok triton" in outs[0][0]) == works, outs[0][0]

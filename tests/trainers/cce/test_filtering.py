@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.trainers.cce.cases import NO_TRITON_REASON
 from trainers.cce import capabilities, filtering
 from trainers.cce.triton_config import BlockConfig
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 needs_triton = pytest.mark.skipif(
     not capabilities.triton_supports(torch.device(DEVICE)),
-    reason="needs triton on a CUDA GPU (sm80+) or TRITON_INTERPRET=1",
+    reason=NO_TRITON_REASON,
 )
 
 

@@ -12,7 +12,7 @@ import functools
 import pytest
 import torch
 
-from tests.trainers.cce.cases import IGNORE, assert_close_to_truth, make_inputs
+from tests.trainers.cce.cases import IGNORE, NO_TRITON_REASON, assert_close_to_truth, make_inputs
 from trainers.cce import capabilities, linear_cross_entropy
 from trainers.cce.triton_config import BlockConfig, use_configs
 
@@ -20,7 +20,7 @@ ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
 pytestmark = pytest.mark.skipif(
     not capabilities.triton_supports(torch.device(DEVICE)),
-    reason="needs triton on a CUDA GPU (sm80+) or TRITON_INTERPRET=1",
+    reason=NO_TRITON_REASON,
 )
 # The interpreter computes bf16 tl.dot wrongly and is slow: fp32 there (plus a few fp16
 # cases in test_fp16_interpreted).
