@@ -126,6 +126,9 @@ class Law(ABC):
     point_keys: ClassVar[tuple[str, ...]] = ()
     takes_schedule: ClassVar[bool] = False
     analyses: ClassVar[frozenset[str]] = frozenset()
+    # Law options it reads besides the engine's and `x` (see x_columns): a job naming any
+    # other option is refused when it is saved (`fitting.jobs.check_spec`).
+    law_options: ClassVar[tuple[str, ...]] = ()
 
     def supports(self, analysis: str) -> bool:
         """Whether `fitting.analyses.<analysis>` applies to a fit of this law."""

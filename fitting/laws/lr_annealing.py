@@ -100,6 +100,7 @@ class LrAnnealing(Law):
     takes_schedule: ClassVar[bool] = True
     analyses: ClassVar[frozenset[str]] = frozenset({"kl_decomposition", "schedule_curve"})
     defaults: ClassVar[dict[str, Any]] = {"include_warmup": True, "lam": 0.999}
+    law_options: ClassVar[tuple[str, ...]] = (*defaults, "lambda", "schedules", "split")
     alphas: ClassVar[np.ndarray] = np.geomspace(0.02, 2.5, 48)
 
     def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:

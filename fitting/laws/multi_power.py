@@ -62,6 +62,7 @@ class MultiPower(Law):
         "ld_warmup": True,
         "max_eval": 2000,
     }
+    law_options: ClassVar[tuple[str, ...]] = (*defaults, "schedules", "split")
 
     n_starts: ClassVar[int] = 16  # the best of the 81-point grid after the linear solve
 

@@ -34,6 +34,7 @@ class Multilingual(Law):
         "p_i^-gamma_i for the family's sampling ratio p_i; parameters keyed '<family>.<name>'."
     )
     inputs: ClassVar[tuple[str, ...]] = ("params", "tokens", "family", "sampling_ratio")
+    law_options: ClassVar[tuple[str, ...]] = ("families",)
     sizes: ClassVar[tuple[str, ...]] = ("params", "tokens")
     point_keys: ClassVar[tuple[str, ...]] = ("family",)  # a run has one point per family
     analyses: ClassVar[frozenset[str]] = frozenset({"optimal_sampling_ratios"})

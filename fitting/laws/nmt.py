@@ -32,6 +32,7 @@ class Nmt(Law):
         "are fixed (geometric means of the data unless given) and reported in the options."
     )
     inputs: ClassVar[tuple[str, ...]] = ("encoder_params", "decoder_params")
+    law_options: ClassVar[tuple[str, ...]] = ("Ne_ref", "Nd_ref")
     irreducible: ClassVar[str | None] = "L_inf"
     sizes: ClassVar[tuple[str, ...]] = ("encoder_params", "decoder_params")
     analyses: ClassVar[frozenset[str]] = frozenset(
