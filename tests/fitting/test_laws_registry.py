@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import fitting
+from fitting import analyses
+from fitting.errors import FitError
 from fitting.laws.base import Law, Parameter
 
 LAW_NAMES = sorted(fitting.LAWS)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_registry_has_the_public_laws() -> None:
@@ -106,3 +115,141 @@ def test_parameter_rejects_bad_bounds() -> None:
         Parameter("x", 1.0, 0.5)
     with pytest.raises(ValueError):
         Parameter("x", 0.0, 1.0, log=True)
+
+
+# -- what a law can do: declared on the law, checked here for every law ----------------------
+
+
+def _schedule_of(frame: pd.DataFrame) -> Any:
+    """A schedule the law's example ran with (any schedule for a law that takes none)."""
+    if "schedule" not in frame.columns:
+        return "cosine:peak=1e-3,total=1000"
+    return frame["schedule"].dropna().iloc[0]
+
+
+def _check_kl(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    out = analyses.kl_decomposition(result, frame)
+    assert out["parameter"] == law.irreducible
+    assert out["irreducible"] == result.params[law.irreducible]
+    np.testing.assert_allclose(out["irreducible"] + out["reducible"], result.predict(frame))
+
+
+def _check_size(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    out = analyses.size_for_reducible_loss(result, [0.2, 0.1, 0.05])
+    assert np.isfinite(out["size"]).all() and (out["size"] > 0).all()
+    assert (np.diff(out["size"]) > 0).all()  # a smaller reducible loss needs a bigger model
+    assert out["variable"] in law.size_inputs(result.law_options) or out["variable"] == "params"
+
+
+def _check_compute_optimal(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    budgets = np.array([1e19, 1e22])
+    out = analyses.compute_optimal(result, budgets)
+    np.testing.assert_allclose(6 * out["N_opt"] * out["D_opt"], budgets, rtol=1e-10)
+    at = pd.DataFrame({"params": out["N_opt"], "tokens": out["D_opt"]})
+    np.testing.assert_allclose(out["loss"], result.predict(at), rtol=1e-10)  # the law's loss
+
+
+def _check_split(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    out = analyses.optimal_encoder_decoder_split(result, [1e8, 1e9])
+    np.testing.assert_allclose(out["encoder_params"] + out["decoder_params"], [1e8, 1e9])
+    at = pd.DataFrame({k: out[k] for k in ("encoder_params", "decoder_params")})
+    np.testing.assert_allclose(out["loss"], result.predict(at), rtol=1e-10)
+
+
+def _check_sampling(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    ratios = analyses.optimal_sampling_ratios(result)["ratios"]
+    assert sum(ratios.values()) == pytest.approx(1.0)
+    assert all(0.0 <= r <= 1.0 for r in ratios.values())
+
+
+def _check_schedule(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    curve = analyses.schedule_curve(result, _schedule_of(frame))
+    assert len(curve) > 0 and np.isfinite(curve["loss"]).all()
+    assert (curve["lo"] <= curve["loss"]).all() and (curve["loss"] <= curve["hi"]).all()
+
+
+def _check_extrapolation(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    out = analyses.extrapolation_test(law, frame)
+    assert out["n_heldout"] >= 1 and np.isfinite(out["mean_rel_error"])
+
+
+CHECKS: dict[str, Callable[[Law, Any, pd.DataFrame], None]] = {
+    "kl_decomposition": _check_kl,
+    "size_for_reducible_loss": _check_size,
+    "compute_optimal": _check_compute_optimal,
+    "optimal_encoder_decoder_split": _check_split,
+    "optimal_sampling_ratios": _check_sampling,
+    "schedule_curve": _check_schedule,
+    "extrapolation_test": _check_extrapolation,
+}
+
+
+def test_every_analysis_has_a_check() -> None:
+    """A new analysis gets a line in CHECKS, so every law is tested against it."""
+    assert set(analyses.__all__) == set(CHECKS)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict[str, tuple[Any, pd.DataFrame]]:
+    out = {}
+    for name in LAW_NAMES:
+        _, frame = fitting.LAWS[name].example(np.random.default_rng(0))
+        out[name] = (fitting.fit(name, frame), frame)
+    return out
+
+
+@pytest.mark.parametrize("name", LAW_NAMES)
+def test_declared_capabilities_are_true_of_the_law(name: str) -> None:
+    law = fitting.LAWS[name]
+    _, frame = law.example(np.random.default_rng(0))
+    options = law.resolve(frame)
+    params = [p.name for p in law.parameters(None, **options)]
+    assert law.irreducible is None or law.irreducible in params
+    assert law.analyses <= set(CHECKS) - {"extrapolation_test"}, law.analyses
+    # An analysis that rests on a declared fact is declared exactly when the fact is.
+    assert ("kl_decomposition" in law.analyses) == (law.irreducible is not None)
+    assert ("schedule_curve" in law.analyses) == law.takes_schedule
+    sizes = law.size_inputs(options)
+    assert sizes and set(sizes) <= set(frame.columns), sizes
+    if law.x_columns:  # the x option chooses the one size column
+        assert sizes == (options["x"],) and options["x"] in law.x_columns
+    else:
+        assert sizes == law.sizes
+    assert set(law.point_keys) <= set(law.inputs) & set(frame.columns)
+    if law.takes_schedule:  # its example carries the schedule it was generated with
+        assert "schedule" in frame.columns and frame["schedule"].notna().all()
+    assert law.kind in ("points", "curves")
+
+
+@pytest.mark.parametrize("analysis", sorted(CHECKS))
+@pytest.mark.parametrize("name", LAW_NAMES)
+def test_each_analysis_runs_exactly_on_the_laws_that_declare_it(
+    name: str, analysis: str, fitted: dict[str, tuple[Any, pd.DataFrame]]
+) -> None:
+    law = fitting.LAWS[name]
+    result, frame = fitted[name]
+    if law.supports(analysis):
+        CHECKS[analysis](law, result, frame)
+        return
+    with pytest.raises(FitError, match=re.escape(repr(name))):
+        CHECKS[analysis](law, result, frame)
+
+
+LAW_NAMED = re.compile(r"[\"'](" + "|".join(map(re.escape, LAW_NAMES)) + r")[\"']")
+# The demo fits one particular law with that law's options: a choice, not a capability.
+MAY_NAME_A_LAW = {"app/demo.py"}
+
+
+def test_no_law_is_named_outside_its_own_module() -> None:
+    """Adding a law is one module in fitting/laws/ plus a registry line: nothing else lists
+    laws by name (the app, the analyses and the loader ask the law what it can do)."""
+    named = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+        for top in ("app", "fitting", "store")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if not path.is_relative_to(ROOT / "fitting" / "laws")
+        and str(path.relative_to(ROOT)) not in MAY_NAME_A_LAW
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if LAW_NAMED.search(line)
+    ]
+    assert named == []
