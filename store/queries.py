@@ -171,6 +171,12 @@ def export(
     kind = out.suffix.lower().lstrip(".")
     if kind not in ("csv", "parquet"):
         raise BadInputError("export writes .csv or .parquet files", file=str(out))
+    if project is not None:
+        # An unknown project is a typo, not an empty selection: no file is written.
+        known = list_projects(store)
+        if project not in known:
+            names = ", ".join(repr(name) for name in known) or "none yet"
+            raise BadInputError(f"unknown project {project!r}; known projects: {names}")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def write() -> int:

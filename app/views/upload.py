@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from app import data
@@ -17,7 +16,8 @@ from store.importers import FORMATS as IMPORT_FORMATS
 from store.importers.aliases import ALIASES
 
 FORMATS = ["auto", *IMPORT_FORMATS]
-CANONICAL = ["(ignore)", *ALIASES]  # exactly the columns the importer can map onto
+IGNORE = "(ignore)"
+CANONICAL = [IGNORE, *ALIASES]  # exactly the columns the importer can map onto
 STAGING = Path(tempfile.gettempdir()) / "scalinglab-upload-staging"
 
 
@@ -33,27 +33,46 @@ def stage(uploaded: Any) -> Path:
 
 
 def raw_columns(path: Path) -> list[str]:
-    """The header of a CSV/TSV as written (for the mapping step)."""
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    """The header as the importer reads it (BOM, leading comments, TSV), or [] if unreadable."""
+    from store.importers.scan import scan
+
     try:
-        return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0, comment=None).columns]
-    except (ValueError, pd.errors.ParserError):
+        return list(scan(path).header)
+    except ScalinglabError:
         return []
 
 
+def editable_columns(path: Path, parsed: Any) -> list[tuple[str, str]]:
+    """(column, what the importer reads it as) for the columns the mapping step offers.
+
+    After a failed parse every column, preset to its alias, so the user can correct any
+    of them; after a good one only the columns the import did not use, preset to ignore.
+    """
+    from store.importers.aliases import canonical
+
+    header = raw_columns(path)
+    if parsed is None:
+        return [(c, canonical(c) or IGNORE) for c in header]
+    unused = set(getattr(parsed, "unused", None) or [])
+    return [(c, IGNORE) for c in header if c in unused]
+
+
 def mapping_editor(path: Path, parsed: Any, key: str) -> dict[str, str]:
-    """Let the user say what the columns the importer did not recognise mean."""
-    used = dict(getattr(parsed, "mapping", None) or {}) if parsed is not None else {}
-    known = set(used) | set(used.values())
-    columns = [c for c in raw_columns(path) if c not in known]
+    """Let the user say what columns mean; returns only the choices that change a reading."""
+    columns = editable_columns(path, parsed)
     if not columns:
         return {}
-    st.caption("Columns not recognised: say what they hold (or leave them ignored).")
+    if parsed is None:
+        st.caption("How the importer reads each column: change one to read it otherwise.")
+    else:
+        st.caption("Columns not used: say what they hold (or leave them ignored).")
     out: dict[str, str] = {}
     cols = st.columns(min(4, len(columns)))
-    for i, column in enumerate(columns):
-        target = cols[i % len(cols)].selectbox(column, CANONICAL, key=f"{key}-map-{column}")
-        if target != "(ignore)":
+    for i, (column, preset) in enumerate(columns):
+        target = cols[i % len(cols)].selectbox(
+            column, CANONICAL, index=CANONICAL.index(preset), key=f"{key}-map-{column}"
+        )
+        if target not in (IGNORE, preset):
             out[column] = target
     return out
 

@@ -2,13 +2,59 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 
 from store.errors import BadInputError
-from store.importers.aliases import canonical, normalise
+from store.importers.aliases import canonical, is_eval_loss, normalise
 
 FORMATS = ("long", "wandb", "tensorboard", "table")
-WANDB_COLUMN = re.compile(r"^(?P<run>.+?) - (?P<metric>.+?)(?P<extra>__MIN|__MAX)?$")
+_SEPARATOR = " - "
+_BAND = ("__MIN", "__MAX")
+
+
+@dataclass(frozen=True)
+class WandbColumn:
+    """A W&B series column `<run> - <metric>[__MIN|__MAX]`, split into its parts."""
+
+    run: str
+    metric: str
+    extra: str  # '', '__MIN' or '__MAX'
+
+
+def metric_kind(metric: str) -> tuple[str, str] | None:
+    """('loss', split), ('lr', 'train') or ('step', '') for a W&B metric name, else None."""
+    target = canonical(metric)
+    if target == "step":
+        return "step", ""
+    if target == "lr":
+        return "lr", "train"
+    if target == "loss" or normalise(metric).endswith("loss"):
+        return "loss", "eval" if is_eval_loss(metric) else "train"
+    return None
+
+
+def split_wandb(column: str) -> WandbColumn | None:
+    """Split a W&B column at the last " - " that leaves a known metric after it.
+
+    Run names may contain " - " (`my run - v2 - train/loss` is run `my run - v2`); metric
+    names practically never do, so the longest run name that leaves a known metric wins,
+    else the last " - ". None when the column has no " - " with text on both sides.
+    """
+    base, extra = column, ""
+    for band in _BAND:
+        if base.endswith(band):
+            base, extra = base[: -len(band)], band
+            break
+    parts = base.split(_SEPARATOR)
+    splits = [
+        (_SEPARATOR.join(parts[:i]), _SEPARATOR.join(parts[i:]))
+        for i in range(len(parts) - 1, 0, -1)
+    ]
+    splits = [(run, metric) for run, metric in splits if run.strip() and metric.strip()]
+    if not splits:
+        return None
+    run, metric = next(((r, m) for r, m in splits if metric_kind(m) is not None), splits[0])
+    return WandbColumn(run.strip(), metric.strip(), extra)
 
 
 def is_tensorboard(header: list[str]) -> bool:
@@ -18,7 +64,7 @@ def is_tensorboard(header: list[str]) -> bool:
 def is_wandb(header: list[str]) -> bool:
     """`Step` plus at least one `<run> - <metric>` column."""
     rest = [h for h in header if canonical(h) != "step"]
-    return len(rest) < len(header) and bool(rest) and all(WANDB_COLUMN.match(h) for h in rest)
+    return len(rest) < len(header) and bool(rest) and all(split_wandb(h) for h in rest)
 
 
 def detect(header: list[str], file: str) -> str:

@@ -22,6 +22,9 @@ from store.importers.validate import (
     run_name_sql,
 )
 
+# Read as VARCHAR: names, and steps (checked exactly by `store.importers.steps`).
+TEXT_COLUMNS = ("run", "split", "family", "step")
+
 
 def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
@@ -53,7 +56,7 @@ def parse_long(
     """Load, validate and build `_points`/`_runs`; return (warnings, key column)."""
     inv = {canon: src for src, canon in mapping.items()}
     require(inv, ("step", "loss"), scanned, "long")
-    numeric = {src for src, canon in mapping.items() if canon not in ("run", "split", "family")}
+    numeric = {src for src, canon in mapping.items() if canon not in TEXT_COLUMNS}
     read_typed(con, scanned, numeric)
     check_numbers(con, scanned, mapping)
     check_blank_loss(con, scanned, inv["loss"], inv.get("lr"))

@@ -34,6 +34,7 @@ class ParsedFile:
     series_table: pa.Table  # one row per (run, split): family, sampling_ratio
     mapping: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)  # columns `--map` could still name
     sha256: str = ""
     bits: bool = False
     _frames: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -132,8 +133,10 @@ def parse_scanned(
         runs = con.sql("SELECT * FROM _runs").to_arrow_table()
     finally:
         con.close()
+    unused = [h for h in scanned.header if h not in col_map]
     if fmt in ("wandb", "tensorboard"):
         warnings = []
+        unused = _unused_series(scanned.header) if fmt == "wandb" else []
     if bits:
         extra.append("loss converted from bits to nats (x ln 2)")
     return ParsedFile(
@@ -144,9 +147,16 @@ def parse_scanned(
         series_table=series.select(["run", "split", "family", "sampling_ratio"]),
         mapping=col_map,
         warnings=warnings + extra,
+        unused=unused,
         sha256=scanned.sha256,
         bits=bits,
     )
+
+
+def _unused_series(header: list[str]) -> list[str]:
+    from store.importers.wandb import unused_columns
+
+    return unused_columns(header)
 
 
 def _series(con: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -1,8 +1,10 @@
 """Reading a raw upload safely: hash, UTF-8 check, emptiness, header, line numbers.
 
-One pass over the bytes gives the SHA-256 (the upload's identity) and finds the first
-byte that is not UTF-8, so the error can name its line. Line numbers are 1-based and
-count the header as line 1, as a text editor shows them.
+One pass over the bytes gives the SHA-256 (the upload's identity), finds the first
+byte that is not UTF-8 and the first line longer than the CSV reader takes, so the error
+can name its line. Line numbers are 1-based and count every physical line (blank lines,
+comments, the lines inside a quoted multi-line cell), as a text editor shows them. A
+UTF-8 byte-order mark (Excel writes one) is not part of the first column's name.
 """
 
 from __future__ import annotations
@@ -11,12 +13,19 @@ import codecs
 import csv
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from store.errors import BadInputError
 
 _CHUNK = 16 << 20
+# DuckDB's `read_csv` refuses longer lines; far longer ones it dropped without a word, so
+# the scan refuses every one of them first. In bytes, without the line break.
+MAX_LINE_BYTES = 2_000_000
+# Blocks smaller than the limit: a line longer than it spans a block without a newline.
+_BLOCK = 1 << 20
+_BOM = "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ def scan(path: Path) -> ScannedFile:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
-    head = b""
+    last_newline = -1
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
@@ -51,8 +60,7 @@ def scan(path: Path) -> ScannedFile:
                 except UnicodeDecodeError as err:
                     # The error's position counts the bytes carried from the last chunk.
                     _raise_not_utf8(path, offset - len(pending) + err.start)
-            if len(head) < 1 << 16:
-                head += chunk[: (1 << 16) - len(head)]
+            last_newline = _check_line_lengths(path, chunk, offset, last_newline)
             offset += len(chunk)
         try:
             decoder.decode(b"", final=True)
@@ -62,8 +70,37 @@ def scan(path: Path) -> ScannedFile:
                 file=path.name,
                 line=_line_of(path, offset),
             ) from None
-    header, delimiter, header_lines = _header(path, head.decode("utf-8", errors="replace"))
+    if offset - last_newline - 1 > MAX_LINE_BYTES:
+        _raise_too_long(path, last_newline + 1, offset - last_newline - 1)
+    header, delimiter, header_lines = _header(path)
     return ScannedFile(path, digest.hexdigest(), offset, header, delimiter, header_lines)
+
+
+def _check_line_lengths(path: Path, chunk: bytes, offset: int, last_newline: int) -> int:
+    """Fail on a line longer than MAX_LINE_BYTES; return the last newline's position.
+
+    Two byte searches per block, so the cost does not grow with the number of lines:
+    within a block every gap between newlines is shorter than the limit, so only the
+    gap from the last newline seen to a block's first one needs measuring.
+    """
+    for start in range(0, len(chunk), _BLOCK):
+        end = min(start + _BLOCK, len(chunk))
+        first = chunk.find(b"\n", start, end)
+        if first < 0:
+            continue
+        length = offset + first - last_newline - 1
+        if length > MAX_LINE_BYTES:
+            _raise_too_long(path, last_newline + 1, length)
+        last_newline = offset + chunk.rfind(b"\n", start, end)
+    return last_newline
+
+
+def _raise_too_long(path: Path, line_start: int, length: int) -> None:
+    raise BadInputError(
+        f"expected lines of at most {MAX_LINE_BYTES:,} bytes, got one of {length:,} bytes",
+        file=path.name,
+        line=_line_of(path, line_start),
+    )
 
 
 def _line_of(path: Path, position: int) -> int:
@@ -90,21 +127,29 @@ def _raise_not_utf8(path: Path, position: int) -> None:
     )
 
 
-def _header(path: Path, text: str) -> tuple[list[str], str, int]:
-    """The header fields, the delimiter and how many physical lines precede the data."""
-    lines = text.splitlines()
+def _header(path: Path) -> tuple[list[str], str, int]:
+    """The header fields, the delimiter and how many physical lines precede the data.
+
+    Read line by line, so any amount of leading comments is skipped (every line is
+    shorter than MAX_LINE_BYTES by now).
+    """
     skipped = 0
-    while skipped < len(lines) and (not lines[skipped].strip() or lines[skipped].startswith("#")):
-        skipped += 1
-    if skipped >= len(lines):
-        raise BadInputError(
-            "the file is empty; expected a header line and at least one row", file=path.name
-        )
-    first = lines[skipped]
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        lines = iter(fh)
+        first = next(lines, None)
+        while first is not None and (not first.strip() or first.startswith("#")):
+            skipped += 1
+            first = next(lines, None)
+        if first is None:
+            raise BadInputError(
+                "the file is empty; expected a header line and at least one row", file=path.name
+            )
+        has_rows = any(line.strip() for line in lines)
+    first = first.rstrip("\r\n")
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
     fields = next(csv.reader([first], delimiter=delimiter))
     fields = [f.strip() for f in fields]
-    if len(lines) <= skipped + 1 or not any(line.strip() for line in lines[skipped + 1 :]):
+    if not has_rows:
         raise BadInputError(
             "the file has a header but no rows; expected at least one data row",
             file=path.name,
@@ -119,16 +164,27 @@ def _header(path: Path, text: str) -> tuple[list[str], str, int]:
     return fields, delimiter, skipped + 1
 
 
-def record_location(scanned: ScannedFile, index: int, column: str) -> tuple[int, str]:
-    """The physical line (1-based) of data record `index` (0-based) and its raw cell.
+@dataclass(frozen=True)
+class Record:
+    """One data record as the file has it: its index, first physical line and cells."""
 
-    Used only when reporting an error, so a plain pass with the csv module is fine.
-    """
-    with scanned.path.open(encoding="utf-8", newline="") as fh:
+    index: int
+    line: int
+    cells: list[str]
+
+    def line_of(self, position: int) -> int:
+        """The physical line cell `position` starts on (a quoted cell may span lines)."""
+        return self.line + sum(cell.count("\n") for cell in self.cells[:position])
+
+
+def records(scanned: ScannedFile) -> Iterator[tuple[list[str], Record]]:
+    """(header, record) for every data record, in file order; for error reports only."""
+    with scanned.path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=scanned.delimiter)
         header: list[str] | None = None
-        seen = -1
+        index, end = -1, 0
         for row in reader:
+            start, end = end + 1, reader.line_num
             if not row or not any(cell.strip() for cell in row):
                 continue
             if header is None:
@@ -136,15 +192,31 @@ def record_location(scanned: ScannedFile, index: int, column: str) -> tuple[int,
                     continue
                 header = [c.strip() for c in row]
                 continue
-            seen += 1
-            if seen == index:
-                pos = header.index(column) if column in header else -1
-                cell = row[pos] if 0 <= pos < len(row) else ""
-                return reader.line_num, cell
+            index += 1
+            yield header, Record(index, start, row)
+
+
+def record_location(scanned: ScannedFile, index: int, column: str) -> tuple[int, str]:
+    """The physical line (1-based) of `column`'s cell in data record `index` (0-based),
+    and the cell as written.
+
+    Used only when reporting an error, so a plain pass with the csv module is fine.
+    """
+    for header, record in records(scanned):
+        if record.index == index:
+            pos = header.index(column) if column in header else -1
+            if 0 <= pos < len(record.cells):
+                return record.line_of(pos), record.cells[pos]
+            return record.line, ""
     return scanned.header_lines + index + 1, ""
+
+
+def find_record(scanned: ScannedFile, cells: list[str]) -> Record | None:
+    """The first data record with exactly these cells (to place a row DuckDB rejected)."""
+    return next((record for _, record in records(scanned) if record.cells == cells), None)
 
 
 def read_text_head(path: Path, n: int = 5) -> str:
     """The first `n` lines of a file (for previews and messages)."""
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:
         return "".join(io.StringIO(fh.read(1 << 16)).readlines()[:n])

@@ -15,7 +15,7 @@ from store.errors import BadInputError
 from store.importers.aliases import RUN_FACTS
 from store.importers.csvread import read_typed
 from store.importers.frames import create_points, create_runs, loss_expr
-from store.importers.long import column_or_null, require
+from store.importers.long import TEXT_COLUMNS, column_or_null, require
 from store.importers.scan import ScannedFile
 from store.importers.validate import check_blank_loss, check_numbers, quote, run_name_sql
 
@@ -48,7 +48,7 @@ def parse_table(
             file=scanned.path.name,
             line=scanned.header_lines,
         )
-    numeric = {src for src, canon in mapping.items() if canon not in ("run", "split", "family")}
+    numeric = {src for src, canon in mapping.items() if canon not in TEXT_COLUMNS}
     read_typed(con, scanned, numeric)
     check_numbers(con, scanned, mapping)
     check_blank_loss(con, scanned, inv["loss"], None)

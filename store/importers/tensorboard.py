@@ -43,7 +43,7 @@ def parse_tensorboard(
     is_lr = canonical(tag) == "lr"
     split = "eval" if is_eval_loss(tag) else "train"
     used = {step_col: "step", value: "lr" if is_lr else "loss"}
-    read_typed(con, scanned, {wall, step_col, value})
+    read_typed(con, scanned, {wall, value})
     check_numbers(con, scanned, used)
     check(con, scanned, value, "col IS NULL", "a number")
     loss = "NULL::DOUBLE" if is_lr else loss_expr(value, bits)

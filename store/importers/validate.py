@@ -50,15 +50,20 @@ def check(
 def check_numbers(
     con: duckdb.DuckDBPyConnection, scanned: ScannedFile, mapping: dict[str, str]
 ) -> None:
-    """Finite values everywhere; the per-column rules of the canonical schema."""
+    """Finite values everywhere; the per-column rules of the canonical schema.
+
+    Step columns are text (see `store.importers.steps`); the rest DOUBLE.
+    """
+    from store.importers.steps import check_steps
+
     for column, canon in mapping.items():
         if canon in ("run", "split", "family"):
             continue
-        check(con, scanned, column, "isnan(col) OR isinf(col)", "a finite number")
         if canon == "step":
-            check(con, scanned, column, "col IS NULL", "a non-negative integer step")
-            check(con, scanned, column, "col < 0 OR col <> floor(col)", "a non-negative integer")
-        elif canon == "loss":
+            check_steps(con, scanned, column)
+            continue
+        check(con, scanned, column, "isnan(col) OR isinf(col)", "a finite number")
+        if canon == "loss":
             check(con, scanned, column, "col < 0", "a non-negative loss (nats or bits)")
         elif canon in ("params", "params_non_embedding", "encoder_params", "decoder_params"):
             check(

@@ -11,23 +11,19 @@ from __future__ import annotations
 import duckdb
 
 from store.errors import BadInputError
-from store.importers.aliases import canonical, is_eval_loss, normalise
+from store.importers.aliases import canonical
 from store.importers.csvread import read_typed
-from store.importers.detect import WANDB_COLUMN
+from store.importers.detect import metric_kind, split_wandb
 from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.long import sql_text
 from store.importers.scan import ScannedFile
-from store.importers.validate import check, check_numbers, quote
+from store.importers.validate import check_numbers, quote
 
 
 def classify(metric: str) -> tuple[str, str] | None:
     """('loss', split) or ('lr', 'train') for a metric name, None when neither."""
-    target = canonical(metric)
-    if target == "lr":
-        return "lr", "train"
-    if target == "loss" or normalise(metric).endswith("loss"):
-        return "loss", "eval" if is_eval_loss(metric) else "train"
-    return None
+    kind = metric_kind(metric)
+    return None if kind is None or kind[0] == "step" else kind
 
 
 def series_columns(
@@ -39,16 +35,16 @@ def series_columns(
     for column in header:
         if column == step_column:
             continue
-        match = WANDB_COLUMN.match(column)
-        if match is None or match["extra"]:
+        match = split_wandb(column)
+        if match is None or match.extra:
             extras += match is not None
             continue
-        kind = classify(match["metric"])
+        kind = classify(match.metric)
         if kind is None:
             ignored.append(column)
             continue
         field, split = kind
-        slot = series.setdefault((match["run"].strip(), split), {})
+        slot = series.setdefault((match.run, split), {})
         if field in slot:
             ignored.append(column)
             continue
@@ -60,6 +56,13 @@ def series_columns(
     if ignored:
         warnings.append("ignored columns: " + ", ".join(repr(c) for c in ignored))
     return series, mapping, warnings
+
+
+def unused_columns(header: list[str]) -> list[str]:
+    """Series columns the import ignored (not a loss or an LR), band columns aside."""
+    step_column = next((h for h in header if canonical(h) == "step"), "")
+    _, used, _ = series_columns(header, step_column)
+    return [h for h in header if h not in used and not getattr(split_wandb(h), "extra", "")]
 
 
 def parse_wandb(
@@ -86,9 +89,8 @@ def parse_wandb(
             file=scanned.path.name,
             line=scanned.header_lines,
         )
-    read_typed(con, scanned, set(used))
+    read_typed(con, scanned, set(used) - {step_column})
     check_numbers(con, scanned, used)
-    check(con, scanned, step_column, "col IS NULL", "a non-negative integer step")
     selects = []
     for (run, split), slot in series.items():
         loss = loss_expr(slot["loss"], bits) if "loss" in slot else "NULL::DOUBLE"

@@ -2,14 +2,16 @@
 
 A file is identified by its SHA-256 together with the project and the import options;
 importing it again is a no-op. The raw bytes are kept as `uploads/<sha256>.<ext>` so
-anything can be re-imported later.
+anything can be re-imported later; that name appears only once the rows are committed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
     import duckdb
 
     from store.core import Store
+
+# Copies not yet committed: `.partial_<host>_<pid>_<token>_<sha256>.<ext>`.
+_STAGING = ".partial"
 
 
 @dataclass
@@ -122,37 +127,80 @@ def import_files(
     return report
 
 
-def _keep_upload(store: Store, parsed: ParsedFile) -> Path:
-    ext = parsed.path.suffix.lower() or ".csv"
-    target = store.uploads_dir / f"{parsed.sha256}{ext}"
-    if not target.exists():
-        tmp = target.with_name(f".tmp-{target.name}")
-        shutil.copyfile(parsed.path, tmp)
-        os.replace(tmp, target)
-    return target
+def _host_tag() -> str:
+    return "".join(c for c in socket.gethostname() if c.isalnum()) or "host"
+
+
+def _staging_name(target: Path) -> Path:
+    """A temporary name that says which process on which host is writing it."""
+    token = secrets.token_hex(4)
+    return target.with_name(f"{_STAGING}_{_host_tag()}_{os.getpid()}_{token}_{target.name}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_uploads(uploads_dir: Path) -> list[Path]:
+    """Remove the copies killed imports left behind (this host's, whose process is gone)."""
+    removed = []
+    host = _host_tag()
+    for path in uploads_dir.glob(f"{_STAGING}_*"):
+        parts = path.name.split("_", 4)
+        mine = len(parts) == 5 and parts[1] == host and parts[2].isdigit()
+        if mine and not _pid_alive(int(parts[2])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _write(
     store: Store, project: str, options: str, todo: list[tuple[ParsedFile, FileReport]]
 ) -> None:
-    kept = [(_keep_upload(store, parsed), parsed, item) for parsed, item in todo]
-    with store.transaction() as con:
-        for target, parsed, item in kept:
-            _write_one(con, project, parsed)
-            con.execute(
-                "INSERT INTO uploads (sha256, project, options, original_name, format, path, "
-                "n_runs, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [
-                    parsed.sha256,
-                    project,
-                    options,
-                    parsed.path.name,
-                    parsed.format,
-                    target.name,
-                    item.runs,
-                    item.points,
-                ],
-            )
+    """Copy the raw files under temporary names, write the rows, and only once the
+    transaction has committed give the copies their names; on any failure remove them.
+    A killed import's copies are removed by the next import (`sweep_stale_uploads`)."""
+    sweep_stale_uploads(store.uploads_dir)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        kept = []
+        for parsed, item in todo:
+            ext = parsed.path.suffix.lower() or ".csv"
+            target = store.uploads_dir / f"{parsed.sha256}{ext}"
+            if not target.exists() and all(t != target for t, _ in staged):
+                staged.append((target, _staging_name(target)))
+                shutil.copyfile(parsed.path, staged[-1][1])
+            kept.append((target, parsed, item))
+        with store.transaction() as con:
+            for target, parsed, item in kept:
+                _write_one(con, project, parsed)
+                con.execute(
+                    "INSERT INTO uploads (sha256, project, options, original_name, format, "
+                    "path, n_runs, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [
+                        parsed.sha256,
+                        project,
+                        options,
+                        parsed.path.name,
+                        parsed.format,
+                        target.name,
+                        item.runs,
+                        item.points,
+                    ],
+                )
+    except BaseException:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for target, tmp in staged:
+        os.replace(tmp, target)
 
 
 def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile) -> None:
