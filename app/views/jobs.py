@@ -44,7 +44,9 @@ def create_form() -> None:
         c4, c5, c6 = st.columns(3)
         when = c4.selectbox("Schedule", list(SCHEDULES), key="job-when")
         cron = c5.text_input("Cron (custom)", placeholder="*/10 * * * *", key="job-cron")
-        x = c6.selectbox("x (power_law)", ["params", "tokens", "flops", "step"], key="job-x")
+        with_x = [n for n in laws if fitting.LAWS[n].x_columns]  # laws with an `x` option
+        x_choices = list(dict.fromkeys(c for n in with_x for c in fitting.LAWS[n].x_columns))
+        x = c6.selectbox(f"x ({', '.join(with_x)})", x_choices, key="job-x")
         c7, c8 = st.columns(2)
         reduce = c7.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
         boot = int(c8.number_input("Bootstrap resamples", 0, 2000, 100, 50, key="job-boot"))
