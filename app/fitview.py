@@ -5,7 +5,7 @@ No Streamlit here: these are tested directly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,10 +13,13 @@ import plotly.graph_objects as go
 
 from app import figures
 
+if TYPE_CHECKING:
+    from fitting.laws import Law
+
 EXTRAPOLATE_FACTOR = 10.0
 
 
-def law_of(result: Any) -> Any:
+def law_of(result: Any) -> Law | None:
     """The registered law of a fit (None for a law this build does not know)."""
     from fitting.laws import LAWS
 
