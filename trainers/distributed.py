@@ -59,6 +59,18 @@ def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return value
 
 
+def mean_and_any(value: torch.Tensor, flag: bool, info: DistInfo) -> tuple[float, bool]:
+    """A scalar's mean over ranks and whether any rank raised `flag`, in one all-reduce
+    (ranks must agree on the step where a signalled run stops)."""
+    if not info.active:
+        return value.item(), flag
+    value = value.detach().float()
+    both = torch.stack([value, value.new_full((), float(flag))])
+    dist.all_reduce(both, op=dist.ReduceOp.SUM)
+    total, raised = both.tolist()
+    return total / info.world, raised > 0
+
+
 def teardown(info: DistInfo, *, finished: bool = True) -> None:
     """Leave the process group. After a finished run, wait for every rank first: rank 0
     evaluates and writes after the last step, and a rank that tore gloo down meanwhile

@@ -1,4 +1,5 @@
-"""Where metrics go: a tiny logger interface (`log(metrics, step)`, `close()`).
+"""Where metrics go: a tiny logger interface (`log(metrics, step)`, `close()`, and
+optionally `flush()`, which the trainer calls before every checkpoint).
 
 Metric names: `loss/<split>` (`loss/train`, `loss/eval`, `loss/eval/<family>`) and the
 step's `lr`, `tokens` and `flops` (cumulative). `StoreSink` turns one `log` call into one
@@ -20,10 +21,20 @@ class Logger(Protocol):
     def close(self, status: str = "finished") -> None: ...
 
 
+def flush(sink: object) -> None:
+    """Flush a sink that can (sinks passed in by callers may have no `flush`)."""
+    method = getattr(sink, "flush", None)
+    if callable(method):
+        method()
+
+
 class NullSink:
     """Drops everything (data-parallel ranks other than 0)."""
 
     def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def close(self, status: str = "finished") -> None:
@@ -39,6 +50,9 @@ class ListSink:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.rows.append((step, dict(metrics)))
+
+    def flush(self) -> None:
+        pass
 
     def close(self, status: str = "finished") -> None:
         self.status = status

@@ -23,11 +23,13 @@ resume from their last checkpoint when the sweep is started again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -36,6 +38,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from trainers.runlock import mark_stale
+from trainers.stopping import StopRequest
 from trainers.train import TrainConfig
 
 SWEEPS_DIR = Path(__file__).parent / "sweeps"
@@ -137,30 +141,45 @@ def run_sweep(
     configs: list[TrainConfig],
     on_run: Callable[[TrainConfig, str], None] | None = None,
     gpus: int | None = None,
+    stop: StopRequest | None = None,
     **train_kwargs: Any,
 ) -> dict[str, str]:
-    """Train every config not yet finished. Returns {run: 'skipped' | status}."""
+    """Train every config not yet finished. Returns {run: 'skipped' | status}.
+
+    Runs that the store shows `running` but whose trainer died are first recorded
+    `interrupted` (`trainers.runlock.mark_stale`), then resumed like any other unfinished
+    run. SIGINT / SIGTERM stop the run in progress cleanly and start no other; runs not
+    reached are absent from the result.
+    """
     if not configs:
         return {}
-    done = finished_runs(configs[0].store, configs[0].project)
+    store, project = configs[0].store, configs[0].project
+    if store is not None:
+        mark_stale(store, project, [c.run for c in configs])
+    done = finished_runs(store, project)
     todo = [c for c in configs if c.run not in done]
     result = {c.run: "skipped" for c in configs if c.run in done}
     for c in configs:
         if c.run in done and on_run:
             on_run(c, "skipped")
     gpus = _gpu_count() if gpus is None else gpus
-    if gpus > 1:
-        result.update(_run_on_gpus(todo, gpus, on_run))
-        return result
-    from trainers.train import train
+    with contextlib.ExitStack() as scope:
+        if stop is None:
+            stop = scope.enter_context(StopRequest())
+        if gpus > 1:
+            result.update(_run_on_gpus(todo, gpus, on_run, stop))
+            return result
+        from trainers.train import train
 
-    for c in todo:
-        if on_run:
-            on_run(c, "start")
-        summary = train(c, **train_kwargs)
-        result[c.run] = summary.status
-        if on_run:
-            on_run(c, summary.status)
+        for c in todo:
+            if stop.requested:
+                break
+            if on_run:
+                on_run(c, "start")
+            summary = train(c, stop=stop, **train_kwargs)
+            result[c.run] = summary.status
+            if on_run:
+                on_run(c, summary.status)
     return result
 
 
@@ -177,13 +196,23 @@ def config_json(c: TrainConfig) -> str:
 
 
 def _run_on_gpus(
-    todo: list[TrainConfig], gpus: int, on_run: Callable[[TrainConfig, str], None] | None
+    todo: list[TrainConfig],
+    gpus: int,
+    on_run: Callable[[TrainConfig, str], None] | None,
+    stop: StopRequest,
 ) -> dict[str, str]:
-    """One subprocess per GPU, each pinned by CUDA_VISIBLE_DEVICES, until all runs are done."""
+    """One subprocess per GPU, each pinned by CUDA_VISIBLE_DEVICES, until all runs are done.
+
+    On a stop request no new run starts and each running one is sent SIGTERM (once), so
+    it checkpoints and records `interrupted` as a single-device run would.
+    """
+    import time
+
     result: dict[str, str] = {}
     queue, running = list(todo), {}
+    forwarded = False
     while queue or running:
-        while queue and len(running) < gpus:
+        while queue and len(running) < gpus and not stop.requested:
             free = next(g for g in range(gpus) if g not in {g2 for g2, _ in running.values()})
             c = queue.pop(0)
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(free)}
@@ -191,14 +220,28 @@ def _run_on_gpus(
             running[c.run] = (free, (c, subprocess.Popen(cmd, env=env)))
             if on_run:
                 on_run(c, f"start on GPU {free}")
+        if stop.requested and not forwarded:
+            for _, (_, proc) in running.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            forwarded = True
         for run, (_, (c, proc)) in list(running.items()):
             if proc.poll() is not None:
-                result[run] = "finished" if proc.returncode == 0 else "failed"
+                result[run] = status_of_exit(proc.returncode)
                 del running[run]
                 if on_run:
                     on_run(c, result[run])
+        if not running and stop.requested:
+            break
         if running:
-            import time
-
             time.sleep(1.0)
     return result
+
+
+def status_of_exit(returncode: int) -> str:
+    """A `python -m trainers` worker's run status from its exit code."""
+    if returncode == 0:
+        return "finished"
+    stopped = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
+    # Killed outright (-9): its run is left `running` until mark_stale finds it.
+    return "interrupted" if returncode in stopped or returncode < 0 else "failed"

@@ -23,11 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fitting.schedules import ScheduleSpec
-from trainers import checkpoint, distributed
+from trainers import checkpoint, distributed, runlock
 from trainers.data import Source, make_source
 from trainers.models import ModelConfig, build_model, flops_per_token, param_counts
 from trainers.presets import resolve
 from trainers.sink import Logger, NullSink, StoreSink
+from trainers.sink import flush as flush_sink
+from trainers.stopping import StopRequest
 from trainers.version import code_version
 
 
@@ -249,9 +251,30 @@ def train(
     cfg: TrainConfig,
     sink: Logger | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> RunSummary:
-    """Train one model; stream every step to `sink` (default: the store's inbox)."""
+    """Train one model; stream every step to `sink` (default: the store's inbox).
+
+    SIGINT / SIGTERM stop it cleanly after the current step (see `trainers.stopping`);
+    pass `stop` to share one request across runs (a sweep), else one is installed here.
+    With a store, rank 0 holds the run's lock (`trainers.runlock`) throughout.
+    """
     info = distributed.setup(cfg.device)
+    with contextlib.ExitStack() as scope:
+        if stop is None:
+            stop = scope.enter_context(StopRequest())
+        if info.is_main:
+            scope.enter_context(runlock.held(cfg.store, cfg.project, cfg.run_name()))
+        return _train(cfg, info, sink, on_step, stop)
+
+
+def _train(
+    cfg: TrainConfig,
+    info: distributed.DistInfo,
+    sink: Logger | None,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    stop: StopRequest,
+) -> RunSummary:
     dev = info.device
     # One CPU thread unless asked: on a shared 2-core machine, 2 threads ran cpu-tiny 10x
     # slower than 1 (OpenMP workers spinning against other processes).
@@ -287,10 +310,26 @@ def train(
     )
     rows = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
     t0, last_train, last_eval, status = time.perf_counter(), math.nan, {}, "failed"
+    done_to = start - 1  # the last step completed (and logged)
+    saved_at = start - 1  # the step of the newest checkpoint (a resume's start - 1)
+
+    def save_checkpoint(step: int) -> None:
+        nonlocal saved_at
+        if info.is_main and run.ckpt_dir is not None and cfg.checkpoint_every > 0:
+            # Every point up to this step reaches the inbox before the checkpoint that a
+            # resume starts after: a kill between the two can leave no gap.
+            flush_sink(sink)
+            checkpoint.save(run.ckpt_dir, model, optimizer, step)
+            saved_at = step
+
     prefetch = ThreadPoolExecutor(max_workers=1)
     next_batch = prefetch.submit(source.batch, start, cfg.batch_size, cfg.seq_len)
     try:
         for step in range(start, cfg.steps):
+            if stop.requested and not info.active:  # signalled since the last step ended
+                if saved_at < done_to:
+                    save_checkpoint(done_to)
+                break
             lr = float(lrs[step])
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -312,8 +351,9 @@ def train(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-            # .item() is a CPU-GPU sync point; we log every step, so we pay it every step.
-            last_train = distributed.mean_across(loss_sum, info).item()
+            # A CPU-GPU sync point; we log every step, so we pay it every step. Under DDP
+            # the same all-reduce tells every rank whether any of them was signalled.
+            last_train, stopping = distributed.mean_and_any(loss_sum, stop.requested, info)
             metrics = {
                 "loss/train": last_train,
                 "lr": lr,
@@ -325,19 +365,27 @@ def train(
                 last_eval = evaluate(loss_model, eval_sets, dev, autocast)
                 metrics.update(last_eval)
             sink.log(metrics, step)
+            done_to = step
             if on_step is not None:
                 on_step(step, metrics)
-            save = cfg.checkpoint_every > 0 and every(cfg.checkpoint_every, step, last_step)
-            if info.is_main and run.ckpt_dir is not None and save:
-                checkpoint.save(run.ckpt_dir, model, optimizer, step)
-        status = "finished"
+            if not info.active:  # a signal during eval or on_step counts from now
+                stopping = stop.requested
+            # A stopped run checkpoints where it stopped, so a resume redoes nothing.
+            if stopping or every(cfg.checkpoint_every, step, last_step):
+                save_checkpoint(step)
+            if stopping and not last_step:
+                break
+        status = "finished" if done_to == cfg.steps - 1 else "interrupted"
+    except KeyboardInterrupt:  # no handler of ours was installed (not the main thread)
+        status = "interrupted"
+        raise
     finally:
         prefetch.shutdown(wait=False, cancel_futures=True)
         sink.close(status=status)
         distributed.teardown(info, finished=status == "finished")
 
     wall = time.perf_counter() - t0
-    done = cfg.steps - start
+    done = done_to + 1 - start
     return RunSummary(
         project=cfg.project,
         run=cfg.run_name(),
@@ -346,8 +394,8 @@ def train(
         train_loss=last_train,
         eval_loss={k[5:]: v for k, v in last_eval.items()},
         counts=run.counts,
-        tokens=float(cfg.steps * tokens_per_step),
-        flops=float(cfg.steps * flops_per_step),
+        tokens=float((done_to + 1) * tokens_per_step),
+        flops=float((done_to + 1) * flops_per_step),
         wall_s=wall,
         tokens_per_s=done * tokens_per_step / wall if wall > 0 else 0.0,
         entropy=source.entropy(cfg.seq_len),

@@ -22,37 +22,21 @@ from app.cli.common import StoreOption, fail
 _DEF = "default"
 
 
-def _progress_callback(total: int, label: str) -> tuple[Any, Any]:
-    """A rich progress bar (loss, tokens/s, ETA) and the per-step callback that feeds it."""
-    import time
+def _display(label: str, total_runs: int, progress: bool) -> Any:
+    """The progress display on stderr (stdout keeps the JSON summary for scripts)."""
+    from trainers.progress import NoDisplay, make_display
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    return make_display(label, total_runs) if progress else NoDisplay()
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[tps]} tok/s"),
-        TimeRemainingColumn(),
-        transient=False,
-    )
-    task = progress.add_task(label, total=total, loss="-", tps="-")
-    state = {"t": time.perf_counter(), "tokens": 0.0}
 
-    def on_step(step: int, metrics: dict[str, float]) -> None:
-        now = time.perf_counter()
-        tokens = metrics.get("tokens", 0.0)
-        rate = (tokens - state["tokens"]) / max(now - state["t"], 1e-9)
-        state.update(t=now, tokens=tokens)
-        progress.update(
-            task,
-            completed=step + 1,
-            loss=f"{metrics.get('loss/train', float('nan')):.4f}",
-            tps=f"{rate:,.0f}",
-        )
-
-    return progress, on_step
+def _model_overrides(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as err:
+        fail(f"--model is not JSON: {err}")
+    if not isinstance(value, dict):
+        fail(f"--model must be a JSON object, got {text!r}")
+    return value
 
 
 def _torchrun(nproc: int, config: dict[str, Any]) -> int:
@@ -98,7 +82,7 @@ def train_cmd(
     model: Annotated[str, typer.Option(help='Model overrides as JSON, e.g. {"tied": false}.')] = "",
     nproc: Annotated[int, typer.Option(help="Processes for DDP via torchrun (1: none).")] = 1,
     resume: Annotated[bool, typer.Option(help="Resume from the run's checkpoint.")] = True,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
 ) -> None:
     """Train one model, streaming its loss curve into the store."""
     from store.paths import resolve_root
@@ -121,57 +105,130 @@ def train_cmd(
         "device": device,
         "threads": threads,
         "resume": resume,
-        "model": json.loads(model) if model else {},
+        "model": _model_overrides(model),
     }
     if nproc > 1:
         raise typer.Exit(_torchrun(nproc, config))
+    from trainers.stopping import StopRequest
+
+    # Installed before torch is imported, so an early Ctrl-C is a clean stop as well.
+    with StopRequest() as stop:
+        summary = _train_one(config, progress, stop)
+    print(json.dumps(asdict(summary)))
+    if summary.status == "interrupted":
+        again = "run the same command again to resume from its last checkpoint"
+        if not checkpoint_every:
+            again = "it had no checkpoint (--checkpoint-every N), so a new start begins at 0"
+        print(
+            f"interrupted after step {summary.start_step + summary.steps_done}; {again}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(stop.exit_code)
+    if summary.status != "finished":
+        raise typer.Exit(1)
+
+
+def _train_one(config: dict[str, Any], progress: bool, stop: Any) -> Any:
+    if stop.requested:
+        fail("interrupted before the first step", stop.exit_code)
     from trainers.train import TrainConfig, train
 
     try:
         cfg = TrainConfig(**config)
-        bar, on_step = _progress_callback(steps, cfg.run_name()) if progress else (None, None)
-        if bar is not None:
-            with bar:
-                summary = train(cfg, on_step=on_step)
-        else:
-            summary = train(cfg)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, TypeError) as err:
         fail(str(err))
-    print(json.dumps(asdict(summary)))
+    display = _display("train", 1, progress)
+    display.run_started(f"{cfg.project}/{cfg.run_name()}", cfg.steps)
+    try:
+        summary = train(cfg, on_step=display.step, stop=stop)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        display.close()
+        fail(str(err))
+    except BaseException:
+        display.close()
+        raise
+    display.run_ended(f"{cfg.project}/{cfg.run_name()}", summary.status)
+    display.close()
+    return summary
 
 
 def sweep_cmd(
-    spec: Annotated[str, typer.Argument(help="Sweep spec: a TOML path or a shipped name.")],
+    spec: Annotated[
+        str,
+        typer.Argument(help="Sweep spec: a TOML path or a shipped name.", metavar="SPEC"),
+    ],
     store: StoreOption = None,
     project: Annotated[str | None, typer.Option(help="Project (default: the spec's).")] = None,
     dry_run: Annotated[bool, typer.Option(help="List the runs and exit.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
 ) -> None:
     """Train every run of a sweep spec not yet finished in the store (resumable)."""
     from store.paths import resolve_root
-    from trainers import sweep
+    from trainers.stopping import StopRequest
 
-    try:
-        configs = sweep.load(spec, project=project, store=str(resolve_root(store)))
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        fail(str(err))
-    except Exception as err:  # tomllib.TOMLDecodeError and friends
-        fail(f"{spec}: {err}")
-    if dry_run:
-        for c in configs:
-            print(f"{c.run}\t{c.preset}\t{c.data}\t{c.schedule or 'default'}\t{c.steps}")
-        return
+    with StopRequest() as stop:
+        from trainers import sweep
 
-    def on_run(c: Any, status: str) -> None:
-        print(f"[sweep] {c.project}/{c.run}: {status}", flush=True)
+        try:
+            configs = sweep.load(spec, project=project, store=str(resolve_root(store)))
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            fail(str(err))
+        except Exception as err:  # tomllib.TOMLDecodeError and friends
+            fail(f"{spec}: {err}")
+        if dry_run:
+            for c in configs:
+                print(f"{c.run}\t{c.preset}\t{c.data}\t{c.schedule or 'default'}\t{c.steps}")
+            return
+        if stop.requested:
+            fail("interrupted before the first run", stop.exit_code)
+        name = configs[0].project if configs else spec
+        display = _display(f"sweep {name}", len(configs), progress)
 
-    result = sweep.run_sweep(configs, on_run=on_run)
-    failed = [r for r, s in result.items() if s not in ("finished", "skipped")]
+        def on_run(c: Any, status: str) -> None:
+            run = f"{c.project}/{c.run}"
+            if status == "skipped":
+                display.run_skipped(run)
+            elif status.startswith("start"):
+                display.run_started(run, c.steps, note=status.removeprefix("start").strip())
+            else:
+                display.run_ended(run, status)
+
+        try:
+            result = sweep.run_sweep(configs, on_run=on_run, stop=stop, on_step=display.step)
+        finally:
+            display.close()
     print(json.dumps(result))
-    if failed:
+    if stop.requested:
+        done = sum(s in ("finished", "skipped") for s in result.values())
+        print(
+            f"sweep interrupted: {done}/{len(configs)} runs done; run the same command again "
+            "to resume",
+            file=sys.stderr,
+        )
+        raise typer.Exit(stop.exit_code)
+    if any(s not in ("finished", "skipped") for s in result.values()):
         raise typer.Exit(1)
+
+
+def _sweep_help() -> str:
+    """The command's help: what it does, then the shipped specs (read without torch)."""
+    from trainers.sweeps import shipped
+
+    lines = [
+        "Train every run of a sweep spec not yet finished in the store (resumable).",
+        "",
+        "SPEC is a TOML file or the name of a shipped spec:",
+        "",
+    ]
+    specs = shipped()
+    width = max((len(name) for name, _, _ in specs), default=0)
+    for name, description, runs in specs:
+        count = f"{runs} runs"
+        lines.append(f"{name:<{width}}  {count:>7}  {description}")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
     """Add `train` and `sweep` to the app."""
     app.command("train")(train_cmd)
-    app.command("sweep")(sweep_cmd)
+    app.command("sweep", help=_sweep_help())(sweep_cmd)
