@@ -1,10 +1,16 @@
-"""Model checking: information criteria and the extrapolation test.
+"""Model checking: information criteria, the doubts about a fit, the extrapolation test.
 
 AIC and BIC use the Gaussian likelihood of the residuals (``n log(RSS / n) + 2k`` and
 ``+ k log n``): Huber has no likelihood of its own, and this keeps laws comparable on
 the same data. The extrapolation test refits with the rows at the largest scale held out
 (weight zero, so curve laws keep their cumulative features) and reports the error of the
 prediction there: the honest measure of what a scaling law is for.
+
+Degenerate data: `refuse_flat_design` refuses a fit whose points all sit at one size (the
+law then predicts one loss for every point); `diagnose` lists what a finished fit cannot
+vouch for (parameters at a bound, undetermined parameters, a loss that rises with size,
+size inputs with a single value), and `FitResult.converged` is false when the optimum is
+on a bound or not determined.
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fitting.errors import FitError
 from fitting.objective import Problem
+
+# A free parameter this close to a bound, relative to the bound's size (in optimiser space,
+# where both optimisers stop exactly on the bound they push against), is "at the bound".
+BOUND_TOLERANCE = 1e-6
 
 
 def information_criteria(residuals: np.ndarray, k: int) -> tuple[float, float]:
@@ -66,3 +77,95 @@ def extrapolation_test(
         "max_rel_error": float(np.max(rel)),
         "params": {n: float(v) for n, v in zip(problem.names, theta[0], strict=True)},
     }
+
+
+def _size_values(problem: Problem, data: pd.DataFrame, law_opts: dict[str, Any]) -> dict:
+    """Each size input of the law (``Law.size_inputs``) present in ``data``, as floats on
+    the fit rows (``Prepared`` keeps one row per data row)."""
+    rows = problem.prep.fit_mask if len(data) == problem.prep.n_rows else slice(None)
+    out = {}
+    for column in problem.law.size_inputs(law_opts):
+        if column in data.columns:
+            values = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=float)[rows]
+            out[column] = values[np.isfinite(values)]
+    return out
+
+
+def _single_value(values: np.ndarray) -> bool:
+    return values.size > 0 and float(np.ptp(values)) <= 1e-9 * float(np.abs(values).max())
+
+
+def refuse_flat_design(problem: Problem, data: pd.DataFrame, law_opts: dict[str, Any]) -> None:
+    """FitError when every fit point has the same size inputs (one N for a law of N, one
+    (N, D) for a law of N and D): no parameter of the law's size terms can be fitted."""
+    sizes = _size_values(problem, data, law_opts)
+    if not sizes or not all(_single_value(v) for v in sizes.values()):
+        return
+    where = " and ".join(f"{c}={v[0]:.6g}" for c, v in sizes.items())
+    raise FitError(
+        f"law {problem.law.name!r}: every point has {where}, so the law predicts the same "
+        f"loss for all {problem.n_points} of them and cannot be fitted; the data need "
+        f"points at two or more values of {' or '.join(sizes)}"
+    )
+
+
+def at_bounds(problem: Problem, z: np.ndarray) -> dict[str, str]:
+    """Free parameters on (or within BOUND_TOLERANCE of) a bound: name -> lower/upper."""
+    out = {}
+    for j, name in enumerate(problem.free_names):
+        lo, hi = problem.lo[j], problem.hi[j]
+        if z[j] <= lo + BOUND_TOLERANCE * max(1.0, abs(lo)):
+            out[name] = "lower"
+        elif z[j] >= hi - BOUND_TOLERANCE * max(1.0, abs(hi)):
+            out[name] = "upper"
+    return out
+
+
+def rises_with(
+    problem: Problem, theta: np.ndarray, data: pd.DataFrame, law_opts: dict[str, Any]
+) -> list[str]:
+    """Size inputs along which the fitted loss rises: halving the column lowers the
+    predicted loss on most fit points (a scaling law's loss falls with size)."""
+    law = problem.law
+    if len(data) != problem.prep.n_rows or law.kind != "points":
+        return []  # curve laws: their features are cumulative over a run's steps
+    mask = problem.prep.fit_mask
+    base = law.predict(theta[None, :], problem.prep)[0][mask]
+    out = []
+    for column in _size_values(problem, data, law_opts):
+        halved = data.assign(**{column: pd.to_numeric(data[column], errors="coerce") / 2})
+        try:
+            prep = law.prepare(halved, for_fit=False, **law_opts)
+        except (FitError, ValueError, KeyError):
+            continue
+        smaller = law.predict(theta[None, :], prep)[0][mask]
+        lower = smaller < base - 1e-9 * np.abs(base)
+        if lower.mean() > 0.5:
+            out.append(column)
+    return out
+
+
+def diagnose(
+    problem: Problem,
+    z: np.ndarray,
+    stderr: np.ndarray,
+    data: pd.DataFrame,
+    law_opts: dict[str, Any],
+) -> dict[str, Any]:
+    """The doubts about a finished fit, as ``FitResult.checks`` entries (only those that
+    apply): ``at_bound``, ``undetermined``, ``constant_inputs``, ``rises_with``."""
+    out: dict[str, Any] = {}
+    bound = at_bounds(problem, z)
+    if bound:
+        out["at_bound"] = bound
+    undetermined = [n for n, se in zip(problem.free_names, stderr, strict=True) if not se < np.inf]
+    if undetermined:
+        out["undetermined"] = undetermined
+    sizes = _size_values(problem, data, law_opts)
+    constant = {c: float(v[0]) for c, v in sizes.items() if _single_value(v)}
+    if constant:
+        out["constant_inputs"] = constant
+    rising = rises_with(problem, problem.theta(z)[0], data, law_opts)
+    if rising:
+        out["rises_with"] = rising
+    return out

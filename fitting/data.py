@@ -3,12 +3,20 @@
 Point laws (``kind == "points"``: one row per model) fit each run's final loss: its last
 eval loss, or its last train loss when the run has no eval. Multilingual runs keep one
 final row per (run, family). Table imports (one point per run) pass through unchanged.
+
+A run whose last logged loss is not a number has diverged: its final loss is unknown, and
+an earlier loss would stand in for a model that never reached it, so the run is left out
+with a `DataWarning` naming it (and `frame.attrs["excluded_runs"]`, which the fit copies
+into its checks). The store writes a logged NaN as "no value", like a row that logs only
+the LR, so a missing final loss counts as divergence unless the run also has loss-less
+rows between its losses (the LR logged more often than the loss).
 Curve laws get every row of each run, LR-only rows included. ``power_law`` with
 ``x="step"`` fits the points of the curves themselves.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fitting.errors import FitError
+from fitting.errors import DataWarning, FitError
 from fitting.laws.base import Law
 
 if TYPE_CHECKING:
@@ -84,15 +92,37 @@ def fill_sizes(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _final_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The last row with a loss per key group, preferring eval splits over train."""
-    rows = frame[pd.to_numeric(frame["loss"], errors="coerce").notna()].copy()
+def _final_rows(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The last row with a loss per key group, preferring eval splits over train, and the
+    groups left out because their last logged loss is not a number (see the docstring)."""
+    rows = frame.copy()
+    loss = pd.to_numeric(rows["loss"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    rows["_finite"] = np.isfinite(loss)
+    rows["_inf"] = np.isinf(loss)
     if "split" in rows.columns:
         rows["_eval"] = rows["split"].astype(str).str.startswith("eval")
         has_eval = rows.groupby(keys, dropna=False)["_eval"].transform("any")
         rows = rows[rows["_eval"] | ~has_eval].drop(columns="_eval")
     order = [*keys, "step"] if "step" in rows.columns else keys
-    return rows.sort_values(order, kind="stable").groupby(keys, dropna=False).tail(1)
+    rows = rows.sort_values(order, kind="stable")
+    # A loss-less row followed by a loss in its group: the LR is logged between losses.
+    later = rows.iloc[::-1].groupby(keys, dropna=False)["_finite"].cummax().iloc[::-1]
+    rows["_gap"] = ~rows["_finite"] & later
+    last = rows.groupby(keys, dropna=False).tail(1)
+    gaps = rows.groupby(keys, dropna=False)["_gap"].any()
+    excluded: dict[str, str] = {}
+    for _, row in last.iterrows():
+        key = tuple(row[k] for k in keys)
+        if row["_finite"] or (not row["_inf"] and gaps.loc[key if len(keys) > 1 else key[0]]):
+            continue
+        where = f" (step {int(row['step'])})" if "step" in row and pd.notna(row["step"]) else ""
+        excluded[" / ".join(map(str, key))] = (
+            f"its last logged loss{where} is NaN or infinite: a diverged run, with no final loss"
+        )
+    picked = rows[rows["_finite"]].groupby(keys, dropna=False).tail(1)
+    names = picked[keys].astype(str).agg(" / ".join, axis=1)
+    picked = picked[~names.isin(list(excluded))]
+    return picked.drop(columns=["_finite", "_inf", "_gap"]), excluded
 
 
 def select_for_law(law: Law, frame: pd.DataFrame, **law_options: Any) -> pd.DataFrame:
@@ -114,10 +144,16 @@ def select_for_law(law: Law, frame: pd.DataFrame, **law_options: Any) -> pd.Data
     keys = ["run", *(key for key in law.point_keys if key in out.columns)]
     for key in keys[1:]:  # a run's points told apart by a column (family): it must be set
         out = out[out[key].notna()]
-    picked = _final_rows(out, keys)
+    picked, excluded = _final_rows(out, keys)
+    for name, why in excluded.items():
+        warnings.warn(f"run {name!r} left out: {why}", DataWarning, stacklevel=2)
     if picked.empty:
-        raise FitError(f"law {law.name!r}: no run has a loss value to fit")
-    return picked.reset_index(drop=True)
+        diverged = f" (left out: {', '.join(excluded)})" if excluded else ""
+        raise FitError(f"law {law.name!r}: no run has a loss value to fit{diverged}")
+    picked = picked.reset_index(drop=True)
+    if excluded:
+        picked.attrs["excluded_runs"] = excluded
+    return picked
 
 
 def selection_of(source: dict[str, Any]) -> dict[str, Any]:

@@ -79,11 +79,11 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 def make_problem(
     law: Law, data: pd.DataFrame, options: dict[str, Any]
 ) -> tuple[Problem, dict[str, Any], dict[str, Any]]:
-    """Validate the data and options and bind them into an optimisation problem."""
-    if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):
-        data = data.to_pandas()  # polars / pyarrow frames from the store
-    if not isinstance(data, pd.DataFrame):
-        raise FitError(f"data must be a data frame, not {type(data).__name__}")
+    """Validate the data and options and bind them into an optimisation problem; FitError
+    when the data cannot be fitted at all (too few points, absurd losses, one size)."""
+    from fitting.checks import refuse_flat_design
+
+    data = as_frame(data)
     if data.empty:
         raise FitError(f"law {law.name!r}: no data to fit")
     engine, law_opts = split_options(options)
@@ -98,7 +98,17 @@ def make_problem(
         fix=engine["fix"],
         log_residuals=engine["residuals"] == "log",
     )
+    refuse_flat_design(problem, data, law_opts)
     return problem, engine, law_opts
+
+
+def as_frame(data: Any) -> pd.DataFrame:
+    """A pandas frame from pandas, polars or pyarrow data; FitError for anything else."""
+    if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame):
+        data = data.to_pandas()  # polars / pyarrow frames from the store
+    if not isinstance(data, pd.DataFrame):
+        raise FitError(f"data must be a data frame, not {type(data).__name__}")
+    return data
 
 
 def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
@@ -109,6 +119,7 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
 
     t0 = time.perf_counter()
     law = get_law(law)
+    data = as_frame(data)
     problem, engine, law_opts = make_problem(law, data, options)
     starts = start_grid(problem, engine.get("starts"))
     best = multistart(problem, starts, n_polish=int(engine["n_polish"]))
@@ -124,6 +135,7 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
         n_jobs=engine.get("n_jobs"),
     )
     result = _assemble(problem, best, unc, engine, law_opts)
+    _add_doubts(result, problem, best.z, unc.stderr, data, law_opts)
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)
         result.checks["extrapolation"] = extrapolation_test(
@@ -193,6 +205,27 @@ def code_version() -> str:
         return version("scalinglab")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _add_doubts(
+    result: FitResult,
+    problem: Problem,
+    z: np.ndarray,
+    stderr: np.ndarray,
+    data: pd.DataFrame,
+    law_opts: dict[str, Any],
+) -> None:
+    """Flag what the fit cannot vouch for in ``checks``; ``converged`` only for a finite
+    optimum inside the bounds whose every free parameter the data determine."""
+    from fitting.checks import diagnose
+
+    doubts = diagnose(problem, z, stderr, data, law_opts)
+    excluded = data.attrs.get("excluded_runs")  # set by fitting.data.select_for_law
+    if excluded:
+        doubts["excluded_runs"] = {str(k): str(v) for k, v in dict(excluded).items()}
+    result.checks.update(doubts)
+    determined = not doubts.get("at_bound") and not doubts.get("undetermined")
+    result.converged = bool(result.converged and determined)
 
 
 def _assemble(

@@ -1,4 +1,5 @@
-"""Errors raised by the fitting engine: degenerate fits and missing inputs."""
+"""Errors raised by the fitting engine (degenerate fits, missing inputs) and the warning
+about data it leaves out."""
 
 from __future__ import annotations
 
@@ -12,3 +13,7 @@ class FitError(BadInputError):
 
 class TooFewPointsError(FitError, NotEnoughDataError):
     """Fewer points than the law has free parameters (plus one)."""
+
+
+class DataWarning(UserWarning):
+    """Data left out of a fit (a diverged run); the message names it and says why."""

@@ -21,6 +21,9 @@ from fitting.laws.base import Law, Parameter, Prepared
 # Predictions are floored here before the log: a start whose curve dips to zero or below
 # gets a large finite residual instead of NaN.
 _FLOOR = 1e-12
+# No cross-entropy in nats or bits, nor the perplexity of any vocabulary, comes near this:
+# a larger "loss" is a diverged run or another quantity, and would overflow the fit.
+MAX_LOSS = 1e6
 # Memory budget for one (K, M, P) Jacobian block, in float64 elements.
 JACOBIAN_BUDGET = 6_000_000
 
@@ -205,6 +208,14 @@ def _check_targets(law: str, y: np.ndarray, n_free: int, log_residuals: bool) ->
         )
     if not np.isfinite(y).all():
         raise FitError(f"law {law!r}: the loss has missing or non-finite values", column="loss")
+    if (np.abs(y) > MAX_LOSS).any():
+        first = int(np.argmax(np.abs(y) > MAX_LOSS))
+        raise FitError(
+            f"law {law!r}: {int((np.abs(y) > MAX_LOSS).sum())} loss value(s) are beyond "
+            f"{MAX_LOSS:g} (the first, {float(y[first]):.6g}, at fit point {first}); no loss "
+            "in nats or bits comes near that: a diverged run, or not a loss?",
+            column="loss",
+        )
     if log_residuals and (y <= 0).any():
         raise FitError(
             f"law {law!r}: loss must be positive to fit on log residuals "

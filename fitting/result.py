@@ -2,7 +2,14 @@
 
 A plain dataclass that serialises to JSON and back exactly (floats are written with
 Python's shortest round-trip repr; infinite standard errors of unidentified parameters
-are written as the strings "inf" / "-inf" so the JSON stays standard).
+are written as the strings "inf" / "-inf" (NaN as "nan") so the JSON stays standard:
+`jsonable` does this for any object the CLI prints).
+
+``checks`` carries the doubts about a fit (`fitting.checks.diagnose`): ``at_bound``
+(parameter -> "lower" / "upper"), ``undetermined`` (parameters whose standard error is
+infinite), ``rises_with`` (size inputs along which the fitted loss rises),
+``constant_inputs`` (size inputs with one value on every point), ``excluded_runs`` (run ->
+why it was left out). `report()` shows each beside the numbers it concerns.
 """
 
 from __future__ import annotations
@@ -131,18 +138,18 @@ class FitResult:
         how = "bootstrap" if self.bootstrap_samples else "curvature"
         lines = [
             f"law {self.law}   {self.n_points} points   objective {self.objective:.8g}",
-            f"{'parameter':<16}{'value':>14}{'stderr':>12}   {pct}% interval ({how})",
+            f"{'parameter':<16}{'value':>14} {'stderr':>12}   {pct}% interval ({how})",
         ]
         for name, value in self.params.items():
             lo, hi = self.intervals.get(name, [value, value])
-            fixed = "" if name in self.free else "   (fixed)"
             lines.append(
-                f"{name:<16}{_fmt(value):>14}{_fmt(self.stderr[name]):>12}   "
-                f"[{_fmt(lo)}, {_fmt(hi)}]{fixed}"
+                f"{name:<16}{_fmt(value):>14} {_fmt(self.stderr[name]):>12}   "
+                f"[{_fmt(lo)}, {_fmt(hi)}]{self._flag(name)}"
             )
         lines.append(
             f"AIC {self.aic:.2f}   BIC {self.bic:.2f}   residual RMS {_rms(self.residuals):.4g}"
         )
+        lines += [f"warning: {doubt}" for doubt in self.doubts()]
         ext = self.checks.get("extrapolation")
         if ext:
             lines.append(
@@ -151,10 +158,42 @@ class FitResult:
             )
         return "\n".join(lines)
 
+    def _flag(self, name: str) -> str:
+        """The marks shown beside a parameter's numbers in `report()`."""
+        marks = [] if name in self.free else ["fixed"]
+        side = (self.checks.get("at_bound") or {}).get(name)
+        if side:
+            marks.append(f"at its {side} bound")
+        if name in (self.checks.get("undetermined") or []):
+            marks.append("undetermined")
+        return f"   ({', '.join(marks)})" if marks else ""
+
+    def doubts(self) -> list[str]:
+        """One sentence per doubt in ``checks`` (empty for a clean fit)."""
+        c = self.checks
+        out = []
+        if not self.converged:
+            out.append("the fit did not converge to a determined optimum inside the bounds")
+        if c.get("at_bound"):
+            named = ", ".join(f"{n} ({side})" for n, side in c["at_bound"].items())
+            out.append(f"parameter(s) at a bound of the law: {named}")
+        if c.get("undetermined"):
+            out.append(
+                "the data do not determine "
+                f"{', '.join(c['undetermined'])} (infinite standard error)"
+            )
+        for column, value in (c.get("constant_inputs") or {}).items():
+            out.append(f"every point has {column}={_fmt(value)}: the data cannot show its effect")
+        for column in c.get("rises_with") or []:
+            out.append(f"the fitted loss rises with {column}")
+        for run, why in (c.get("excluded_runs") or {}).items():
+            out.append(f"run {run!r} left out: {why}")
+        return out
+
     # --- JSON -----------------------------------------------------------------------------
 
     def to_json(self) -> str:
-        return json.dumps(_encode(asdict(self)), allow_nan=False)
+        return json.dumps(jsonable(asdict(self)), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str | dict[str, Any]) -> FitResult:
@@ -175,21 +214,23 @@ def _frame(data: pd.DataFrame | dict[str, Any]) -> pd.DataFrame:
 
 
 def _fmt(v: float) -> str:
-    return "inf" if not math.isfinite(v) else f"{v:.6g}"
+    return f"{v:.6g}"  # inf, -inf and nan print as themselves
 
 
 def _rms(r: list[float]) -> float:
     return float(np.sqrt(np.mean(np.square(r)))) if r else 0.0
 
 
-def _encode(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values made plain and non-finite floats written as the strings
+    "inf", "-inf", "nan", so ``json.dumps(..., allow_nan=False)`` gives standard JSON."""
     if isinstance(obj, float | np.floating):
         v = float(obj)
         return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
     if isinstance(obj, dict):
-        return {str(k): _encode(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | np.ndarray):
-        return [_encode(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.bool_):

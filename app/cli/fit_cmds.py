@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from app.cli.common import JsonOption, StoreOption
+from app.cli.common import JsonOption, StoreOption, with_late_help
 from store.errors import BadInputError
 
 
@@ -33,16 +34,75 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def _dump(obj: Any) -> str:
+    """Strict JSON: non-finite numbers are the strings "inf", "-inf", "nan", as in a saved
+    fit (`FitResult.to_json`); anything else JSON lacks is written as its text."""
+    from fitting.result import jsonable
+
+    return json.dumps(jsonable(obj), default=str, allow_nan=False)
+
+
+def _parameter_names(law: Any) -> str:
+    """A law's parameter names; for a law whose names come from the data (one set per
+    family), the pattern its example data give, e.g. ``<family>.E``."""
+    names = law.describe()["parameters"]
+    if names:
+        return ", ".join(names)
     import numpy as np
 
-    def default(v: Any) -> Any:
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-        if isinstance(v, np.generic):
-            return v.item()
-        return str(v)
+    _, frame = law.example(np.random.default_rng(0))
+    names = [p.name for p in law.parameters(frame, **law.resolve(frame))]
+    heads = dict.fromkeys(n.partition(".")[0] for n in names)
+    tails = dict.fromkeys(n.partition(".")[2] for n in names)
+    if all("." in n for n in names) and len(names) == len(heads) * len(tails):
+        key = law.point_keys[0] if law.point_keys else "group"
+        return ", ".join(f"<{key}>.{tail}" for tail in tails)
+    return ", ".join(names)
 
-    return json.dumps(obj, default=default)
+
+def _fix_help() -> str:
+    from fitting.laws import LAWS
+
+    return "Parameters by law: " + "; ".join(
+        f"{name}: {_parameter_names(law)}" for name, law in LAWS.items()
+    )
+
+
+def _x_help() -> str:
+    from fitting.laws import LAWS
+
+    return "; ".join(
+        f"{name}: {', '.join(law.x_columns)}" for name, law in LAWS.items() if law.x_columns
+    )
+
+
+def _at_help() -> str:
+    from fitting.laws import LAWS
+
+    parts = []
+    for name, law in LAWS.items():
+        if law.takes_schedule:
+            columns = "step (with --schedule)"
+        elif law.x_columns:
+            columns = f"the fit's x column ({', '.join(law.x_columns)})"
+        else:
+            columns = ", ".join(law.inputs)
+        if law.supports("compute_optimal"):
+            columns += ", or flops alone (the compute-optimal N and D)"
+        parts.append(f"{name}: {columns}")
+    return "Columns by law: " + "; ".join(parts) + "."
+
+
+def _schedule_help() -> str:
+    from fitting.laws import LAWS
+    from fitting.schedules import DECAY_SHAPES, KINDS
+
+    laws = ", ".join(name for name, law in LAWS.items() if law.takes_schedule)
+    return (
+        f"For {laws}. KIND:KEY=VALUE,... with KIND one of {', '.join(KINDS)}; keys peak, "
+        f"total, warmup, final, decay, shape ({', '.join(DECAY_SHAPES)}), milestones "
+        "(;-separated steps), gamma. E.g. cosine:peak=3e-4,total=2000 (then "
+        ",warmup=100,final=3e-5 as needed)."
+    )
 
 
 def laws(as_json: JsonOption = False) -> None:
@@ -53,8 +113,8 @@ def laws(as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(_dump(described))
         return
-    for d in described:
-        params = ", ".join(d["parameters"]) or "(per family: E, A, B, alpha, beta, gamma)"
+    for d, law in zip(described, LAWS.values(), strict=True):
+        params = _parameter_names(law)
         typer.echo(f"{d['name']:<14} {d['formula']}")
         typer.echo(f"{'':<14} inputs: {', '.join(d['inputs'])}; parameters: {params}")
 
@@ -91,9 +151,14 @@ def fit(
     project: Annotated[str | None, typer.Option("--project", help="Stored project.")] = None,
     runs: Annotated[str | None, typer.Option("--runs", help="Comma-separated run names.")] = None,
     x: Annotated[
-        str | None, typer.Option("--x", help="power_law: params, tokens, flops or step.")
+        str | None, typer.Option("--x", help="The size column, for a law of one size.")
     ] = None,
-    fix: Annotated[list[str] | None, typer.Option("--fix", help="NAME=VALUE, repeatable.")] = None,
+    fix: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fix", metavar="NAME=VALUE", help="Hold a parameter at a value; repeatable."
+        ),
+    ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap refits.")] = 0,
     loss: Annotated[str, typer.Option("--loss", help="huber or ls.")] = "huber",
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
@@ -118,7 +183,12 @@ def fit(
         with_x = ", ".join(name for name, known in LAWS.items() if known.x_columns)
         raise BadInputError(f"--x only applies to {with_x}")
     fixed = {k: _floats(v, f"--fix {k}")[0] for k, v in _parse_pairs(fix, "--fix").items()}
-    frame, selection = _load_frame(law_obj, csv, project, runs, store, law_opts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame, selection = _load_frame(law_obj, csv, project, runs, store, law_opts)
+    if as_json:  # the text report shows them with the fit
+        for warning in caught:
+            typer.echo(f"warning: {warning.message}", err=True)
     result = run_fit(
         law_obj,
         frame,
@@ -157,6 +227,7 @@ def _fit_summary(result: Any, fit_id: int | None) -> dict[str, Any]:
         "bic",
         "options",
         "data_hash",
+        "converged",
         "checks",
     )
     out = {k: getattr(result, k) for k in keys}
@@ -208,10 +279,18 @@ def predict(
         typer.Argument(metavar="FIT_ID_OR_JSON", help="A saved fit id, a JSON file, or fit JSON."),
     ],
     at: Annotated[
-        list[str] | None, typer.Option("--at", help="COLUMN=VALUE[,VALUE...], repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--at",
+            metavar="COLUMN=VALUE[,VALUE...]",
+            help="Where to predict; repeatable, one per input column.",
+        ),
     ] = None,
     schedule: Annotated[
-        str | None, typer.Option("--schedule", help="LR schedule spec, for the curve laws.")
+        str | None,
+        typer.Option(
+            "--schedule", metavar="SPEC", help="Predict the loss curve of this LR schedule."
+        ),
     ] = None,
     level: Annotated[float, typer.Option("--level", help="Band level.")] = 0.95,
     as_json: JsonOption = False,
@@ -292,5 +371,5 @@ def _print_prediction(out: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     """Add `laws`, `fit` and `predict` to the app."""
     app.command("laws")(laws)
-    app.command("fit")(fit)
-    app.command("predict")(predict)
+    app.command("fit", cls=with_late_help(x=_x_help, fix=_fix_help))(fit)
+    app.command("predict", cls=with_late_help(at=_at_help, schedule=_schedule_help))(predict)
