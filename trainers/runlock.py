@@ -60,7 +60,7 @@ class RunLock:
         self._fd = fd
         return True
 
-    def acquire(self, wait_s: float = 5.0) -> None:
+    def acquire(self, wait_s: float = 2.0) -> None:
         """Take the lock for a trainer, waiting briefly (a `mark_stale` holds it for
         milliseconds); `RunBusyError` when a live trainer has it."""
         deadline = time.monotonic() + wait_s

@@ -2,10 +2,11 @@
 
 The first signal only sets a flag the training loop reads between steps, so the inbox
 writer is never cut off mid-row and the run's last checkpoint matches its last flushed
-point. A second signal of either kind gives up on that and ends the process at once (the
-signal's default action); the run then stays `running` until `trainers.runlock.mark_stale`
-or a resume finds it. Handlers can only be installed from the main thread; elsewhere
-`StopRequest` is a flag that nothing sets.
+point. The same signal again gives up on that and ends the process at once (the signal's
+default action); the run then stays `running` until `trainers.runlock.mark_stale` or a
+resume finds it. The other signal meanwhile is ignored: Ctrl-C reaches a sweep's workers
+(and torchrun's) directly, and their parent then sends SIGTERM as well. Handlers can
+only be installed from the main thread; elsewhere `StopRequest` is a flag nothing sets.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
+            if signum != self.signum:
+                return
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return

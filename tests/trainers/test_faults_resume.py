@@ -352,3 +352,74 @@ def test_train_cli_refuses_an_unsafe_checkpoint_with_exit_2(tmp_path: Path) -> N
     assert done.returncode == 2, done.stderr[-2000:]
     assert "refused to load" in done.stderr and "Traceback" not in done.stderr
     assert not marker.exists() and done.stdout == ""
+
+
+SPEC = """
+[sweep]
+name = "t"
+project = "sw"
+
+[base]
+data = "markov:vocab=64,seed=0"
+steps = 400
+batch_size = 8
+seq_len = 32
+eval_every = 0
+checkpoint_every = 20
+threads = 1
+
+[grid]
+seed = [0, 1]
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_of_the_sweep_cli_stops_its_run_and_starts_no_other(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    store = tmp_path / "st"
+    cmd = [str(BIN / "scalinglab"), "sweep", str(spec), "--store", str(store)]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = checkpoint.checkpoint_dir(store, "sw", "t-0") / checkpoint.FILE
+    try:
+        wait_for("the first run's checkpoint", first.exists, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()[-2000:]
+    assert json.loads(out.decode().strip().splitlines()[-1]) == {"t-0": "interrupted"}
+    assert "sweep interrupted: 0/2 runs done; run the same command again" in err.decode()
+    assert "Traceback" not in err.decode()
+    assert list_runs(Store(store), "sw").set_index("run")["status"].to_dict() == {
+        "t-0": "interrupted"
+    }
+    assert not checkpoint.checkpoint_dir(store, "sw", "t-1").exists()
+
+
+STOPPER = """
+import os, signal, sys
+from trainers.stopping import StopRequest
+with StopRequest() as stop:
+    for sig in sys.argv[1:]:
+        os.kill(os.getpid(), getattr(signal, sig))
+    print(stop.signum, stop.exit_code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("signals", "rc", "out"),
+    [
+        (["SIGTERM"], 0, f"{signal.SIGTERM} {128 + signal.SIGTERM}"),
+        (["SIGINT", "SIGTERM"], 0, f"{signal.SIGINT} 130"),  # Ctrl-C, then the parent's TERM
+        (["SIGTERM", "SIGTERM"], -signal.SIGTERM, ""),  # asked twice: ends at once
+        (["SIGINT", "SIGINT"], -signal.SIGINT, ""),
+    ],
+)
+def test_a_repeated_signal_ends_the_process_a_different_one_does_not(
+    signals: list[str], rc: int, out: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPER, *signals], env=ENV, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout.strip()) == (rc, out), done.stderr

@@ -138,6 +138,10 @@ def test_sweep_cli_runs_then_skips_finished(tmp_path: Path) -> None:
         "t-cpu-0": "finished",
         "t-cpu-tiny": "finished",
     }
+    # Progress goes to stderr, as plain lines on a pipe: runs done of total, each step.
+    assert "sweep demo [0/2 runs done] demo/t-cpu-0: started (4 steps)" in first.stderr
+    assert "sweep demo [1/2 runs done] demo/t-cpu-tiny: step 4/4  loss " in first.stderr
+    assert "sweep demo [2/2 runs done] demo/t-cpu-tiny: finished at step 4/4" in first.stderr
     runs = list_runs(Store(tmp_path / "st"), "demo")
     assert sorted(runs["run"]) == ["t-cpu-0", "t-cpu-tiny"]
     assert (runs["status"] == "finished").all() and (runs["n_points"] >= 4).all()
@@ -146,6 +150,7 @@ def test_sweep_cli_runs_then_skips_finished(tmp_path: Path) -> None:
         "t-cpu-0": "skipped",
         "t-cpu-tiny": "skipped",
     }
+    assert "[2/2 runs done] demo/t-cpu-tiny: skipped (already finished)" in again.stderr
 
 
 def test_shipped_specs_expand() -> None:
@@ -195,6 +200,8 @@ def test_train_cli_streams_into_the_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["steps_done"] == 6
+    assert "train cli/r1: step 1/6  loss " in done.stderr
+    assert "train cli/r1: step 6/6  loss " in done.stderr and " tok/s" in done.stderr
     pts = points_frame(Store(tmp_path), project="cli")
     assert sorted(pts[pts["split"] == "train"]["step"]) == list(range(6))
     assert sorted(pts[pts["split"] == "eval"]["step"]) == [2, 5]
