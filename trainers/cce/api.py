@@ -42,6 +42,8 @@ def linear_cross_entropy(
     return_lse: bool = False,
     impl: str = "auto",
     exact: bool = False,
+    fp32_weight_grad: bool = True,
+    sort_vocab: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of `hidden @ weight.T + bias` against `targets`, logits never stored.
 
@@ -57,11 +59,17 @@ def linear_cross_entropy(
 
     Gradients: by default the Triton backward skips logit tiles whose softmax gradient
     is below the dtype's precision (`filtering.py`) and accumulates with atomics: d_hidden
-    in fp32 (token chunks of a 32 MiB buffer), d_weight in the input dtype, so its extra
-    memory is the gradients' own size plus about 32 MiB. `exact=True`
-    filters nothing and accumulates in fp32 with dense GEMMs and no atomics, so it is
-    also deterministic (`triton_exact.py`); the torch path accumulates the weight
-    gradient in fp32 then.
+    in fp32 (token chunks of a 32 MiB buffer), d_weight in fp32 too (`fp32_weight_grad`,
+    vocabulary pieces of a 32 MiB buffer, rounded into the weight's dtype once per token
+    chunk), so its extra memory is the gradients' own size plus about 64 MiB.
+    `fp32_weight_grad=False` adds each token block's partial d_weight straight into the
+    weight's dtype (no second buffer, fewer launches; at thousands of token blocks about
+    5x the relative error of one fp32 GEMM in bf16). `sort_vocab=True` walks the
+    vocabulary sorted by mean logit (`vocab_order.py`), so that tile skipping works
+    whatever the order of the vocabulary ids. `exact=True` filters nothing and
+    accumulates in fp32 with dense GEMMs and no atomics, so it is also deterministic
+    (`triton_exact.py`). The torch path accumulates d_weight in fp32 unless
+    `fp32_weight_grad=False` (and not `exact`); it ignores `sort_vocab`.
     """
     _check_args(hidden, weight, targets, bias, reduction, softcap, label_smoothing, impl)
     spec = LossSpec(
@@ -70,6 +78,8 @@ def linear_cross_entropy(
         z_loss=float(z_loss),
         label_smoothing=float(label_smoothing),
         exact=bool(exact),
+        sort_vocab=bool(sort_vocab),
+        fp32_weight_grad=bool(fp32_weight_grad),
     )
     use_triton = impl == "triton" or (
         impl == "auto" and capabilities.auto_uses_triton(hidden.device)

@@ -6,7 +6,6 @@ Triton is optional (the slim image has no triton): everything that needs it chec
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
@@ -30,19 +29,28 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.cache
+_probed: list[str | None] = []  # the probe's answer, once known (a list: no functools
+# cache, which torch.compile would trace through)
+
+
 def interpreter_problem() -> str | None:
     """Why the Triton interpreter cannot run the kernels here, or None when it can.
 
     Probed once per process by running a tiny kernel (`interpreter_probe.py`): Triton
     3.6's interpreter breaks with numpy >= 2.4, and the GPU machine has both. Only
-    meaningful with TRITON_INTERPRET=1 set.
+    meaningful with TRITON_INTERPRET=1 set. While torch.compile traces, no kernel can
+    run: an unprobed interpreter then counts as working (the op fails loudly if not).
     """
+    if _probed:
+        return _probed[0]
     if not HAS_TRITON:
         return "triton is not installed"
+    if torch.compiler.is_compiling():
+        return None
     from trainers.cce.interpreter_probe import interpreter_error
 
-    return interpreter_error()
+    _probed.append(interpreter_error())
+    return _probed[0]
 
 
 # PyTorch >= 2.10-ish ships a chunked `F.linear_cross_entropy` with an options object.

@@ -25,6 +25,8 @@ class LinearCrossEntropy(nn.Module):
         label_smoothing: float = 0.0,
         impl: str = "auto",
         exact: bool = False,
+        fp32_weight_grad: bool = True,
+        sort_vocab: bool = False,
     ) -> None:
         super().__init__()
         self.ignore_index = ignore_index
@@ -34,6 +36,8 @@ class LinearCrossEntropy(nn.Module):
         self.label_smoothing = label_smoothing
         self.impl = impl
         self.exact = exact
+        self.fp32_weight_grad = fp32_weight_grad
+        self.sort_vocab = sort_vocab
 
     def forward(
         self,
@@ -54,6 +58,8 @@ class LinearCrossEntropy(nn.Module):
             label_smoothing=self.label_smoothing,
             impl=self.impl,
             exact=self.exact,
+            fp32_weight_grad=self.fp32_weight_grad,
+            sort_vocab=self.sort_vocab,
         )
         assert isinstance(loss, torch.Tensor)
         return loss
@@ -62,5 +68,6 @@ class LinearCrossEntropy(nn.Module):
         return (
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
             f"softcap={self.softcap}, z_loss={self.z_loss}, "
-            f"label_smoothing={self.label_smoothing}, impl={self.impl!r}, exact={self.exact}"
+            f"label_smoothing={self.label_smoothing}, impl={self.impl!r}, exact={self.exact}, "
+            f"fp32_weight_grad={self.fp32_weight_grad}, sort_vocab={self.sort_vocab}"
         )

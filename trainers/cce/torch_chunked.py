@@ -25,6 +25,8 @@ class LossSpec:
     z_loss: float = 0.0
     label_smoothing: float = 0.0
     exact: bool = False
+    sort_vocab: bool = False  # Triton path only: see vocab_order.py
+    fp32_weight_grad: bool = True
 
 
 def chunk_rows(n_tokens: int, vocab: int, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> int:
@@ -145,9 +147,9 @@ def _backward_chunks(
     spec: LossSpec,
     rows: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    # Exact mode (and fp32 inputs) accumulate the weight gradient across chunks in fp32;
-    # otherwise in the weight's dtype (each chunk's GEMM still accumulates in fp32).
-    acc_dtype = torch.float32 if spec.exact else weight.dtype
+    # The weight gradient sums one GEMM per chunk: in fp32 (default, and exact mode), else
+    # in the weight's dtype (each chunk's GEMM still accumulates in fp32).
+    acc_dtype = torch.float32 if spec.exact or spec.fp32_weight_grad else weight.dtype
     d_h = torch.empty_like(hidden)
     d_w = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device)
     d_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
@@ -165,6 +167,9 @@ def _backward_chunks(
         else:
             g = g.to(hidden.dtype)
             d_h[sl] = g @ weight
-            d_w.addmm_(g.T, h)
+            if d_w.dtype == g.dtype:
+                d_w.addmm_(g.T, h)
+            else:  # one rounding of this chunk's GEMM, then an fp32 sum across chunks
+                d_w += g.T @ h
     d_bias = d_b.to(bias.dtype) if bias is not None else None
     return d_h, d_w.to(weight.dtype), d_bias

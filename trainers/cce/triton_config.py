@@ -21,8 +21,11 @@ class BlockConfig:
     block_d: int
     num_warps: int = 8
     num_stages: int = 3
-    group_n: int = 8  # backward: token blocks per swizzle group (L2 reuse of weight tiles)
+    # Token blocks per swizzle group: backward, L2 reuse of weight tiles; forward, few
+    # hidden tiles in flight at once (all of one group's vocab splits run together).
+    group_n: int = 8
     vocab_splits: int = 0  # forward: programs sharing one token block's vocab; 0 = auto
+    flatten: bool = False  # forward: one software-pipelined loop over vocab and D steps
 
 
 # Starting points for Hopper (sm_90), chosen so that `python -m trainers.cce.codegen_check`
@@ -53,6 +56,12 @@ def exact_config(dtype: torch.dtype) -> BlockConfig:
     if "exact" in _override:
         return _override["exact"]
     return _EXACT if dtype != torch.float32 else replace(_BACKWARD, **_FP32)
+
+
+def preskip_compatible(forward: tuple[int, int], backward: tuple[int, int]) -> bool:
+    """True when each backward tile (block_n, block_v) lies inside one forward tile, so
+    the forward's tile maxima bound it: equal tiles, or forward tiles that are multiples."""
+    return forward[0] % backward[0] == 0 and forward[1] % backward[1] == 0
 
 
 @contextlib.contextmanager

@@ -44,16 +44,32 @@ def _grad_logits_kernel(
     n_mask = offs_n < N
     v_mask = (local_v < width) & (offs_v < V)
     z = logit_tile(
-        h_ptr, w_ptr, b_ptr, offs_n, offs_v, n_mask, v_mask, D, stride_hn, stride_wv,
-        softcap, HAS_BIAS, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
+        h_ptr,
+        w_ptr,
+        b_ptr,
+        offs_n,
+        offs_v,
+        n_mask,
+        v_mask,
+        D,
+        stride_hn,
+        stride_wv,
+        softcap,
+        HAS_BIAS,
+        HAS_SOFTCAP,
+        BLOCK_N,
+        BLOCK_V,
+        BLOCK_D,
+        DOT_PRECISION,
     )
     targets = tl.load(t_ptr + offs_n, mask=n_mask, other=-1).to(tl.int64)
     lse = tl.load(lse_ptr + offs_n, mask=n_mask, other=0.0)
     c_p = tl.load(cp_ptr + offs_n, mask=n_mask, other=0.0)
     c_onehot = tl.load(co_ptr + offs_n, mask=n_mask, other=0.0)
     c_uniform = tl.load(cu_ptr + offs_n, mask=n_mask, other=0.0)
-    g = _tile_grad(z, offs_v, n_mask, v_mask, targets, lse, c_p, c_onehot, c_uniform,
-                   softcap, HAS_SOFTCAP)
+    g = _tile_grad(
+        z, offs_v, n_mask, v_mask, targets, lse, c_p, c_onehot, c_uniform, softcap, HAS_SOFTCAP
+    )
     tl.store(
         g_ptr + offs_n[:, None] * stride_gn + local_v[None, :],
         g.to(g_ptr.dtype.element_ty),

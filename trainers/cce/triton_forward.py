@@ -1,10 +1,14 @@
 """Triton forward: per-token log-sum-exp, target logit and logit sum, block by block.
 
-Grid: (token blocks, vocab splits). Each program sweeps its share of the vocabulary
+Programs: token blocks x vocab splits. Each program sweeps its share of the vocabulary
 with an online log-sum-exp, keeping one (BLOCK_N, BLOCK_V) logit tile on chip at a
 time, and writes partial (max, sum-exp, target logit, logit sum) per token; the
 partials of the splits are combined on the host side in O(splits x N). Splitting the
-vocabulary keeps every SM busy when N / BLOCK_N is small.
+vocabulary keeps every SM busy when N / BLOCK_N is small. The 1-D grid is swizzled in
+groups of GROUP_N token blocks (all their splits before the next group), so programs
+running together read few hidden tiles, which then stay in L2, instead of all of
+hidden at once. FLATTEN asks Triton to flatten the vocab and D loops into one
+software-pipelined loop (no pipeline drain between tiles).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from trainers.cce.triton_common import logit_tile
 from trainers.cce.triton_config import BlockConfig
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_splits"])  # used as a tensor (a 1 would become constexpr)
 def _forward_kernel(
     h_ptr,
     w_ptr,
@@ -25,24 +29,32 @@ def _forward_kernel(
     t_ptr,
     out_ptr,  # (4, splits, N) fp32: max, sum-exp, target logit, logit sum
     tmax_ptr,  # (token blocks, vocab blocks) fp32: each tile's largest logit
+    perm_ptr,  # int32 (V,): vocab id at each position (HAS_PERM); targets are positions
     N,
     V,
     D,
     stride_hn,
     stride_wv,
     blocks_per_split,
+    n_splits,
     softcap,
     HAS_BIAS: tl.constexpr,
+    HAS_PERM: tl.constexpr,
     HAS_SOFTCAP: tl.constexpr,
     NEED_SUM: tl.constexpr,  # the logit sum only matters with label smoothing
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    GROUP_N: tl.constexpr,
+    FLATTEN: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_s = tl.program_id(1)
-    n_splits = tl.num_programs(1)
+    pid = tl.program_id(0)
+    per_group = GROUP_N * n_splits
+    first_n = (pid // per_group) * GROUP_N
+    group_size = tl.minimum(tl.cdiv(N, BLOCK_N) - first_n, GROUP_N)
+    pid_n = first_n + (pid % per_group) % group_size
+    pid_s = (pid % per_group) // group_size
     offs_n = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = offs_n < N
     targets = tl.load(t_ptr + offs_n, mask=n_mask, other=-1).to(tl.int64)
@@ -52,11 +64,14 @@ def _forward_kernel(
     z_target = tl.zeros((BLOCK_N,), dtype=tl.float32)
     z_sum = tl.zeros((BLOCK_N,), dtype=tl.float32)
     v_begin = pid_s.to(tl.int64) * blocks_per_split * BLOCK_V
-    for vb in range(0, blocks_per_split):
+    for vb in tl.range(0, blocks_per_split, flatten=FLATTEN):
         offs_v = v_begin + vb * BLOCK_V + tl.arange(0, BLOCK_V)
         v_mask = offs_v < V
+        ids_v = offs_v
+        if HAS_PERM:
+            ids_v = tl.load(perm_ptr + offs_v, mask=v_mask, other=0).to(tl.int64)
         z = logit_tile(
-            h_ptr, w_ptr, b_ptr, offs_n, offs_v, n_mask, v_mask, D, stride_hn, stride_wv,
+            h_ptr, w_ptr, b_ptr, offs_n, ids_v, n_mask, v_mask, D, stride_hn, stride_wv,
             softcap, HAS_BIAS, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
         )  # fmt: skip
         # The host makes sure every split's blocks start below V, so each tile has at
@@ -118,11 +133,14 @@ def forward_stats(
     softcap: float | None,
     cfg: BlockConfig,
     need_sum: bool = True,
+    perm: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(lse, target logit, sum of logits) per token, fp32, from contiguous inputs, and
     each (block_n x block_v) tile's largest logit, shape (token blocks, vocab blocks).
 
     With `need_sum=False` the logit sum is left at zero (saves a reduction per tile).
+    With `perm` (int32, V; see `vocab_order.py`) the kernel walks the vocabulary in that
+    order: `targets` must be positions in it, and the tile maxima are on its grid.
     """
     n, d = hidden.shape
     v = weight.shape[0]
@@ -136,15 +154,18 @@ def forward_stats(
         (n_token_blocks, n_vocab_blocks), dtype=torch.float32, device=hidden.device
     )
     if n > 0:
-        _forward_kernel[(n_token_blocks, splits)](
+        _forward_kernel[(n_token_blocks * splits,)](
             hidden, weight, bias if bias is not None else hidden, targets, out, tile_max,
-            n, v, d, hidden.stride(0), weight.stride(0), per_split,
+            perm if perm is not None else targets,
+            n, v, d, hidden.stride(0), weight.stride(0), per_split, splits,
             float(softcap or 1.0),
             HAS_BIAS=bias is not None,
+            HAS_PERM=perm is not None,
             HAS_SOFTCAP=softcap is not None,
             NEED_SUM=need_sum,
             BLOCK_N=cfg.block_n, BLOCK_V=cfg.block_v, BLOCK_D=cfg.block_d,
             DOT_PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32",
+            GROUP_N=cfg.group_n, FLATTEN=cfg.flatten,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )  # fmt: skip
     run_max, run_sum, z_target, z_sum = out.unbind(0)

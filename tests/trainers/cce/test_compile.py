@@ -36,16 +36,19 @@ def test_opcheck_forward_and_backward() -> None:
     with use_configs(SMALL, SMALL):
         args = (
             hidden.requires_grad_(), weight.requires_grad_(), bias.requires_grad_(),
-            targets, -100, 3.0, 1e-3, 0.1, False,
+            targets, -100, 3.0, 1e-3, 0.1, False, True, True,
         )  # fmt: skip
         torch.library.opcheck(op.cce_forward, args)
+        plain = (*args[:9], False, False)  # no ordering, d_weight in the input dtype
+        torch.library.opcheck(op.cce_forward, plain)
         n = hidden.shape[0]
         lse = torch.randn(n, device=DEVICE)
         back_args = (
             hidden.detach(), weight.detach(), bias.detach(), targets, lse,
             torch.full((2, 2), 1e4, device=DEVICE),  # a tile max no tile can be skipped with
+            torch.randperm(70, device=DEVICE).to(torch.int32),  # a vocabulary ordering
             torch.rand(n, device=DEVICE), torch.rand(n, device=DEVICE),
-            -100, 0.0, 0.0, 0.1, True, [True, False, True],
+            -100, 0.0, 0.0, 0.1, False, True, [True, True, True],
         )  # fmt: skip
         torch.library.opcheck(op.cce_backward, back_args)
 
