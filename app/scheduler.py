@@ -3,9 +3,17 @@
 One background thread polls the store's `jobs` table every few seconds. A cron job is
 due when its `next_run_at` has passed (missed runs coalesce: the next time is computed
 from *now*, so a job that slept through ten slots runs once); an "on-new-data" job is due
-when the project's `data_version` differs from the job's `last_data_version`. Fits run in
-a small thread pool, never on the polling thread, and one instance of a job at a time.
-State lives in the store, so jobs survive a restart.
+when the project's `data_version` differs from the job's `last_data_version` and any
+back-off (`next_run_at`) has passed. State lives in the store, so jobs survive a restart.
+
+Faults stay with the job that has them:
+- a job whose stored spec cannot be scheduled (a bad cron string written around
+  `store.jobs.add_job`) is marked `error` with the reason, and the others still run;
+- each fit runs in a process of its own with a timeout (`job_timeout_s`), so a hung or
+  crashing fit is stopped and recorded without blocking the queue;
+- a failing on-new-data job records the data version it failed on (it waits for new
+  data) and backs off (30 s, doubling, at most 30 min) while new data keeps coming.
+Fit processes ignore Ctrl-C (the scheduler stops them) and die with their parent.
 """
 
 from __future__ import annotations
@@ -13,43 +21,57 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import (
-    BrokenExecutor,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-)
-from datetime import datetime
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from croniter import croniter
 
 from fitting.jobs import now_utc, run_job
-from store.errors import BadInputError, NotEnoughDataError
+from store.errors import NotEnoughDataError, ScalinglabError
+from store.jobs import ON_NEW_DATA, validate_schedule
 
-ON_NEW_DATA = "on-new-data"
+__all__ = ["ON_NEW_DATA", "Scheduler", "is_due", "next_cron_run", "validate_schedule"]
+
 log = logging.getLogger("scalinglab.scheduler")
 
+DEFAULT_JOB_TIMEOUT_S = 30 * 60.0
+BACKOFF_BASE_S = 30.0
+BACKOFF_MAX_S = 30 * 60.0
+_WAIT_SLICE_S = 0.25  # how often a job's waiting thread looks at the stop flag
 
-def validate_schedule(schedule: str) -> str:
-    """A cron expression or 'on-new-data'; raises BadInputError otherwise."""
-    schedule = schedule.strip()
-    if schedule == ON_NEW_DATA or croniter.is_valid(schedule):
-        return schedule
-    raise BadInputError(
-        f"schedule {schedule!r} is neither a cron expression (e.g. '*/5 * * * *') "
-        f"nor {ON_NEW_DATA!r}"
-    )
+
+class JobFailed(ScalinglabError):
+    """A fit process ended without a result the job recorded itself."""
+
+
+class JobTimedOut(JobFailed):
+    """The fit ran past the job timeout and was stopped."""
+
+
+class JobInterrupted(JobFailed):
+    """The scheduler stopped (serve shutting down) while the fit ran."""
+
+
+class JobNotStarted(JobInterrupted):
+    """The scheduler stopped before the job's turn came (nothing to record)."""
 
 
 def next_cron_run(schedule: str, after: datetime) -> datetime:
     """The first cron slot strictly after `after`."""
     return croniter(schedule, after).get_next(datetime)
+
+
+def backoff_seconds(failures: int) -> float:
+    """How long a failing on-new-data job waits before its next try."""
+    return min(BACKOFF_BASE_S * 2 ** max(failures - 1, 0), BACKOFF_MAX_S)
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -64,14 +86,53 @@ def is_due(job: dict[str, Any], now: datetime, data_version: str | None = None) 
     """Whether a job should run at `now` (paused jobs never are)."""
     if bool(job.get("paused")):
         return False
-    if job["schedule"] == ON_NEW_DATA:
-        return data_version is not None and str(data_version) != str(job.get("last_data_version"))
     nxt = _as_datetime(job.get("next_run_at"))
+    if job["schedule"] == ON_NEW_DATA:
+        # next_run_at, when set, is a back-off after failures: not before then.
+        changed = data_version is not None and str(data_version) != str(
+            job.get("last_data_version")
+        )
+        return changed and (nxt is None or nxt <= now)
     return nxt is None or nxt <= now
 
 
+def _job_main(
+    runner: Callable[[Any, int], int],
+    store: Any,
+    job_id: int,
+    conn: multiprocessing.connection.Connection,
+    parent_pid: int,
+) -> None:
+    """A fit process: its own process group (a terminal's Ctrl-C is not for it, and a
+    kill of the group takes the fit's own bootstrap workers too), dying with its parent
+    (the forkserver, which itself ends when the scheduler's process does)."""
+    from app.childproc import alive, die_with_parent
+
+    forkserver = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # still in the parent's group: SIGTERM keeps its default (this process only)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+    die_with_parent(signal.SIGTERM, forkserver)
+    if not alive(parent_pid):  # the scheduler's process died before this one started
+        os._exit(0)
+    try:
+        outcome: tuple[str, Any] = ("ok", int(runner(store, job_id)))
+    except NotEnoughDataError as err:
+        outcome = ("waiting", str(err))
+    except ScalinglabError as err:
+        outcome = ("error", str(err))
+    except Exception as err:
+        outcome = ("error", f"{type(err).__name__}: {err}")
+    conn.send(outcome)
+    conn.close()
+
+
 class Scheduler:
-    """Polls the jobs table and runs due jobs in a worker pool."""
+    """Polls the jobs table and runs due jobs, at most `workers` at a time."""
 
     def __init__(
         self,
@@ -82,22 +143,30 @@ class Scheduler:
         runner: Callable[[Any, int], int] = run_job,
         ingest_seconds: float | None = 10.0,
         processes: bool = True,
+        job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
+        clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
         self.ingest_seconds = ingest_seconds
+        self.job_timeout_s = job_timeout_s
+        self._clock = clock
         self._last_ingest = 0.0
         self._runner = runner
-        self._workers = workers
-        # Fits run in worker processes by default: the bootstrap is CPU-bound (no GIL
-        # contention with the poll thread), and each worker has its own DuckDB instance,
-        # so it never shares an in-process connection configuration with the poller.
+        # Each fit runs in a process of its own by default: CPU-bound bootstraps
+        # never contend with the poll thread, each has its own DuckDB instance, and a hung
+        # or crashed fit can be stopped alone. processes=False runs fits on the pool's
+        # threads (tests with in-process runners; no timeout can be enforced there).
         self._processes = processes
-        self._pool = self._new_pool()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fit-job")
         self._running: dict[int, Future[int]] = {}
+        self._procs: dict[int, Any] = {}
+        self._failures: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    # Life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Recover from a previous process, then poll in a daemon thread."""
@@ -106,29 +175,42 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, wait: bool = True) -> None:
+        """Stop polling, stop every running fit (its job becomes 'interrupted')."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.poll_seconds + 5)
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            _kill_group(proc)
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def recover(self) -> None:
-        """A job left 'running' by a process that died is not running any more."""
+        """A job left 'running' by a process that died is not running any more; a cron
+        job without a next slot gets one. A job that cannot be scheduled is marked."""
         from store import jobs
 
         for job in jobs.list_jobs(self.store).to_dict("records"):
-            if job.get("status") == "running":
-                jobs.update_job(self.store, int(job["id"]), status="interrupted")
-            if job["schedule"] != ON_NEW_DATA and _as_datetime(job.get("next_run_at")) is None:
-                nxt = next_cron_run(job["schedule"], now_utc())
-                jobs.update_job(self.store, int(job["id"]), next_run_at=nxt)
+            try:
+                if job.get("status") == "running":
+                    jobs.update_job(self.store, int(job["id"]), status="interrupted")
+                schedule = validate_schedule(job["schedule"])
+                if schedule != ON_NEW_DATA and _as_datetime(job.get("next_run_at")) is None:
+                    nxt = next_cron_run(schedule, self._clock())
+                    jobs.update_job(self.store, int(job["id"]), next_run_at=nxt)
+            except Exception as err:
+                self._mark_unschedulable(job, err)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._maybe_ingest()
-                self.tick()
-            except Exception:  # the loop must outlive any one bad poll (e.g. store busy)
-                log.exception("scheduler poll failed")
+            # Separately: a failed ingest (a bad shard, a busy store) must not stop the jobs.
+            for step in (self._maybe_ingest, self.tick):
+                try:
+                    step()
+                except ScalinglabError as err:
+                    log.warning("scheduler: %s", err)
+                except Exception:  # the loop must outlive any one bad poll
+                    log.exception("scheduler poll failed")
             self._stop.wait(self.poll_seconds)
 
     def _maybe_ingest(self) -> None:
@@ -144,70 +226,187 @@ class Scheduler:
 
         ingest_inbox(self.store)
 
-    def tick(self, now: datetime | None = None) -> list[int]:
-        """One poll: submit every due job that is not already running. Returns their ids."""
-        from store import jobs, queries
+    # Polling ------------------------------------------------------------------------------
 
-        now = now or now_utc()
+    def tick(self, now: datetime | None = None) -> list[int]:
+        """One poll: submit every due job that is not already running. Returns their ids.
+        A job that cannot be scheduled is marked 'error' and skipped; the rest go on."""
+        from store import jobs
+
+        now = now or self._clock()
         submitted = []
         versions: dict[str, str] = {}
         for job in jobs.list_jobs(self.store).to_dict("records"):
-            job_id = int(job["id"])
-            if self.is_running(job_id):
-                continue
-            version = None
-            if job["schedule"] == ON_NEW_DATA and not job.get("paused"):
-                if job["project"] not in versions:
-                    versions[job["project"]] = str(queries.data_version(self.store, job["project"]))
-                version = versions[job["project"]]
-            if not is_due(job, now, version):
-                continue
-            if job["schedule"] != ON_NEW_DATA:
-                # Coalesce missed slots: schedule from now, not from the missed slot.
-                jobs.update_job(self.store, job_id, next_run_at=next_cron_run(job["schedule"], now))
-            self.submit(job_id)
-            submitted.append(job_id)
+            try:
+                if self._due(job, now, versions):
+                    self.submit(int(job["id"]))
+                    submitted.append(int(job["id"]))
+            except Exception as err:
+                self._mark_unschedulable(job, err)
         return submitted
 
-    def _new_pool(self) -> Executor:
-        if self._processes:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded process
-            return ProcessPoolExecutor(max_workers=self._workers, mp_context=ctx)
-        return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fit-job")
+    def _due(self, job: dict[str, Any], now: datetime, versions: dict[str, str]) -> bool:
+        """Whether to run `job` now; moves a due cron job to its next slot."""
+        from store import jobs, queries
+
+        job_id = int(job["id"])
+        if self.is_running(job_id) or bool(job.get("paused")):
+            return False
+        schedule = validate_schedule(job["schedule"])
+        version = None
+        if schedule == ON_NEW_DATA:
+            if job["project"] not in versions:
+                versions[job["project"]] = str(queries.data_version(self.store, job["project"]))
+            version = versions[job["project"]]
+        if not is_due({**job, "schedule": schedule}, now, version):
+            return False
+        if schedule != ON_NEW_DATA:
+            # Coalesce missed slots: schedule from now, not from the missed slot.
+            jobs.update_job(self.store, job_id, next_run_at=next_cron_run(schedule, now))
+        return True
+
+    def _mark_unschedulable(self, job: dict[str, Any], err: Exception) -> None:
+        """Record why a job cannot be scheduled, once (not on every poll)."""
+        from store import jobs
+
+        message = f"cannot schedule this job: {err}"[:2000]
+        if job.get("status") == "error" and job.get("last_error") == message:
+            return
+        log.warning("job %s: %s", job.get("id"), message)
+        with contextlib.suppress(Exception):
+            jobs.update_job(self.store, int(job["id"]), status="error", last_error=message)
+
+    # Running ------------------------------------------------------------------------------
 
     def submit(self, job_id: int) -> Future[int] | None:
-        """Run a job in the pool unless an instance of it is already running."""
+        """Run a job in the pool unless an instance of it is already running or queued."""
         with self._lock:
             if job_id in self._running and not self._running[job_id].done():
                 return None
-            try:
-                future = self._pool.submit(self._runner, self.store, job_id)
-            except BrokenExecutor:  # a worker died earlier: start a fresh pool
-                self._pool = self._new_pool()
-                future = self._pool.submit(self._runner, self.store, job_id)
-            future.add_done_callback(lambda f: self._finished(job_id, f))
+            future = self._pool.submit(self._execute, job_id)
             self._running[job_id] = future
-            return future
+        future.add_done_callback(lambda f: self._finished(job_id, f))
+        return future
+
+    def _execute(self, job_id: int) -> int:
+        """Run the job and record its outcome before the future completes, so the next
+        poll never sees a finished job without its back-off."""
+        try:
+            if not self._processes:
+                fit_id = self._runner(self.store, job_id)
+            else:
+                fit_id = self._run_in_process(job_id)
+        except BaseException as err:
+            self._record_safely(job_id, err)
+            raise
+        self._record_safely(job_id, None)
+        return fit_id
+
+    def _run_in_process(self, job_id: int) -> int:
+        """Run the job in a process of its own; stop it at the timeout or on `stop()`."""
+        ctx = _fit_context()
+        reader, writer = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_job_main,
+            args=(self._runner, self.store, job_id, writer, os.getpid()),
+            name=f"fit-job-{job_id}",
+            daemon=True,
+        )
+        with self._lock:
+            if self._stop.is_set():
+                raise JobNotStarted("the scheduler stopped before the job started")
+            proc.start()
+            self._procs[job_id] = proc
+        writer.close()
+        deadline = time.monotonic() + self.job_timeout_s
+        outcome: tuple[str, Any] | None = None
+        try:
+            while outcome is None and proc.exitcode is None:
+                if self._stop.is_set():
+                    _kill_group(proc)
+                    raise JobInterrupted("stopped by the scheduler's shutdown")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _kill_group(proc)
+                    raise JobTimedOut(
+                        f"the fit ran past the job timeout ({self.job_timeout_s:g} s) "
+                        "and was stopped"
+                    )
+                ready = multiprocessing.connection.wait(
+                    [reader, proc.sentinel], timeout=min(left, _WAIT_SLICE_S)
+                )
+                if reader in ready:
+                    with contextlib.suppress(EOFError):
+                        outcome = reader.recv()
+                    break
+        finally:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                _kill_group(proc)
+                proc.join(timeout=5)
+            with self._lock:
+                self._procs.pop(job_id, None)
+            reader.close()
+        if outcome is None:
+            code = proc.exitcode
+            why = " (killed: out of memory?)" if code == -signal.SIGKILL else ""
+            raise JobFailed(f"the fit's process died with exit code {code}{why}")
+        kind, value = outcome
+        if kind == "ok":
+            return int(value)
+        if kind == "waiting":
+            raise NotEnoughDataError(str(value))
+        raise JobFailed(str(value))
 
     def _finished(self, job_id: int, future: Future[int]) -> None:
-        """Log failures; run_job recorded them on the job unless its worker died."""
+        """Log a failure (the outcome is recorded already)."""
         if future.cancelled() or future.exception() is None:
             return
         err = future.exception()
         if isinstance(err, NotEnoughDataError):
             log.info("job %s waits for data: %s", job_id, err)
-            return
-        log.warning("job %s failed: %s", job_id, err)
-        if isinstance(err, BrokenExecutor):
-            from store import jobs
+        elif isinstance(err, JobInterrupted):
+            log.info("job %s: %s", job_id, err)
+        else:
+            log.warning("job %s failed: %s", job_id, err)
 
-            with contextlib.suppress(Exception):
-                jobs.update_job(
-                    self.store,
-                    job_id,
-                    status="error",
-                    last_error="the fit's worker process died (out of memory?)",
-                )
+    def _record_safely(self, job_id: int, err: BaseException | None) -> None:
+        try:
+            self._record(job_id, err)
+        except Exception:  # a busy store: the next poll sees the job as the fit left it
+            log.exception("job %s: could not record the outcome", job_id)
+
+    def _record(self, job_id: int, err: BaseException | None) -> None:
+        """Record what the fit could not record itself; back off a failing on-new-data
+        job (waiting for data is no failure: it waits for the data version to change)."""
+        from store import jobs
+
+        if isinstance(err, NotEnoughDataError | JobNotStarted):
+            return
+        job = jobs.get_job(self.store, job_id)
+        if job is None:  # deleted meanwhile
+            return
+        on_new_data = job["schedule"] == ON_NEW_DATA
+        if err is None:
+            self._failures.pop(job_id, None)
+            if on_new_data and job.get("next_run_at") is not None:
+                jobs.update_job(self.store, job_id, next_run_at=None)
+            return
+        if isinstance(err, JobInterrupted):
+            jobs.update_job(self.store, job_id, status="interrupted", last_error=str(err))
+            return
+        fields: dict[str, Any] = {}
+        if isinstance(err, JobTimedOut) or job.get("status") == "running":
+            # The fit was stopped, or died, before it could record its own outcome.
+            fields.update(status="error", last_error=str(err)[:2000])
+            if isinstance(err, JobTimedOut):
+                fields["last_duration_s"] = self.job_timeout_s
+        if on_new_data:
+            failures = self._failures.get(job_id, 0) + 1
+            self._failures[job_id] = failures
+            fields["next_run_at"] = self._clock() + timedelta(seconds=backoff_seconds(failures))
+        if fields:
+            jobs.update_job(self.store, job_id, **fields)
 
     def is_running(self, job_id: int) -> bool:
         with self._lock:
@@ -221,3 +420,26 @@ class Scheduler:
         for fut in futures:
             with contextlib.suppress(Exception):
                 fut.result(timeout=timeout)
+
+
+# What every fit imports, loaded once in the forkserver: a job's process then starts in
+# milliseconds instead of importing pandas, DuckDB and SciPy again.
+_PRELOAD = ["app.childproc", "app.scheduler", "fitting", "fitting.jobs", "fitting.persist"]
+
+
+def _fit_context() -> Any:
+    """Forkserver processes: never a fork of this threaded process, and cheap to start."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)  # no effect once the server runs
+    return ctx
+
+
+def _kill_group(proc: Any) -> None:
+    """Kill a fit process and its process group (its bootstrap workers)."""
+    if proc.pid is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(Exception):
+            proc.kill()

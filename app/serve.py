@@ -3,26 +3,42 @@
 The dashboard runs as a `streamlit run` child process (it owns the HTTP server and the
 `/_stcore/health` endpoint); this process owns the scheduler thread, so fits never run
 on the UI's script threads. Both talk to the same store through short-lived connections.
+
+Before it says anything `serve` checks that the port is free (`PortInUseError`, exit 2):
+an answer on the health endpoint could otherwise come from another server. Its children
+(`app.childproc`) live in process groups of their own and die with it, even on
+`kill -9`; SIGINT, SIGTERM and SIGHUP stop everything in order, without a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
-from app.scheduler import Scheduler
+from app import childproc
+from app.scheduler import DEFAULT_JOB_TIMEOUT_S, Scheduler
+from store.errors import ScalinglabError
 
 APP_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = APP_DIR.parent
 ENTRY = APP_DIR / "streamlit_app.py"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class PortInUseError(ScalinglabError):
+    """The dashboard's port is taken (or its address cannot be bound)."""
 
 
 def config_dir() -> Path | None:
@@ -36,25 +52,23 @@ def config_dir() -> Path | None:
 
 # Fallbacks for when the repo's .streamlit/config.toml is not beside the package
 # (a wheel install): the settings the app relies on.
-DEFAULT_FLAGS = {"server.maxUploadSize": "200", "browser.gatherUsageStats": "false"}
+DEFAULT_FLAGS = {"server.maxUploadSize": "200"}
+# Always: no browser, no usage statistics, and no Streamlit welcome banner. `serve`
+# prints the one URL itself; the banner's External URL lookup needs the internet and,
+# without it, prints "Did not auto detect external IP", which reads as an error.
+ALWAYS_FLAGS = {
+    "server.headless": "true",
+    "browser.gatherUsageStats": "false",
+    "logger.hideWelcomeMessage": "true",
+}
 
 
 def streamlit_command(port: int, address: str | None = None) -> list[str]:
     """The child command line: headless, on `port`, optionally bound to `address`."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ENTRY),
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-    ]
-    if config_dir() is None:
-        for key, value in DEFAULT_FLAGS.items():
-            cmd += [f"--{key}", value]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), "--server.port", str(port)]
+    flags = {**ALWAYS_FLAGS, **(DEFAULT_FLAGS if config_dir() is None else {})}
+    for key, value in flags.items():
+        cmd += [f"--{key}", value]
     if address:
         cmd += ["--server.address", address]
     return cmd
@@ -64,18 +78,57 @@ def health_url(port: int, host: str = "127.0.0.1") -> str:
     return f"http://{host}:{port}/_stcore/health"
 
 
+def check_port(port: int, address: str | None = None) -> None:
+    """PortInUseError unless the dashboard could listen on `address`:`port` now.
+
+    Something answering there (another serve, an orphaned dashboard) or a bind that fails
+    the way Streamlit's will (SO_REUSEADDR; the dual-stack wildcard when no address is
+    given) means the port is taken."""
+    host = address or ""
+    probe = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    hint = "is another `scalinglab serve` or `make run` running? stop it, or pick another --port"
+    with suppress(OSError), socket.create_connection((probe, port), timeout=1):
+        raise PortInUseError(f"port {port} is in use ({hint})")
+    for family, bind_host in _bind_targets(host):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                sock.bind((bind_host, port))
+                return
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    raise PortInUseError(f"port {port} is in use ({hint})") from err
+                if family == socket.AF_INET6 and host == "":
+                    continue  # no IPv6 here: Streamlit falls back to 0.0.0.0 too
+                shown = f"{bind_host}:{port}"
+                raise PortInUseError(f"cannot listen on {shown}: {err.strerror}") from err
+
+
+def _bind_targets(host: str) -> list[tuple[socket.AddressFamily, str]]:
+    if host == "":
+        dual = [(socket.AF_INET6, "::")] if socket.has_ipv6 else []
+        return [*dual, (socket.AF_INET, "0.0.0.0")]
+    return [(socket.AF_INET6 if ":" in host else socket.AF_INET, host)]
+
+
 def wait_healthy(
-    port: int, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None
+    port: int,
+    timeout: float = 60.0,
+    proc: subprocess.Popen[Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> bool:
-    """Poll the health endpoint until it answers 'ok' (False on timeout or child exit)."""
+    """Poll the health endpoint until it answers 'ok' (False on timeout, child exit or
+    `stop`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
+        if (proc is not None and proc.poll() is not None) or (stop is not None and stop.is_set()):
             return False
         try:
             with urllib.request.urlopen(health_url(port), timeout=2) as resp:
                 if resp.status == 200:
-                    return True
+                    return proc is None or proc.poll() is None
         except OSError:
             pass
         time.sleep(0.3)
@@ -95,8 +148,23 @@ def start_dashboard(
         "SCALINGLAB_SCHEDULER": "1" if scheduler else "0",
     }
     # The child reads .streamlit/config.toml from its working directory.
-    cwd = config_dir()
-    return subprocess.Popen(streamlit_command(port, address), env=env, cwd=cwd)
+    return childproc.start(streamlit_command(port, address), env=env, cwd=config_dir())
+
+
+@contextmanager
+def stop_signals(handler: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP call `handler` (no KeyboardInterrupt anywhere) while
+    inside; the previous handlers come back on the way out. Only the main thread can
+    set handlers: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda s, _f: handler(s)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def serve(
@@ -106,54 +174,69 @@ def serve(
     address: str | None = None,
     scheduler: bool = True,
     poll_seconds: float = 2.0,
+    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
     children: list[subprocess.Popen[Any]] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Run the dashboard and the scheduler until interrupted; returns the exit code.
+    """Run the dashboard and the scheduler until a stop signal (or `stop`); returns the
+    exit code: 0 when stopped, else the dashboard's. PortInUseError before anything
+    starts when the port is taken.
 
-    `children` are extra processes (the demo sweep) to stop on the way out.
+    `children` are extra processes (the demo sweep, started by `app.childproc.start`)
+    to stop on the way out: SIGINT first, so a trainer closes its run.
     """
+    check_port(port, address)
     root = Path(store.root)
-    lock = scheduler_lock(root) if scheduler else None
-    if scheduler and lock is None:
-        print(
-            "another `scalinglab serve` runs this store's jobs; serving the dashboard only",
-            flush=True,
-        )
-    proc = start_dashboard(root, port, address, scheduler)
-    sched = Scheduler(store, poll_seconds=poll_seconds) if lock is not None else None
-    if sched is not None:
-        sched.start()
-    stopping = False
-
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        proc.terminate()
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        if wait_healthy(port, proc=proc):
-            shown = address if address and address != "0.0.0.0" else "localhost"
-            print(f"scalinglab dashboard: http://{shown}:{port}  (store: {root})", flush=True)
-        elif proc.poll() is not None:
+    stop = stop or threading.Event()
+    with stop_signals(lambda _sig: stop.set()):
+        lock = scheduler_lock(root) if scheduler else None
+        if scheduler and lock is None:
             print(
-                f"error: the dashboard did not start (is port {port} in use? try --port)",
-                file=sys.stderr,
+                "another `scalinglab serve` runs this store's jobs; serving the dashboard only",
                 flush=True,
             )
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        code = 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        for child in [proc, *(children or [])]:
-            _stop_child(child)
-        if sched is not None:
-            sched.stop(wait=False)
-        if lock is not None:
-            lock.close()  # releases the flock
-    return 0 if stopping else code
+        sched = None
+        proc = None
+        try:
+            if lock is not None:
+                sched = Scheduler(store, poll_seconds=poll_seconds, job_timeout_s=job_timeout_s)
+                sched.start()
+            proc = start_dashboard(root, port, address, scheduler)
+            if wait_healthy(port, proc=proc, stop=stop):
+                shown = address if address and address not in ("0.0.0.0", "::") else "localhost"
+                print(f"scalinglab dashboard: http://{shown}:{port}  (store: {root})", flush=True)
+            elif proc.poll() is not None and not stop.is_set():
+                print(
+                    f"error: the dashboard did not start (exit code {proc.returncode}; "
+                    f"is port {port} in use? try --port)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            while not stop.is_set() and proc.poll() is None:
+                stop.wait(0.2)
+            code = 0 if stop.is_set() else (proc.returncode or 0)
+        finally:
+            shutdown(proc, sched, children or [])
+            if lock is not None:
+                lock.close()  # releases the flock
+    return code
+
+
+def shutdown(
+    dashboard: subprocess.Popen[Any] | None,
+    sched: Scheduler | None,
+    children: list[subprocess.Popen[Any]],
+) -> None:
+    """Stop in order: the extra children (SIGINT: trainers close their runs), the
+    scheduler (running fits stop, their jobs become 'interrupted'), the dashboard."""
+    for child in children:
+        with suppress(Exception):
+            childproc.stop(child, first=signal.SIGINT, grace_s=30)
+    if sched is not None:
+        with suppress(Exception):
+            sched.stop(wait=True)
+    if dashboard is not None:
+        childproc.stop(dashboard, first=signal.SIGTERM, grace_s=10)
 
 
 def scheduler_lock(root: Path) -> IO[bytes] | None:
@@ -167,12 +250,3 @@ def scheduler_lock(root: Path) -> IO[bytes] | None:
         handle.close()
         return None
     return handle
-
-
-def _stop_child(child: subprocess.Popen[Any]) -> None:
-    if child.poll() is None:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()

@@ -11,11 +11,15 @@ Selection (JSON object, every key optional):
     reduce:    "final" (one row per run and split: its last logged loss; the usual
                scaling-law table) or "all" (every point; for the LR-schedule laws)
     finished:  with reduce="final", keep only runs that are no longer running (default true)
+
+`add_job` is how a job is saved: it checks the law and the names of its options (what
+only the fitting package knows) and then `store.jobs.add_job` checks the schedule, the
+selection and the options' shape. `run_job` checks a stored job the same way first, so a
+job written some other way fails with a message instead of fitting something else.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -33,21 +37,70 @@ DEFAULT_SELECTION: dict[str, Any] = {
 LIVE_STATUSES = ("running", "failed", "interrupted")  # their last loss is not final
 
 
+def known_options(law: str) -> frozenset[str]:
+    """The option names a job of `law` may pass to `fitting.fit`: the engine's plus the
+    law's own (`x` when the law has a choice of x column)."""
+    import fitting
+    from fitting.result import ENGINE_KEYS
+
+    spec = fitting.LAWS[law]
+    return ENGINE_KEYS | set(spec.law_options) | ({"x"} if spec.x_columns else set())
+
+
+def check_spec(law: Any, options: Any) -> dict[str, Any]:
+    """A job's law and options as the fitting package sees them: BadInputError for an
+    unknown law, an option name the law and the engine do not take, or an engine option
+    value the engine refuses. Returns the options as a dict."""
+    import fitting
+    from fitting.engine import split_options
+    from store.jobs import validate_options
+
+    if law not in fitting.LAWS:
+        raise BadInputError(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
+    opts = validate_options(options)
+    known = known_options(law)
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise BadInputError(
+            f"law {law!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    try:
+        split_options(opts)  # FitError (a BadInputError) for a value it refuses
+    except (TypeError, ValueError) as err:
+        raise BadInputError(f"bad fit option value: {err}") from err
+    return opts
+
+
+def add_job(
+    store: Any,
+    *,
+    name: str,
+    project: str,
+    law: str,
+    selection: Any,
+    options: Any,
+    schedule: str,
+) -> int:
+    """Check the law and options, then save the job through `store.jobs.add_job` (which
+    checks the rest); returns its id. Nothing is written when anything is refused."""
+    from store import jobs
+
+    opts = check_spec(law, options)
+    return jobs.add_job(
+        store,
+        name=name,
+        project=project,
+        law=law,
+        selection=selection,
+        options=opts,
+        schedule=schedule,
+    )
+
+
 def now_utc() -> datetime:
     """Naive UTC now: the store keeps timestamps without a zone."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def parse_json(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON column as a dict (the store may hand back text or an already decoded value)."""
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
-        return dict(default or {})
-    if isinstance(value, dict):
-        return dict(value)
-    parsed = json.loads(value)
-    if not isinstance(parsed, dict):
-        raise BadInputError(f"expected a JSON object, got {value!r}")
-    return parsed
 
 
 def final_losses(points: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +168,8 @@ def run_job(store: Any, job_id: int) -> int:
     """Run one job now: fit, save the fit with the job id, record the outcome on the job.
 
     Returns the new fit's id. On failure the job gets status 'error' and the message in
-    `last_error`, and the error is raised again for the caller to report. Too little
+    `last_error` (and the data version it failed on), and the error is raised again for
+    the caller to report. Too little
     data yet (a sweep still running) is not a failure: status 'waiting', with the
     reason in `last_error`, and an on-new-data job tries again when the data changes.
     """
@@ -131,10 +185,11 @@ def run_job(store: Any, job_id: int) -> int:
         from fitting import persist
 
         version = str(queries.data_version(store, job["project"]))
-        selection = parse_json(job.get("selection"), DEFAULT_SELECTION)
-        result, _ = fit_selection(
-            store, job["project"], job["law"], selection, parse_json(job.get("options"))
-        )
+        from store.jobs import validate_selection
+
+        selection = validate_selection(job.get("selection")) or dict(DEFAULT_SELECTION)
+        options = check_spec(job["law"], job.get("options"))
+        result, _ = fit_selection(store, job["project"], job["law"], selection, options)
         fit_id = persist.save_result(store, result, job["project"], selection, job_id=job_id)
     except NotEnoughDataError as err:
         jobs.update_job(
@@ -154,6 +209,9 @@ def run_job(store: Any, job_id: int) -> int:
             status="error",
             last_error=message[:2000],
             last_duration_s=time.perf_counter() - t0,
+            # Recorded on failure too: an on-new-data job waits for new data before it
+            # tries again, instead of failing on every poll.
+            last_data_version=version,
         )
         raise
     jobs.update_job(

@@ -29,18 +29,45 @@ def _store(path: Any) -> Any:
     return Store(path)
 
 
+JobTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--job-timeout",
+        help="Seconds a scheduled fit may run before it is stopped and marked as an error.",
+        min=1,
+    ),
+]
+
+
 def serve(
     store: StoreOption = None,
     port: PortOption = 8501,
     address: AddressOption = None,
-    no_scheduler: Annotated[bool, typer.Option("--no-scheduler")] = False,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--no-scheduler",
+            help="Serve the dashboard only: scheduled jobs do not run here (another "
+            "serve may run them).",
+        ),
+    ] = False,
+    job_timeout: JobTimeoutOption = 1800.0,
 ) -> None:
-    """Run the dashboard and the job scheduler (Ctrl-C stops both)."""
+    """Run the dashboard and the job scheduler (Ctrl-C stops both). Exits 2, before
+    starting anything, when the port is taken."""
     from app.serve import serve as run_serve
 
-    raise typer.Exit(
-        run_serve(_store(store), port=port, address=address, scheduler=not no_scheduler)
-    )
+    try:
+        code = run_serve(
+            _store(store),
+            port=port,
+            address=address,
+            scheduler=not no_scheduler,
+            job_timeout_s=job_timeout,
+        )
+    except ScalinglabError as err:
+        fail(str(err))
+    raise typer.Exit(code)
 
 
 def demo(
@@ -50,18 +77,35 @@ def demo(
     no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Do not train.")] = False,
 ) -> None:
     """Set up the live demo (a CPU sweep on a known-entropy source, refit every minute)
-    and serve the dashboard. Never opens a browser: open the printed URL."""
+    and serve the dashboard, printing the sweep's progress (runs done, step, loss).
+    Never opens a browser: open the printed URL."""
+    import threading
+
     from app import demo as demo_mod
+    from app.serve import check_port
     from app.serve import serve as run_serve
 
-    st = _store(store)
-    job_id = demo_mod.ensure_demo_job(st)
-    print(f"demo job {job_id}: {demo_mod.DEMO_JOB_NAME}")
-    proc, message = (None, "sweep skipped (--no-sweep)") if no_sweep else demo_mod.start_sweep(st)
-    print(message, flush=True)
-    raise typer.Exit(
-        run_serve(st, port=port, address=address, children=[proc] if proc is not None else None)
-    )
+    try:
+        check_port(port, address)  # before the demo job or a second sweep exist
+        st = _store(store)
+        job_id = demo_mod.ensure_demo_job(st)
+        print(f"demo job {job_id}: {demo_mod.DEMO_JOB_NAME}")
+        proc, message = (
+            (None, "sweep skipped (--no-sweep)") if no_sweep else demo_mod.start_sweep(st)
+        )
+        print(message, flush=True)
+        done = threading.Event()
+        if proc is not None:
+            demo_mod.watch_progress(st, proc, done)
+        try:
+            code = run_serve(
+                st, port=port, address=address, children=[proc] if proc is not None else None
+            )
+        finally:
+            done.set()
+    except ScalinglabError as err:
+        fail(str(err))
+    raise typer.Exit(code)
 
 
 @jobs_app.command("list")
@@ -113,11 +157,16 @@ def _split_list(value: str | None) -> list[str] | None:
 
 @jobs_app.command("add")
 def jobs_add(
-    name: Annotated[str, typer.Option("--name")],
-    project: Annotated[str, typer.Option("--project")],
-    law: Annotated[str, typer.Option("--law")],
+    name: Annotated[str, typer.Option("--name", help="A name for the job (shown in lists).")],
+    project: Annotated[str, typer.Option("--project", help="The project whose runs it fits.")],
+    law: Annotated[str, typer.Option("--law", help="The law to fit (see `scalinglab laws`).")],
     schedule: Annotated[
-        str, typer.Option("--schedule", help="Cron or 'on-new-data'.")
+        str,
+        typer.Option(
+            "--schedule",
+            help="A five-field cron expression (minute hour day month weekday, e.g. "
+            "'*/5 * * * *') or 'on-new-data' (whenever the project's data changes).",
+        ),
     ] = "on-new-data",
     runs: Annotated[
         str | None, typer.Option("--runs", help="Comma-separated runs (default all).")
@@ -128,22 +177,23 @@ def jobs_add(
     option: Annotated[
         list[str] | None, typer.Option("--option", help="KEY=VALUE fit option.")
     ] = None,
-    include_running: Annotated[bool, typer.Option("--include-running")] = False,
+    include_running: Annotated[
+        bool,
+        typer.Option(
+            "--include-running",
+            help="Also fit the last losses of runs still running or failed (default: "
+            "finished runs only).",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
-    """Save a fit spec with a schedule; `scalinglab serve` runs it when due."""
-    import fitting
-    from app.scheduler import validate_schedule
-    from store import jobs
+    """Save a fit spec with a schedule; `scalinglab serve` runs it when due. The law, the
+    option names, the schedule and the selection are checked first (exit 2, nothing
+    saved, when one is wrong)."""
+    from fitting.jobs import add_job
 
-    if law not in fitting.LAWS:
-        fail(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
     if reduce not in ("final", "all"):
         fail(f"--reduce must be 'final' or 'all', got {reduce!r}")
-    try:
-        schedule = validate_schedule(schedule)
-    except ScalinglabError as err:
-        fail(str(err))
     selection = {
         "runs": _split_list(runs),
         "splits": _split_list(splits),
@@ -153,20 +203,28 @@ def jobs_add(
     options = _parse_options(option or [])
     if x:
         options["x"] = x
-    job_id = jobs.add_job(
-        _store(store),
-        name=name,
-        project=project,
-        law=law,
-        selection=selection,
-        options=options,
-        schedule=schedule,
-    )
+    try:
+        job_id = add_job(
+            _store(store),
+            name=name,
+            project=project,
+            law=law,
+            selection=selection,
+            options=options,
+            schedule=schedule,
+        )
+    except ScalinglabError as err:
+        fail(str(err))
     print(f"job {job_id} added")
 
 
+JobIdArgument = Annotated[
+    int, typer.Argument(help="The job's id (see `scalinglab jobs list`).", show_default=False)
+]
+
+
 @jobs_app.command("run")
-def jobs_run(job_id: int, store: StoreOption = None) -> None:
+def jobs_run(job_id: JobIdArgument, store: StoreOption = None) -> None:
     """Run a job now, in this process, and print the new fit's id."""
     from fitting.jobs import run_job
 
@@ -188,19 +246,19 @@ def _set_paused(job_id: int, paused: bool, store: Any) -> None:
 
 
 @jobs_app.command("pause")
-def jobs_pause(job_id: int, store: StoreOption = None) -> None:
+def jobs_pause(job_id: JobIdArgument, store: StoreOption = None) -> None:
     """Stop a job from running on its schedule (it can still be run by hand)."""
     _set_paused(job_id, True, store)
 
 
 @jobs_app.command("resume")
-def jobs_resume(job_id: int, store: StoreOption = None) -> None:
+def jobs_resume(job_id: JobIdArgument, store: StoreOption = None) -> None:
     """Put a paused job back on its schedule."""
     _set_paused(job_id, False, store)
 
 
 @jobs_app.command("delete")
-def jobs_delete(job_id: int, store: StoreOption = None) -> None:
+def jobs_delete(job_id: JobIdArgument, store: StoreOption = None) -> None:
     """Delete a job (its saved fits stay)."""
     from store import jobs
 

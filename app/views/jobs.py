@@ -29,9 +29,8 @@ LIST_COLUMNS = list(SUMMARY_COLUMNS)
 
 def create_form() -> None:
     import fitting
-    from app.scheduler import validate_schedule
+    from fitting.jobs import add_job
     from fitting.laws import DEFAULT_LAW
-    from store import jobs
 
     projects = data.projects(data.store_root())
     with st.form("job-create", clear_on_submit=False):
@@ -54,17 +53,17 @@ def create_form() -> None:
     if not submitted:
         return
     try:
-        schedule = validate_schedule(SCHEDULES[when] or cron)
         options: dict[str, Any] = {"bootstrap": boot} if boot else {}
         if fitting.LAWS[law].x_columns:
             options["x"] = x
-        job_id = jobs.add_job(
+        # add_job checks the law, the option names, the schedule and the selection.
+        job_id = add_job(
             data.get_store(),
             name=name.strip() or f"{law} on {project}",
             project=project or "",
             law=law,
             options=options,
-            schedule=schedule,
+            schedule=SCHEDULES[when] or cron,
             selection={"reduce": reduce, "finished": reduce == "final"},
         )
     except ScalinglabError as err:

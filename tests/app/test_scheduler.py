@@ -109,6 +109,8 @@ def test_jobs_survive_a_restart(store: object, tmp_path: Path) -> None:
 
 
 def test_failing_fit_records_error_and_loop_keeps_going(store: object) -> None:
+    """The scheduler's clock is fixed: a minute boundary passing during the test cannot
+    make the cron jobs due a second time (it once did, with the wall clock)."""
     from store import jobs
 
     bad = _add(store, name="bad", options={"x": "no_such_column"})
@@ -116,10 +118,10 @@ def test_failing_fit_records_error_and_loop_keeps_going(store: object) -> None:
     good = _add(store, name="good")
     for job_id in (bad, missing, good):
         jobs.update_job(store, job_id, next_run_at=datetime(2000, 1, 1))
-    sched = Scheduler(store, poll_seconds=0.1, ingest_seconds=None)
+    sched = Scheduler(store, poll_seconds=0.1, ingest_seconds=None, clock=lambda: NOW)
     sched.start()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             states = {j: jobs.get_job(store, j)["status"] for j in (bad, missing, good)}
             if states[good] == "ok" and states[bad] == "error" and states[missing] == "waiting":
@@ -133,6 +135,8 @@ def test_failing_fit_records_error_and_loop_keeps_going(store: object) -> None:
     assert jobs.get_job(store, missing)["status"] == "waiting"  # too little data is no failure
     assert jobs.get_job(store, good)["status"] == "ok"
     assert _fits(store, good) == 1 and _fits(store, bad) == 0
+    for job_id in (bad, missing, good):  # each ran once: its next slot is after NOW
+        assert jobs.get_job(store, job_id)["next_run_at"] == datetime(2026, 11, 24, 12, 1)
 
 
 def test_on_new_data_job_runs_when_the_data_changes(store: object, tmp_path: Path) -> None:
