@@ -11,10 +11,13 @@ from pathlib import Path
 import duckdb
 
 from store import db, paths, schema
+from store.errors import StoreUnusableError
 
 # Migrations are checked once per database file per process; writes from threads of one
 # process are serialised so two of them never conflict inside DuckDB's MVCC.
 _MIGRATED: set[Path] = set()
+# Stores whose schema is newer than this code, with their version: read-only to us.
+_NEWER: dict[Path, int] = {}
 _WRITE_LOCKS: dict[Path, threading.RLock] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -38,15 +41,30 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     def ensure(self) -> None:
-        """Create the folders and bring the schema up to date (once per process)."""
+        """Create the folders and bring the schema up to date (once per process).
+
+        A store whose schema is newer than this code is left as it is: it can be read,
+        and every write is refused (`StoreUnusableError`).
+        """
         if self.db_path in _MIGRATED and self.db_path.exists():
             return
-        self.inbox_dir.mkdir(parents=True, exist_ok=True)
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self.check_root()
+        try:
+            self.inbox_dir.mkdir(parents=True, exist_ok=True)
+            self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreUnusableError(
+                f"cannot create the store folder {self.root}: {err.strerror}; choose a "
+                "folder you can write to with --store or $SCALINGLAB_STORE"
+            ) from err
         with _REGISTRY_LOCK:
-            if self.db_path.exists() and self._version_read_only() == schema.CURRENT_VERSION:
-                _MIGRATED.add(self.db_path)
-                return
+            if self.db_path.exists():
+                version = self._version_read_only()
+                if version > schema.CURRENT_VERSION:
+                    _NEWER[self.db_path] = version
+                if version >= schema.CURRENT_VERSION:
+                    _MIGRATED.add(self.db_path)
+                    return
         with (
             self._write_lock(),
             db.connection(self.db_path, read_only=False, timeout_s=self.lock_timeout_s) as con,
@@ -54,9 +72,29 @@ class Store:
             schema.migrate(con)
         _MIGRATED.add(self.db_path)
 
+    def check_root(self) -> None:
+        """Refuse a store path that is a file (or lies under one)."""
+        for folder in (self.root, *self.root.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise StoreUnusableError(
+                        f"the store path {self.root} is not a folder ({folder} is a file); "
+                        "--store and $SCALINGLAB_STORE name the store's folder"
+                    )
+                return
+
     def _version_read_only(self) -> int:
         with db.connection(self.db_path, read_only=True, timeout_s=self.lock_timeout_s) as con:
             return schema.current_version(con)
+
+    def _refuse_newer(self) -> None:
+        version = _NEWER.get(self.db_path)
+        if version is not None:
+            raise StoreUnusableError(
+                f"the store {self.root} has schema version {version}, newer than this "
+                f"scalinglab's ({schema.CURRENT_VERSION}): it can be read but not written; "
+                "upgrade scalinglab to write to it"
+            )
 
     def _write_lock(self) -> threading.RLock:
         with _REGISTRY_LOCK:
@@ -70,6 +108,7 @@ class Store:
             with db.connection(self.db_path, read_only=True, timeout_s=self.lock_timeout_s) as con:
                 yield con
             return
+        self._refuse_newer()
         with (
             self._write_lock(),
             db.connection(self.db_path, read_only=False, timeout_s=self.lock_timeout_s) as con,

@@ -41,4 +41,10 @@ class NotEnoughDataError(BadInputError):
 
 
 class StoreBusyError(ScalinglabError):
-    """The store stayed locked by another writer past the retry budget."""
+    """The store stayed locked by another process past the retry budget."""
+
+
+class StoreUnusableError(ScalinglabError):
+    """The store cannot be used as asked: its database file is damaged or not a DuckDB
+    file, `--store` names a file or a folder this user cannot write, or its schema is
+    newer than this code (readable, but refused for writing)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import numbers
 import os
 import time
 from types import TracebackType
@@ -28,8 +29,18 @@ _ROW_FIELDS = ("split", "step", "tokens", "flops", "lr", "loss", "family", "samp
 _FLOAT_FIELDS = ("tokens", "flops", "lr", "loss", "sampling_ratio")
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+# Facts that count something: never negative.
+_COUNTS = ("params", "params_non_embedding", "encoder_params", "decoder_params")
+
+
 def normalise_facts(facts: dict[str, Any]) -> dict[str, Any]:
-    """Check fact names and values; dicts for schedule/config/source become JSON text."""
+    """Check fact names and values; dicts for schedule/config/source become JSON text.
+
+    Every value must fit its column (`store.schema.RUN_FACT_COLUMNS`), so that no
+    shard can hold a fact that breaks the reads of every run: the writer refuses it,
+    and a read or ingest quarantines a shard from another writer that holds one.
+    """
     unknown = sorted(set(facts) - set(RUN_FACT_COLUMNS))
     if unknown:
         raise BadInputError(
@@ -39,12 +50,33 @@ def normalise_facts(facts: dict[str, Any]) -> dict[str, Any]:
     for key, value in facts.items():
         if key in JSON_FACTS and value is not None and not isinstance(value, str):
             value = json.dumps(value, sort_keys=True, default=str)
+        out[key] = None if value is None else _fact_value(key, value)
+    return out
+
+
+def _fact_value(key: str, value: Any) -> Any:
+    """`value` as its column's type (BIGINT, DOUBLE or VARCHAR), or BadInputError."""
+    sql_type = RUN_FACT_COLUMNS[key]
+    if sql_type == "VARCHAR":
+        if not isinstance(value, str):
+            raise BadInputError(f"run fact {key!r} must be text, got {value!r}")
         if key == "status" and value not in RUN_STATUSES:
             raise BadInputError(f"run status must be one of {RUN_STATUSES}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise BadInputError(f"run fact {key!r} must be finite, got {value!r}")
-        out[key] = value
-    return out
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise BadInputError(f"run fact {key!r} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise BadInputError(f"run fact {key!r} must be finite, got {value!r}")
+    if sql_type == "BIGINT":
+        if int(value) != value:
+            raise BadInputError(f"run fact {key!r} must be a whole number, got {value!r}")
+        value = int(value)
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise BadInputError(f"run fact {key!r} does not fit in 64 bits: {value}")
+        if key in _COUNTS and value < 0:
+            raise BadInputError(f"run fact {key!r} counts parameters: got {value}")
+        return value
+    return float(value)
 
 
 class InboxWriter:
@@ -89,8 +121,12 @@ class InboxWriter:
         sampling_ratio: float | None = None,
     ) -> None:
         """Buffer one point; flushes when `flush_rows` or `flush_seconds` is reached."""
-        if int(step) != step or step < 0:
-            raise BadInputError(f"step must be a non-negative integer, got {step!r}")
+        if int(step) != step or not 0 <= step <= _INT64[1]:
+            raise BadInputError(f"step must be a non-negative integer below 2**63, got {step!r}")
+        if loss is not None and loss < 0:  # NaN and inf pass: they become "no value"
+            raise BadInputError(f"run {self.run!r}, step {step}: negative loss {loss!r}")
+        if not split or not isinstance(split, str):
+            raise BadInputError(f"run {self.run!r}: split must be non-empty text, got {split!r}")
         row = (split, int(step), tokens, flops, lr, loss, family, sampling_ratio)
         for name, value in zip(_ROW_FIELDS, row, strict=True):
             self._rows[name].append(value)
@@ -193,7 +229,20 @@ def _to_points_table(columns: Any, project: str, run: str) -> pa.Table:
             arrays.append(_column(name, value, n, schema.field(name).type))
         except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowTypeError) as err:
             raise BadInputError(f"run {run!r}: column {name!r} does not fit: {err}") from err
+    _check_splits(columns.get("split", "train"), arrays[2], run)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _check_splits(given: Any, splits: pa.Array, run: str) -> None:
+    """Every point names its split: a null or empty one could not be stored."""
+    import pyarrow.compute as pc
+
+    if isinstance(given, str):  # the usual case: one split for the whole batch
+        bad = not given
+    else:
+        bad = bool(splits.null_count) or bool(len(splits) and pc.any(pc.equal(splits, "")).as_py())
+    if bad:
+        raise BadInputError(f"run {run!r}: every point needs a non-empty split name")
 
 
 def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
@@ -203,6 +252,8 @@ def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
     if value is None or isinstance(value, (str, int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             value = None
+        if name == "loss" and value is not None and value < 0:
+            raise BadInputError(f"losses must not be negative, got {value!r}")
         return _constant(value, n, arrow_type)
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
@@ -216,6 +267,8 @@ def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
         if len(data) and (np.isnan(data).any() or data.min() < 0 or (data != np.floor(data)).any()):
             raise BadInputError("steps must be non-negative integers")
         return pa.array(data.astype(np.int64), pa.int64())
+    if name == "loss" and (data < 0).any():  # NaN compares False: it becomes a null
+        raise BadInputError(f"losses must not be negative, got {data[data < 0][0]!r}")
     finite = np.isfinite(data)
     return pa.array(data, pa.float64(), mask=None if finite.all() else ~finite)
 
@@ -253,6 +306,9 @@ def _clean_table(table: pa.Table, project: str, run: str) -> pa.Table:
     steps = table.column("step")
     if steps.null_count or (len(steps) and pc.min(steps).as_py() < 0):
         raise BadInputError(f"run {run!r}: steps must be non-negative integers")
+    lowest = pc.min(table.column("loss")).as_py()
+    if lowest is not None and lowest < 0:
+        raise BadInputError(f"run {run!r}: losses must not be negative, got {lowest!r}")
     for name in _FLOAT_FIELDS:
         col = table.column(name)
         finite = pc.is_finite(col)

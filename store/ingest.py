@@ -8,7 +8,6 @@ already recorded, which are skipped (and removed) by the next ingest.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from store import series, shardmeta, shards
-from store.pending import sql_list
+from store import quarantine, series, shardcheck, shardmeta, shards
+from store.pending import merge_fact_rows, sql_list
 from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
 from store.summary import refresh_summaries, replace_points
 from store.uniq import keys_unique
@@ -42,10 +41,18 @@ class IngestReport:
     skipped_shards: int = 0
     runs: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    # Shards moved to the quarantine instead (see `store.quarantine`).
+    quarantined: list[str] = field(default_factory=list)
 
 
 def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
-    """Ingest every completed inbox shard not yet recorded; delete them after commit."""
+    """Ingest every completed inbox shard not yet recorded; delete them after commit.
+
+    Each shard is checked first (`store.shardcheck`); a bad one is quarantined and the
+    others are ingested. Should a shard that passed turn out unreadable midway, the
+    transaction is rolled back, the batch's shards are read whole, the bad ones are
+    quarantined, and the ingest runs once more without them.
+    """
     from store.core import as_store
 
     store = as_store(store)
@@ -56,27 +63,57 @@ def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
     report = IngestReport()
     if not point_files and not fact_files:
         return report
+    usable: list[Path] = []  # the shards of the batch that passed their checks
+    for attempt in range(2):
+        try:
+            _ingest_batch(store, report, point_files, fact_files, usable)
+            break
+        except duckdb.Error:
+            if attempt or not shardcheck.recheck(usable):
+                raise
+    quarantined = quarantine.folder(store.root)
+    report.quarantined = [
+        p.name for p in point_files + fact_files if (quarantined / p.name).exists()
+    ]
+    for path in point_files + fact_files:
+        if path.name not in report.quarantined:
+            path.unlink(missing_ok=True)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _ingest_batch(
+    store: Store,
+    report: IngestReport,
+    point_files: list[Path],
+    fact_files: list[Path],
+    usable: list[Path],
+) -> None:
+    """One transaction: the shards not yet recorded that pass their checks (`usable`
+    lists them), and their records. Shards already recorded are not checked again."""
     with store.transaction() as con:
         names = [p.name for p in point_files + fact_files]
         _forget_deleted(con, names)
         done = _already_ingested(con, names)
-        new_points = [p for p in point_files if p.name not in done]
-        new_facts = [p for p in fact_files if p.name not in done]
         report.skipped_shards = len(done)
+        # Checked with pyarrow, not in this transaction: a bad file cannot abort it.
+        footers = shardcheck.checked_points(
+            store.root, [p for p in point_files if p.name not in done]
+        )
+        facts = shardcheck.checked_facts(store.root, [p for p in fact_files if p.name not in done])
+        new_points, new_facts = list(footers), list(facts)
+        usable[:] = new_points + new_facts
         touched: set[tuple[str, str]] = set()
         if new_points:
-            report.points = _ingest_points(con, new_points)
+            by_name = {str(p): footers[p] for p in new_points}
+            report.points = _ingest_points(con, new_points, by_name)
             touched |= set(con.execute("SELECT project, run FROM _touched").fetchall())
         if new_facts:
-            touched |= _ingest_facts(con, new_facts)
+            touched |= _ingest_facts(con, [row for p in new_facts for row in facts[p]])
         _record(con, new_points, "points")
         _record(con, new_facts, "facts")
         report.point_shards, report.fact_shards = len(new_points), len(new_facts)
         report.runs = sorted(touched)
-    for path in point_files + fact_files:
-        path.unlink(missing_ok=True)
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def _forget_deleted(con: duckdb.DuckDBPyConnection, present: list[str]) -> None:
@@ -99,13 +136,15 @@ def _already_ingested(con: duckdb.DuckDBPyConnection, names: list[str]) -> set[s
     return {row[0] for row in rows}
 
 
-def _ingest_points(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+def _ingest_points(
+    con: duckdb.DuckDBPyConnection, files: list[Path], footers: dict[str, str | None]
+) -> int:
     """Upsert the shards' rows straight from Parquet (last write wins within the batch)."""
     cols = ", ".join(POINT_COLUMNS)
     paths = [str(p) for p in files]
     names = sql_list(paths)
     con.execute(f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({names})")
-    summary = shardmeta.summarise(con, paths)
+    summary = shardmeta.summarise(con, paths, footers)
     if summary is not None:
         summary.create_keys(con, "_keys")
     else:
@@ -153,20 +192,10 @@ def _rows_by_series(
     )
 
 
-def merge_fact_shards(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict:
-    """Facts per (project, run), later shards overriding earlier ones key by key."""
-    rows = con.execute(
-        "SELECT project, run, facts FROM read_parquet(?, filename = true) ORDER BY filename",
-        [[str(p) for p in files]],
-    ).fetchall()
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for project, run, text in rows:
-        merged.setdefault((project, run), {}).update(json.loads(text))
-    return merged
-
-
-def _ingest_facts(con: duckdb.DuckDBPyConnection, files: list[Path]) -> set[tuple[str, str]]:
-    merged = merge_fact_shards(con, files)
+def _ingest_facts(
+    con: duckdb.DuckDBPyConnection, rows: list[shardcheck.FactRow]
+) -> set[tuple[str, str]]:
+    merged = merge_fact_rows(rows)
     for (project, run), facts in merged.items():
         upsert_run_facts(con, project, run, facts)
     return set(merged)

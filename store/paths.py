@@ -10,6 +10,8 @@ DEFAULT_ROOT = Path("~/.scalinglab")
 DB_NAME = "scalinglab.duckdb"
 INBOX_DIR = "inbox"
 UPLOADS_DIR = "uploads"
+# Inbox shards that could not be read or failed their checks (see `store.quarantine`).
+QUARANTINE_DIR = "quarantine"
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:

@@ -2,19 +2,21 @@
 
 The inbox is listed in Python (completed shards only), names already recorded in
 `ingested_shards` are dropped (a crash between an ingest's commit and its file deletes
-leaves such files), and the rest are read with `read_parquet` beside the tables.
+leaves such files), each remaining shard is checked once per process (a bad one goes to
+the quarantine, see `store.shardcheck`), and the rest are read with `read_parquet`
+beside the tables.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
-from store import shards
+from store import shardcheck, shards
 from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
 
 if TYPE_CHECKING:
@@ -30,10 +32,23 @@ class Pending:
 
     point_files: list[str]
     fact_files: list[str]
+    # The facts shards' rows (shard, project, run, facts), checked, in write order.
+    fact_rows: list[shardcheck.FactRow] = field(default_factory=list)
+
+    def merged_facts(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Facts per (project, run), later shards overriding earlier ones key by key."""
+        return merge_fact_rows(self.fact_rows)
+
+
+def merge_fact_rows(rows: list[shardcheck.FactRow]) -> dict[tuple[str, str], dict[str, Any]]:
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for _, project, run, facts in rows:
+        merged.setdefault((project, run), {}).update(facts)
+    return merged
 
 
 def pending(store: Store, con: duckdb.DuckDBPyConnection) -> Pending:
-    """Completed inbox shards whose names are not yet recorded as ingested."""
+    """Completed, checked inbox shards whose names are not yet recorded as ingested."""
     points = shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)
     facts = shards.list_shards(store.inbox_dir, shards.FACTS_PREFIX)
     if not points and not facts:
@@ -45,10 +60,10 @@ def pending(store: Store, con: duckdb.DuckDBPyConnection) -> Pending:
             "SELECT name FROM ingested_shards WHERE list_contains(?, name)", [names]
         ).fetchall()
     }
-    return Pending(
-        [str(p) for p in points if p.name not in done],
-        [str(p) for p in facts if p.name not in done],
-    )
+    good_points = shardcheck.checked_points(store.root, [p for p in points if p.name not in done])
+    good_facts = shardcheck.checked_facts(store.root, [p for p in facts if p.name not in done])
+    rows = [row for shard_rows in good_facts.values() for row in shard_rows]
+    return Pending([str(p) for p in good_points], [str(p) for p in good_facts], rows)
 
 
 def points_source(p: Pending) -> tuple[str, list[Any]]:
@@ -71,17 +86,11 @@ def points_source(p: Pending) -> tuple[str, list[Any]]:
 
 def register_pending_facts(con: duckdb.DuckDBPyConnection, p: Pending) -> str:
     """SQL for all runs' facts: `runs`, overridden by facts in pending shards."""
-    if not p.fact_files:
+    if not p.fact_rows:
         return "runs"
     import pyarrow as pa
 
-    rows = con.execute(
-        "SELECT project, run, facts FROM read_parquet(?, filename = true) ORDER BY filename",
-        [p.fact_files],
-    ).fetchall()
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for project, run, text in rows:
-        merged.setdefault((project, run), {}).update(json.loads(text))
+    merged = p.merged_facts()
     types = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}
     fields = [("project", pa.string()), ("run", pa.string())]
     fields += [(name, types[sql]) for name, sql in RUN_FACT_COLUMNS.items()]
@@ -93,7 +102,10 @@ def register_pending_facts(con: duckdb.DuckDBPyConnection, p: Pending) -> str:
     con.register("_pending_facts", pa.table(data, schema=pa.schema(fields)))
     facts = ", ".join(f"coalesce(f.{c}, r.{c}) AS {c}" for c in RUN_FACT_COLUMNS)
     rest = "r.n_points, r.last_step, r.last_loss, r.last_tokens, r.last_flops, "
-    rest += "coalesce(r.created_at, now()::TIMESTAMP) AS created_at, coalesce(r.updated_at, now()::TIMESTAMP) AS updated_at"
+    rest += (
+        "coalesce(r.created_at, now()::TIMESTAMP) AS created_at, "
+        "coalesce(r.updated_at, now()::TIMESTAMP) AS updated_at"
+    )
     return (
         "(SELECT coalesce(r.project, f.project) AS project, coalesce(r.run, f.run) AS run, "
         f"{facts}, {rest} FROM runs r FULL OUTER JOIN _pending_facts f "
@@ -107,13 +119,21 @@ def sql_list(paths: list[str]) -> str:
 
 
 def with_inbox_retry(read: Callable[[], T], attempts: int = 5) -> T:
-    """Run a read again when an ingest deleted a shard between listing and reading it."""
+    """Run a read again when an ingest deleted a shard between listing and reading it,
+    or when a shard whose footer passed its check turned out unreadable (it is then
+    quarantined, and the read goes on without it)."""
     for attempt in range(attempts):
         try:
             return read()
-        except duckdb.IOException as err:
-            text = str(err).lower()
-            gone = "no files found" in text or "no such file" in text or "cannot open" in text
-            if not gone or attempt == attempts - 1:
+        except duckdb.Error as err:
+            text = str(err)
+            lower = text.lower()
+            gone = "no files found" in lower or "no such file" in lower or "cannot open" in lower
+            named = shardcheck.shards_named_in(text)
+            if attempt == attempts - 1:
+                raise
+            if gone and isinstance(err, duckdb.IOException):
+                continue
+            if not (named and shardcheck.recheck(p for p in named if Path(p).exists())):
                 raise
     raise AssertionError("unreachable")

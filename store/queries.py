@@ -208,15 +208,14 @@ def data_version(store: Store, project: str) -> str:
             p = pending(store, con)
             # Only this project's pending shards count: another project's live runs
             # must not wake this project's on-new-data jobs.
-            mine: list[str] = []
-            for files in (p.point_files, p.fact_files):
-                if files:
-                    rows = con.execute(
-                        "SELECT DISTINCT filename FROM read_parquet(?, filename = true) "
-                        "WHERE project = ?",
-                        [files, project],
-                    ).fetchall()
-                    mine += [r[0] for r in rows]
+            mine = sorted({shard for shard, owner, _, _ in p.fact_rows if owner == project})
+            if p.point_files:
+                rows = con.execute(
+                    "SELECT DISTINCT filename FROM read_parquet(?, union_by_name = true, "
+                    "filename = true) WHERE project = ?",
+                    [p.point_files, project],
+                ).fetchall()
+                mine += [r[0] for r in rows]
         digest = hashlib.sha256("\n".join(sorted(mine)).encode()).hexdigest()[:12]
         return f"{row[0]}:{row[1]}:{row[2]}:{row[3]}:{digest}" if row else digest
 

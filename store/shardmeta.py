@@ -83,12 +83,20 @@ class BatchSummary:
         )
 
 
-def summarise(con: duckdb.DuckDBPyConnection, files: list[str]) -> BatchSummary | None:
-    """From the footers of `files` (in write order); None unless every shard has one."""
-    rows = con.execute(
-        "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
-        [files, KEY],
-    ).fetchall()
+def summarise(
+    con: duckdb.DuckDBPyConnection, files: list[str], footers: dict[str, str | None] | None = None
+) -> BatchSummary | None:
+    """From the footers of `files` (in write order); None unless every shard has one.
+
+    `footers` (file -> entry, as `store.shardcheck` read them) spares reading them again.
+    """
+    if footers is not None:
+        rows = [(name, footers[name]) for name in files if footers.get(name) is not None]
+    else:
+        rows = con.execute(
+            "SELECT file_name, decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+            [files, KEY],
+        ).fetchall()
     if len(rows) != len(files):
         return None
     order = {name: i for i, name in enumerate(files)}

@@ -1,7 +1,9 @@
 """Inbox shard files: names, the Arrow schema of point shards, atomic writes, listing.
 
-A shard is written under a hidden temporary name and renamed into place, so a reader
-(or ingest) sees it whole or not at all. Names sort by creation time.
+A shard is written under a hidden temporary name, flushed to disk, and renamed into
+place (the folder flushed too), so a reader (or ingest) sees it whole or not at all, even
+after a power loss. Names sort by creation time, and one process's names always sort in
+the order it wrote them (a run's later facts win over its earlier ones).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,11 +26,21 @@ SUFFIX = ".parquet"
 
 _SEQ = itertools.count()
 _TOKEN = uuid.uuid4().hex[:8]
+_LAST_NS = 0
+_NAME_LOCK = threading.Lock()
 
 
 def new_name(prefix: str) -> str:
-    """A unique shard name that sorts by creation time (nanoseconds, then sequence)."""
-    return f"{prefix}{time.time_ns():020d}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
+    """A unique shard name that sorts by creation time (nanoseconds, then sequence).
+
+    The wall clock may step back (NTP, a resumed VM); the time in a name never does
+    within a process, so a run's `finished` facts never sort before its `running` ones.
+    """
+    global _LAST_NS
+    with _NAME_LOCK:
+        _LAST_NS = max(time.time_ns(), _LAST_NS + 1)
+        stamp = _LAST_NS
+    return f"{prefix}{stamp:020d}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
 
 
 @functools.cache
@@ -80,11 +93,28 @@ def write_atomic(
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        # On disk before the rename: a power loss must not leave a named, torn shard.
+        os.fsync(fd)
     finally:
         os.close(fd)
     final = inbox / name
     os.replace(tmp, final)
+    fsync_folder(inbox)
     return final
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename into `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def list_shards(inbox: Path, prefix: str) -> list[Path]:

@@ -119,13 +119,26 @@ def runs(
     if frame.empty:
         typer.echo("no runs" + (f" in project {project!r}" if project else ""))
         return
-    from rich.console import Console
-    from rich.table import Table
+    rows = [
+        ["" if _missing(v) else _fmt(v) for v in row]
+        for row in frame[list(RUN_COLUMNS)].itertuples(index=False)
+    ]
+    typer.echo(text_table(list(RUN_COLUMNS), rows, numeric=RUN_COLUMNS[3:]))
 
-    table = Table(*RUN_COLUMNS)
-    for row in frame[list(RUN_COLUMNS)].itertuples(index=False):
-        table.add_row(*("" if _missing(v) else _fmt(v) for v in row))
-    Console().print(table)
+
+def text_table(headers: list[str], rows: list[list[str]], numeric: tuple[str, ...] = ()) -> str:
+    """Aligned plain-text columns that never cut a value, whatever the terminal's width
+    or a pipe: a project or run name identifies its row, so it is always shown whole."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            cell.rjust(width) if name in numeric else cell.ljust(width)
+            for name, cell, width in zip(headers, cells, widths, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def _missing(value: Any) -> bool:
@@ -163,20 +176,30 @@ def export(
 
 
 def info(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Store location, size on disk, row counts and schema version."""
+    """Store location, size on disk, row counts (live inbox runs included), schema
+    version, and the inbox shards moved to the quarantine (with why)."""
     with user_errors():
         data = store_info(open_store(store))
     if as_json:
         print_json(data)
         return
+    quarantined = data.pop("quarantined")
     for key, value in data.items():
         typer.echo(f"{key:>16}: {value}")
+    typer.echo(f"{'quarantined':>16}: {len(quarantined)}")
+    for item in quarantined:
+        typer.echo(f"{'':>18}{item['shard']}: {item['reason']}")
 
 
 def store_info(st: Store) -> dict[str, Any]:
-    """What `info` shows; does not create a store that is not there yet."""
-    from store import shards
+    """What `info` shows; does not create a store that is not there yet.
 
+    `projects`, `runs` and `points` count what `runs` lists: the tables plus the inbox
+    shards not yet ingested (a live run counts as soon as it has logged).
+    """
+    from store import quarantine, queries, shards
+
+    st.check_root()
     files = [p for p in st.root.rglob("*") if p.is_file()] if st.root.exists() else []
     data: dict[str, Any] = {
         "store": str(st.root),
@@ -189,15 +212,27 @@ def store_info(st: Store) -> dict[str, Any]:
     }
     tables = ("projects", "runs", "points", "fits", "jobs")
     if not data["exists"]:
-        return {**data, "schema_version": None, **{t: 0 for t in tables}}
+        data.update({"schema_version": None, **{t: 0 for t in tables}})
+        return {**data, "quarantined": quarantine.list_quarantined(st.root)}
+    runs = queries.list_runs(st)
     with st.connect(read_only=True) as con:
         from store.schema import current_version
 
         data["schema_version"] = current_version(con)
-        for table in tables:
+        named = {row[0] for row in con.execute("SELECT project FROM projects").fetchall()}
+        for table in ("fits", "jobs"):
             row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
             data[table] = int(row[0]) if row else 0
-    return data
+    data["projects"] = len(named | set(runs["project"]))
+    data["runs"] = len(runs)
+    data["points"] = int(runs["n_points"].sum()) if len(runs) else 0
+    return {**_ordered(data, tables), "quarantined": quarantine.list_quarantined(st.root)}
+
+
+def _ordered(data: dict[str, Any], last: tuple[str, ...]) -> dict[str, Any]:
+    """`data` with the keys in `last` moved to the end, in that order."""
+    head = {k: v for k, v in data.items() if k not in last}
+    return {**head, **{k: data[k] for k in last}}
 
 
 def ingest(store: StoreOption = None, as_json: JsonOption = False) -> None:
@@ -215,6 +250,11 @@ def ingest(store: StoreOption = None, as_json: JsonOption = False) -> None:
             f"ingested {report.points} points from {report.point_shards} shards "
             f"({report.fact_shards} fact shards) in {report.seconds:.2f} s"
         )
+        if report.quarantined:
+            typer.echo(
+                f"quarantined {len(report.quarantined)} bad shards (see `scalinglab info`): "
+                + ", ".join(report.quarantined)
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,8 @@ from app.cli import app
 from store import schema
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / ".venv" / "bin" / "scalinglab"
+# The console script of the interpreter running the tests (its venv's bin folder).
+SCRIPT = Path(sys.executable).parent / "scalinglab"
 runner = CliRunner()
 
 
@@ -85,7 +87,7 @@ def test_bad_input_exits_2_with_message_on_stderr(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "bad.csv, line 3, column 'step': expected a number, got 'x'" in proc.stderr
+    assert "bad.csv, line 3, column 'step': expected a non-negative integer, got 'x'" in proc.stderr
     assert "Traceback" not in proc.stderr
     code, _, err = cli("export", "--out", str(tmp_path / "x.xlsx"), "--store", str(tmp_path))
     assert code == 2 and ".csv or .parquet" in err
