@@ -31,7 +31,8 @@ DDL = f"""CREATE TABLE curve_tiles (
 
 
 def tile_sql(x: str) -> str:
-    return f"CAST(floor({TILES_PER_OCTAVE} * log2(1 + greatest({x}, 0))) AS INTEGER)"
+    # 1.0: in DOUBLE, so the largest BIGINT step does not overflow the addition.
+    return f"CAST(floor({TILES_PER_OCTAVE} * log2(1.0 + greatest({x}, 0))) AS INTEGER)"
 
 
 def aggregate_sql(

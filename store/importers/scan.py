@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def _check_line_lengths(path: Path, chunk: bytes, offset: int, last_newline: int
         if first < 0:
             continue
         length = offset + first - last_newline - 1
+        length -= first > 0 and chunk[first - 1] == 0x0D  # a CRLF break is no content
         if length > MAX_LINE_BYTES:
             _raise_too_long(path, last_newline + 1, length)
         last_newline = offset + chunk.rfind(b"\n", start, end)
@@ -147,7 +149,8 @@ def _header(path: Path) -> tuple[list[str], str, int]:
         has_rows = any(line.strip() for line in lines)
     first = first.rstrip("\r\n")
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
-    fields = next(csv.reader([first], delimiter=delimiter))
+    with _long_fields():
+        fields = next(csv.reader([first], delimiter=delimiter))
     fields = [f.strip() for f in fields]
     if not has_rows:
         raise BadInputError(
@@ -177,9 +180,20 @@ class Record:
         return self.line + sum(cell.count("\n") for cell in self.cells[:position])
 
 
+@contextmanager
+def _long_fields() -> Iterator[None]:
+    """Let the csv module read cells as long as a line may be (its default is 128 kB)."""
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, 4 * MAX_LINE_BYTES))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
 def records(scanned: ScannedFile) -> Iterator[tuple[list[str], Record]]:
     """(header, record) for every data record, in file order; for error reports only."""
-    with scanned.path.open(encoding="utf-8-sig", newline="") as fh:
+    with _long_fields(), scanned.path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=scanned.delimiter)
         header: list[str] | None = None
         index, end = -1, 0
