@@ -52,6 +52,10 @@ class JobFailed(ScalinglabError):
     """A fit process ended without a result the job recorded itself."""
 
 
+class JobDied(JobFailed):
+    """The fit's process ended without a word (killed, crashed)."""
+
+
 class JobTimedOut(JobFailed):
     """The fit ran past the job timeout and was stopped."""
 
@@ -348,9 +352,11 @@ class Scheduler:
                 self._procs.pop(job_id, None)
             reader.close()
         if outcome is None:
+            if self._stop.is_set():  # stop() killed it while this thread waited
+                raise JobInterrupted("stopped by the scheduler's shutdown")
             code = proc.exitcode
             why = " (killed: out of memory?)" if code == -signal.SIGKILL else ""
-            raise JobFailed(f"the fit's process died with exit code {code}{why}")
+            raise JobDied(f"the fit's process died with exit code {code}{why}")
         kind, value = outcome
         if kind == "ok":
             return int(value)
@@ -396,7 +402,7 @@ class Scheduler:
             jobs.update_job(self.store, job_id, status="interrupted", last_error=str(err))
             return
         fields: dict[str, Any] = {}
-        if isinstance(err, JobTimedOut) or job.get("status") == "running":
+        if isinstance(err, JobTimedOut | JobDied) or job.get("status") == "running":
             # The fit was stopped, or died, before it could record its own outcome.
             fields.update(status="error", last_error=str(err)[:2000])
             if isinstance(err, JobTimedOut):

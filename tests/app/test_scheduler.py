@@ -174,3 +174,154 @@ def test_one_instance_of_a_job_at_a_time(store: object) -> None:
         sched.wait_idle()
         sched.stop()
     assert calls == [job_id]
+
+
+def _insert_raw(store: object, name: str, schedule: str) -> int:
+    """A job written around store.jobs.add_job (an older version, a hand-edited store)."""
+    with store.transaction() as con:
+        row = con.execute(
+            "INSERT INTO jobs (name, project, law, selection, options, schedule) "
+            "VALUES (?, 'demo', 'power_law', '{}', '{\"x\": \"params\"}', ?) RETURNING id",
+            [name, schedule],
+        ).fetchone()
+    return int(row[0])
+
+
+def test_a_job_that_cannot_be_scheduled_is_marked_and_the_others_run(store: object) -> None:
+    from store import jobs
+
+    first = _add(store, name="first", schedule=ON_NEW_DATA)
+    bad = _insert_raw(store, "bad-cron", "every so often")
+    seconds = _insert_raw(store, "six-fields", "*/10 * * * * *")
+    last = _add(store, name="last", schedule=ON_NEW_DATA)
+    sched = Scheduler(store, ingest_seconds=None, processes=False, clock=lambda: NOW)
+    try:
+        sched.recover()  # no exception: the bad jobs are marked
+        assert sched.tick(NOW) == [first, last]
+        sched.wait_idle()
+        assert sched.tick(NOW) == []
+    finally:
+        sched.stop()
+    for job_id, why in ((bad, "has 3 fields"), (seconds, "has 6 fields")):
+        job = jobs.get_job(store, job_id)
+        assert job["status"] == "error"
+        assert job["last_error"].startswith("cannot schedule this job: schedule ")
+        assert why in job["last_error"]
+    assert jobs.get_job(store, first)["status"] == "ok"
+    assert jobs.get_job(store, last)["status"] == "ok"
+    assert _fits(store, first) == 1 and _fits(store, last) == 1
+
+
+def test_a_failing_on_new_data_job_waits_for_new_data_and_backs_off(
+    store: object, tmp_path: Path
+) -> None:
+    """It once re-ran on every 2 s poll (34 runs in 70 s): now it records the data
+    version it failed on and, while new data keeps coming, backs off 30 s, 60 s, ..."""
+    from store import jobs, queries
+
+    clock = {"now": NOW}
+    job_id = _add(store, name="bad", schedule=ON_NEW_DATA, options={"x": "no_such_column"})
+    sched = Scheduler(store, ingest_seconds=None, processes=False, clock=lambda: clock["now"])
+    try:
+        assert sched.tick() == [job_id]
+        sched.wait_idle()
+        job = jobs.get_job(store, job_id)
+        assert job["status"] == "error" and "no_such_column" in job["last_error"]
+        assert job["last_data_version"] == queries.data_version(store, "demo")
+        assert job["next_run_at"] == NOW + timedelta(seconds=30)
+        clock["now"] = NOW + timedelta(hours=1)
+        assert sched.tick() == []  # no new data: no new try, however long it waits
+        build_store(tmp_path / "store", sizes=(3e7,), seed=1)  # new data lands
+        clock["now"] = NOW + timedelta(seconds=10)
+        assert sched.tick() == []  # within the back-off
+        clock["now"] = NOW + timedelta(seconds=31)
+        assert sched.tick() == [job_id]
+        sched.wait_idle()
+        assert jobs.get_job(store, job_id)["next_run_at"] == clock["now"] + timedelta(seconds=60)
+    finally:
+        sched.stop()
+
+
+def hang_or_fit(store: object, job_id: int) -> int:
+    """A fit runner for the process tests: the job named 'hang' never returns, 'die' is
+    killed, the others fit."""
+    import os
+    import signal
+
+    from fitting.jobs import run_job
+    from store import jobs
+
+    name = jobs.get_job(store, job_id)["name"]
+    if name == "hang":
+        jobs.update_job(store, job_id, status="running")
+        time.sleep(3600)
+    if name == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_job(store, job_id)
+
+
+def _wait_for_process(sched: Scheduler, job_id: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = sched._procs.get(job_id)
+        if proc is not None and proc.pid is not None:
+            return int(proc.pid)
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never got a process")
+
+
+def test_a_hung_fit_is_stopped_at_the_timeout_and_the_next_job_runs(store: object) -> None:
+    from app.childproc import wait_gone
+    from store import jobs
+
+    hang = _add(store, name="hang", schedule=ON_NEW_DATA)
+    good = _add(store, name="good", schedule=ON_NEW_DATA)
+    sched = Scheduler(store, ingest_seconds=None, runner=hang_or_fit, job_timeout_s=3)
+    try:
+        assert sched.tick(NOW) == [hang, good]  # one worker: good waits behind hang
+        pid = _wait_for_process(sched, hang)
+        sched.wait_idle(timeout=180)
+        assert wait_gone(pid, 10)
+    finally:
+        sched.stop()
+    job = jobs.get_job(store, hang)
+    assert job["status"] == "error"
+    assert job["last_error"] == "the fit ran past the job timeout (3 s) and was stopped"
+    assert _fits(store, hang) == 0
+    assert jobs.get_job(store, good)["status"] == "ok" and _fits(store, good) == 1
+
+
+def test_a_fit_process_that_dies_is_recorded(store: object) -> None:
+    from store import jobs
+
+    die = _add(store, name="die", schedule=ON_NEW_DATA)
+    sched = Scheduler(store, ingest_seconds=None, runner=hang_or_fit, clock=lambda: NOW)
+    try:
+        assert sched.tick(NOW) == [die]
+        sched.wait_idle(timeout=180)
+    finally:
+        sched.stop()
+    job = jobs.get_job(store, die)
+    assert job["status"] == "error"
+    assert job["last_error"] == "the fit's process died with exit code -9 (killed: out of memory?)"
+    assert job["next_run_at"] == NOW + timedelta(seconds=30)  # backs off like any failure
+
+
+def test_stop_interrupts_a_running_fit_and_leaves_no_process(store: object) -> None:
+    from app.childproc import wait_gone
+    from store import jobs
+
+    hang = _add(store, name="hang", schedule=ON_NEW_DATA)
+    sched = Scheduler(store, ingest_seconds=None, runner=hang_or_fit)
+    try:
+        assert sched.tick(NOW) == [hang]
+        pid = _wait_for_process(sched, hang)
+        deadline = time.monotonic() + 120
+        while jobs.get_job(store, hang)["status"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sched.stop(wait=True)
+    assert wait_gone(pid, 10)
+    job = jobs.get_job(store, hang)
+    assert job["status"] == "interrupted"
+    assert job["last_error"] == "stopped by the scheduler's shutdown"

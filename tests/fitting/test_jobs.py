@@ -98,3 +98,58 @@ def test_job_waits_while_there_is_too_little_data(tmp_path: Path) -> None:
     job = jobs.get_job(live, job_id)
     assert job["status"] == "waiting" and "too few points" in job["last_error"]
     assert job["last_data_version"] == queries.data_version(live, "demo")
+
+
+def test_add_job_refuses_options_the_law_does_not_take(store: object) -> None:
+    from fitting.jobs import add_job
+    from store import jobs
+
+    spec = {"name": "j", "project": "demo", "selection": {}, "schedule": "on-new-data"}
+    cases = [
+        ("power_law", {"colour": "red"}, "law 'power_law' takes no option 'colour'; known:"),
+        ("power_law", {"bootstrp": 100}, "takes no option 'bootstrp'"),
+        ("chinchilla", {"x": "params"}, "law 'chinchilla' takes no option 'x'"),
+        ("power_law", {"resample": "sometimes"}, "resample must be 'runs', 'points' or 'auto'"),
+        ("power_law", {"bootstrap": "lots"}, "bad fit option value"),
+        ("no_such_law", {}, "unknown law 'no_such_law'"),
+    ]
+    for law, options, message in cases:
+        with pytest.raises(ScalinglabError) as err:
+            add_job(store, law=law, options=options, **spec)
+        assert message in str(err.value), (law, options)
+    assert jobs.list_jobs(store).empty
+    ok = add_job(store, law="power_law", options={"x": "params", "bootstrap": 5}, **spec)
+    nmt = add_job(store, law="nmt", options={"Ne_ref": 1e6}, **spec)
+    curve = add_job(store, law="lr_annealing", options={"lambda": 0.99}, **spec)
+    assert sorted(jobs.list_jobs(store)["id"]) == sorted([ok, nmt, curve])
+
+
+def test_a_failed_job_records_the_data_version_it_failed_on(store: object) -> None:
+    """So an on-new-data job does not try again until the data changes."""
+    from store import jobs, queries
+
+    job_id = jobs.add_job(
+        store, name="bad-x", project="demo", law="power_law", selection={},
+        options={"x": "no_such_column"}, schedule="on-new-data",
+    )  # fmt: skip
+    with pytest.raises(ScalinglabError, match="x must be one of"):
+        run_job(store, job_id)
+    job = jobs.get_job(store, job_id)
+    assert job["status"] == "error" and "no_such_column" in job["last_error"]
+    assert job["last_data_version"] == queries.data_version(store, "demo")
+
+
+def test_run_job_checks_a_stored_spec_written_around_add_job(store: object) -> None:
+    from store import fits, jobs
+
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO jobs (name, project, law, selection, options, schedule) "
+            "VALUES ('raw', 'demo', 'power_law', '{}', '{\"colour\": \"red\"}', 'on-new-data')"
+        )
+    job_id = int(jobs.list_jobs(store)["id"].iloc[0])
+    with pytest.raises(ScalinglabError, match="takes no option 'colour'"):
+        run_job(store, job_id)
+    job = jobs.get_job(store, job_id)
+    assert job["status"] == "error" and "takes no option 'colour'" in job["last_error"]
+    assert fits.list_fits(store, job_id=job_id).empty

@@ -78,3 +78,55 @@ def test_job_round_trip(store: Store) -> None:
     assert jobs.get_job(store, job_id) is None
     with pytest.raises(BadInputError, match="no job"):
         jobs.update_job(store, job_id, status="ok")
+
+
+GOOD_JOB = {
+    "name": "n",
+    "project": "p",
+    "law": "power_law",
+    "selection": {"reduce": "final"},
+    "options": {"x": "params"},
+    "schedule": "*/5 * * * *",
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("schedule", "0 0 * * * *", "'0 0 * * * *' has 6 fields, a cron expression has 5"),
+        ("schedule", "0 0 0 * * * 2026", "has 7 fields"),
+        ("schedule", "every so often", "has 3 fields"),
+        ("schedule", "61 * * * *", "'61 * * * *' is not a valid cron expression"),
+        ("schedule", "0 0 31 2 *", "'0 0 31 2 *' never fires"),
+        ("schedule", "", "a job needs a schedule"),
+        ("selection", {"colour": "red"}, "unknown selection key(s) colour; known: runs,"),
+        ("selection", {"reduce": "mean"}, "selection 'reduce' must be 'final' or 'all'"),
+        ("selection", {"runs": "a,b"}, "selection 'runs' must be a list of names"),
+        ("selection", {"finished": "yes"}, "selection 'finished' must be true or false"),
+        ("selection", "{not json", "job selection is not valid JSON"),
+        ("options", ["x"], "job options must be a JSON object keyed by name"),
+        ("options", {"delta": float("nan")}, "job options must be plain JSON values"),
+        ("name", "  ", "a job needs a name"),
+        ("project", None, "a job needs a project"),
+    ],
+)
+def test_add_job_refuses_a_job_it_could_not_run(
+    store: Store, field: str, value: object, message: str
+) -> None:
+    with pytest.raises(BadInputError) as err:
+        jobs.add_job(store, **{**GOOD_JOB, field: value})
+    assert message in str(err.value)
+    assert jobs.list_jobs(store).empty  # nothing written
+
+
+def test_schedules_are_normalised_and_update_is_validated_too(store: Store) -> None:
+    job_id = jobs.add_job(store, **{**GOOD_JOB, "schedule": "  0   3 * * mon "})
+    assert jobs.get_job(store, job_id)["schedule"] == "0 3 * * mon"
+    assert jobs.validate_schedule(" on-new-data ") == "on-new-data"
+    with pytest.raises(BadInputError, match="has 6 fields"):
+        jobs.update_job(store, job_id, schedule="* * * * * *")
+    with pytest.raises(BadInputError, match="unknown selection key"):
+        jobs.update_job(store, job_id, selection={"nope": 1})
+    job = jobs.get_job(store, job_id)
+    assert job["schedule"] == "0 3 * * mon"
+    assert json.loads(job["selection"]) == {"reduce": "final"}
