@@ -73,15 +73,18 @@ class ShapeReport:
 
 
 def make_inputs(
-    n: int, d: int, v: int, dtype: torch.dtype, device: str, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n: int, d: int, v: int, dtype: torch.dtype, device: str, seed: int = 0,
+    shuffled: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Peaked, LM-like inputs (loss of a few nats, most vocab entries far below 2^-12).
 
     Targets follow a Zipf law over token ids (id order = frequency order, as in BPE
     vocabularies). Coordinate 0 carries a log-frequency prior (every hidden state has
     1 there, every weight row its token's log-frequency); the other coordinates are a
     random embedding, and each hidden state points at its target's embedding plus noise:
-    logit_j = log f_j + 6 e_t . e_j + noise . e_j.
+    logit_j = log f_j + 6 e_t . e_j + noise . e_j. `shuffled` permutes the vocabulary ids
+    at random (same distribution, no frequency order): the case tile skipping loses
+    without a vocabulary ordering.
     """
     gen = torch.Generator(device=device).manual_seed(seed)
     log_freq = -1.1 * torch.log(torch.arange(1, v + 1, device=device, dtype=torch.float32))
@@ -90,6 +93,11 @@ def make_inputs(
     targets = torch.multinomial(log_freq.exp(), n, replacement=True, generator=gen)
     hidden = 6.0 * weight[targets] + torch.randn(n, d, device=device, generator=gen)
     hidden[:, 0] = 1.0
+    if shuffled:
+        new_id = torch.randperm(v, device=device, generator=gen)
+        moved = torch.empty_like(weight)
+        moved[new_id] = weight
+        weight, targets = moved, new_id[targets]
     return hidden.to(dtype), weight.to(dtype), targets
 
 
