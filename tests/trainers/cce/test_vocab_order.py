@@ -68,7 +68,7 @@ def _tile_counts_and_grads(inputs, dtype: torch.dtype, sort: bool, **budgets):
     perm = mean_logit_order(h, w, None) if sort else None
     pos = positions_of(t, perm) if perm is not None else t
     lse, _, _, tile_max = forward_stats(h, w, None, pos, None, cfg, perm=perm)
-    n, v = h.shape[0], w.shape[0]
+    v = w.shape[0]
     coefs = backward_coefs(t, lse, torch.ones_like(lse), torch.zeros_like(lse), v, dtype,
                            -100, 0.0, 0.0, False)  # fmt: skip
     counts = torch.zeros(2, dtype=torch.int32, device=DEVICE)
