@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fitting.analyses.allocation import compute_optimal, optimal_encoder_decoder_split
+from fitting.analyses.epochs import loss_of_one_more_epoch, optimal_epochs
 from fitting.analyses.extrapolation import extrapolation_test
 from fitting.analyses.kl import kl_decomposition, size_for_reducible_loss
 from fitting.analyses.sampling import optimal_sampling_ratios
@@ -12,7 +13,9 @@ __all__ = [
     "compute_optimal",
     "extrapolation_test",
     "kl_decomposition",
+    "loss_of_one_more_epoch",
     "optimal_encoder_decoder_split",
+    "optimal_epochs",
     "optimal_sampling_ratios",
     "schedule_curve",
     "size_for_reducible_loss",

@@ -8,16 +8,22 @@ loader, the analyses, the CLI and the dashboard ask it.
 from __future__ import annotations
 
 from fitting.laws.base import Law, Parameter, Prepared
+from fitting.laws.broken_power_law import BrokenPowerLaw
 from fitting.laws.chinchilla import Chinchilla
+from fitting.laws.data_constrained import DataConstrained
+from fitting.laws.downstream import Downstream
+from fitting.laws.downstream_score import DownstreamScore
 from fitting.laws.kaplan import Kaplan
 from fitting.laws.lr_annealing import LrAnnealing
 from fitting.laws.multi_power import MultiPower
 from fitting.laws.multilingual import Multilingual
 from fitting.laws.nmt import Nmt
+from fitting.laws.overtrained import Overtrained
 from fitting.laws.power_law import PowerLaw
 
 _ALL: list[Law] = [PowerLaw(), Chinchilla(), Kaplan(), Nmt(), Multilingual()]
 _ALL += [LrAnnealing(), MultiPower()]  # the loss-curve laws
+_ALL += [DataConstrained(), Overtrained(), Downstream(), DownstreamScore(), BrokenPowerLaw()]
 
 LAWS: dict[str, Law] = {law.name: law for law in _ALL}
 DEFAULT_LAW = PowerLaw.name  # the law the dashboard's pickers start on

@@ -44,7 +44,8 @@ test checks them for every law):
   ``extrapolation_test`` (which every law supports). A law that lists
   ``compute_optimal``, ``size_for_reducible_loss``, ``optimal_encoder_decoder_split`` or
   ``optimal_sampling_ratios`` implements that analysis's hook (``compute_optimum``,
-  ``reducible_size``, ``optimal_split``, ``sampling_terms``); ``kl_decomposition`` needs
+  ``reducible_size``, ``optimal_split``, ``sampling_terms``; ``loss_of_one_more_epoch``
+  and ``optimal_epochs``: ``epochs_loss``); ``kl_decomposition`` needs
   ``irreducible``, ``schedule_curve`` needs ``takes_schedule``.
 
 Rows and weights: the engine never drops rows from a ``Prepared``. Bootstrap resamples and
@@ -216,6 +217,13 @@ class Law(ABC):
         """``optimal_sampling_ratios``: each family's exponent gamma_i and loss scale c_i
         in L_i = c_i p_i^-gamma_i (c_i = 1 without a model size: normalised losses)."""
         raise self._unsupported("optimal_sampling_ratios")
+
+    def epochs_loss(
+        self, p: Mapping[str, float], params: np.ndarray, unique: np.ndarray, epochs: np.ndarray
+    ) -> np.ndarray:
+        """``loss_of_one_more_epoch`` / ``optimal_epochs``: the loss of ``params`` trained
+        for ``epochs`` passes over ``unique`` tokens."""
+        raise self._unsupported("loss_of_one_more_epoch")
 
     def _unsupported(self, analysis: str) -> FitError:
         return FitError(f"law {self.name!r} does not support {analysis}")

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_registry_has_the_public_laws() -> None:
-    for name in ("power_law", "chinchilla", "kaplan", "nmt", "multilingual"):
+    public = ("power_law", "chinchilla", "kaplan", "nmt", "multilingual", "data_constrained")
+    public += ("overtrained", "downstream", "downstream_score", "broken_power_law")
+    for name in public:
         assert name in fitting.LAWS
     for name, law in fitting.LAWS.items():
         assert law.name == name and isinstance(law, Law)
@@ -31,13 +33,19 @@ def test_registry_has_the_public_laws() -> None:
 def test_public_parameter_names() -> None:
     names = {
         n: [p.name for p in fitting.LAWS[n].parameters(None)]
-        for n in ("power_law", "chinchilla", "kaplan", "nmt")
+        for n in ("power_law", "chinchilla", "kaplan", "nmt", "data_constrained", "overtrained")
+        + ("downstream", "downstream_score", "broken_power_law")
     }
     assert names == {
         "power_law": ["L_inf", "x0", "alpha"],
         "chinchilla": ["E", "A", "B", "alpha", "beta"],
         "kaplan": ["N_c", "D_c", "alpha_N", "alpha_D"],
         "nmt": ["alpha", "p_e", "p_d", "L_inf"],
+        "data_constrained": ["E", "A", "B", "alpha", "beta", "R_D", "R_N"],
+        "overtrained": ["E", "a", "b", "eta"],
+        "downstream": ["E", "A", "alpha"],
+        "downstream_score": ["A", "alpha", "beta"],
+        "broken_power_law": ["a", "b", "c0", "c1", "d1", "f1"],
     }
     multi = fitting.LAWS["multilingual"].parameters(None, families=["de", "fr"])
     assert [p.name for p in multi][:6] == [
@@ -168,6 +176,26 @@ def _check_schedule(law: Law, result: Any, frame: pd.DataFrame) -> None:
     assert (curve["lo"] <= curve["loss"]).all() and (curve["loss"] <= curve["hi"]).all()
 
 
+def _check_one_more_epoch(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    out = analyses.loss_of_one_more_epoch(result, 1e8, 1e9, [1.0, 4.0, 40.0])
+    np.testing.assert_allclose(out["loss"] - out["loss_next_epoch"], out["gain"])
+    assert (out["gain"] > 0).all() and (np.diff(out["gain"]) < 0).all()  # diminishing returns
+    at = pd.DataFrame({"params": 1e8, "tokens": [1e9, 4e9, 4e10], "unique_tokens": 1e9})
+    np.testing.assert_allclose(out["loss"], result.predict(at), rtol=1e-12)
+    assert (out["gain_lo"] <= out["gain"]).all() and (out["gain"] <= out["gain_hi"]).all()
+
+
+def _check_optimal_epochs(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    budgets = np.array([1e19, 1e21])
+    out = analyses.optimal_epochs(result, budgets, 1e9)
+    np.testing.assert_allclose(6 * out["N_opt"] * out["D_opt"], budgets, rtol=1e-10)
+    np.testing.assert_allclose(out["epochs"], out["D_opt"] / 1e9, rtol=1e-12)
+    for factor in (0.8, 1.25):  # a minimum along the budget
+        n = out["N_opt"] * factor
+        at = pd.DataFrame({"params": n, "tokens": budgets / (6 * n), "unique_tokens": 1e9})
+        assert (result.predict(at) > out["loss"]).all()
+
+
 def _check_extrapolation(law: Law, result: Any, frame: pd.DataFrame) -> None:
     out = analyses.extrapolation_test(law, frame)
     assert out["n_heldout"] >= 1 and np.isfinite(out["mean_rel_error"])
@@ -180,6 +208,8 @@ CHECKS: dict[str, Callable[[Law, Any, pd.DataFrame], None]] = {
     "optimal_encoder_decoder_split": _check_split,
     "optimal_sampling_ratios": _check_sampling,
     "schedule_curve": _check_schedule,
+    "loss_of_one_more_epoch": _check_one_more_epoch,
+    "optimal_epochs": _check_optimal_epochs,
     "extrapolation_test": _check_extrapolation,
 }
 
