@@ -84,7 +84,7 @@ class BrokenPowerLaw(Law):
         return a + term
 
     def gradient(self, theta: np.ndarray, prep: Prepared) -> np.ndarray:
-        a, b, c0, c1, d1, f1, lx, log_r, s, term, share = self._terms(theta, prep)
+        a, b, _, c1, d1, f1, lx, log_r, s, term, share = self._terms(theta, prep)
         out = np.empty((a.shape[0], prep.n_rows, 6))
         out[:, :, 0] = 1.0
         out[:, :, 1] = term / b

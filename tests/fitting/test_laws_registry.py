@@ -31,11 +31,9 @@ def test_registry_has_the_public_laws() -> None:
 
 
 def test_public_parameter_names() -> None:
-    names = {
-        n: [p.name for p in fitting.LAWS[n].parameters(None)]
-        for n in ("power_law", "chinchilla", "kaplan", "nmt", "data_constrained", "overtrained")
-        + ("downstream", "downstream_score", "broken_power_law")
-    }
+    laws = ("power_law", "chinchilla", "kaplan", "nmt", "data_constrained", "overtrained")
+    laws += ("downstream", "downstream_score", "broken_power_law")
+    names = {n: [p.name for p in fitting.LAWS[n].parameters(None)] for n in laws}
     assert names == {
         "power_law": ["L_inf", "x0", "alpha"],
         "chinchilla": ["E", "A", "B", "alpha", "beta"],
