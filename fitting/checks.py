@@ -15,6 +15,7 @@ on a bound or not determined.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fitting.errors import FitError
+from fitting.laws.base import Law
 from fitting.objective import Problem
 
 # A free parameter this close to a bound, relative to the bound's size (in optimiser space,
@@ -121,28 +123,48 @@ def at_bounds(problem: Problem, z: np.ndarray) -> dict[str, str]:
     return out
 
 
+def _rises(
+    law: Law, theta: np.ndarray, data: pd.DataFrame, options: dict[str, Any], column: str
+) -> bool:
+    """Whether halving ``column`` lowers the law's prediction on most rows of ``data``."""
+    try:
+        base = law.predict(theta[None, :], law.prepare(data, for_fit=False, **options))[0]
+        halved = data.assign(**{column: pd.to_numeric(data[column], errors="coerce") / 2})
+        smaller = law.predict(theta[None, :], law.prepare(halved, for_fit=False, **options))[0]
+    except (FitError, ValueError, KeyError):
+        return False
+    finite = np.isfinite(base) & np.isfinite(smaller)
+    return bool(finite.any() and (smaller < base - 1e-9 * np.abs(base))[finite].mean() > 0.5)
+
+
+@functools.cache
+def _rises_by_design(law: Law) -> bool:
+    """Whether the law's own example (its known truth) rises with one of its sizes: the law
+    models a score that grows with scale, not a loss, and rising is no doubt."""
+    try:
+        truth, frame = law.example(np.random.default_rng(0))
+        options = law.resolve(frame)
+        theta = np.array([truth.get(p.name, 0.0) for p in law.parameters(None, **options)])
+    except (FitError, ValueError, KeyError):
+        return False
+    sizes = [c for c in law.size_inputs(options) if c in frame.columns]
+    return any(_rises(law, theta, frame, options, c) for c in sizes)
+
+
 def rises_with(
     problem: Problem, theta: np.ndarray, data: pd.DataFrame, law_opts: dict[str, Any]
 ) -> list[str]:
-    """Size inputs along which the fitted loss rises: halving the column lowers the
-    predicted loss on most fit points (a scaling law's loss falls with size)."""
+    """Size inputs along which the fitted loss rises (halving the column lowers the
+    predicted loss on most fit points), for a law whose loss is meant to fall with size."""
     law = problem.law
     if len(data) != problem.prep.n_rows or law.kind != "points":
         return []  # curve laws: their features are cumulative over a run's steps
-    mask = problem.prep.fit_mask
-    base = law.predict(theta[None, :], problem.prep)[0][mask]
-    out = []
-    for column in _size_values(problem, data, law_opts):
-        halved = data.assign(**{column: pd.to_numeric(data[column], errors="coerce") / 2})
-        try:
-            prep = law.prepare(halved, for_fit=False, **law_opts)
-        except (FitError, ValueError, KeyError):
-            continue
-        smaller = law.predict(theta[None, :], prep)[0][mask]
-        lower = smaller < base - 1e-9 * np.abs(base)
-        if lower.mean() > 0.5:
-            out.append(column)
-    return out
+    if _rises_by_design(law):
+        return []
+    rows = data[problem.prep.fit_mask].reset_index(drop=True)
+    return [
+        c for c in _size_values(problem, data, law_opts) if _rises(law, theta, rows, law_opts, c)
+    ]
 
 
 def diagnose(

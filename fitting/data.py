@@ -3,6 +3,8 @@
 Point laws (``kind == "points"``: one row per model) fit each run's final loss: its last
 eval loss, or its last train loss when the run has no eval. Multilingual runs keep one
 final row per (run, family). Table imports (one point per run) pass through unchanged.
+Curve laws get every row of each run, LR-only rows included. ``power_law`` with
+``x="step"`` fits the points of the curves themselves.
 
 A run whose last logged loss is not a number has diverged: its final loss is unknown, and
 an earlier loss would stand in for a model that never reached it, so the run is left out
@@ -10,8 +12,6 @@ with a `DataWarning` naming it (and `frame.attrs["excluded_runs"]`, which the fi
 into its checks). The store writes a logged NaN as "no value", like a row that logs only
 the LR, so a missing final loss counts as divergence unless the run also has loss-less
 rows between its losses (the LR logged more often than the loss).
-Curve laws get every row of each run, LR-only rows included. ``power_law`` with
-``x="step"`` fits the points of the curves themselves.
 """
 
 from __future__ import annotations
@@ -107,22 +107,19 @@ def _final_rows(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, dic
     rows = rows.sort_values(order, kind="stable")
     # A loss-less row followed by a loss in its group: the LR is logged between losses.
     later = rows.iloc[::-1].groupby(keys, dropna=False)["_finite"].cummax().iloc[::-1]
-    rows["_gap"] = ~rows["_finite"] & later
-    last = rows.groupby(keys, dropna=False).tail(1)
-    gaps = rows.groupby(keys, dropna=False)["_gap"].any()
+    rows["_gaps"] = (~rows["_finite"] & later).groupby([rows[k] for k in keys]).transform("any")
     excluded: dict[str, str] = {}
-    for _, row in last.iterrows():
-        key = tuple(row[k] for k in keys)
-        if row["_finite"] or (not row["_inf"] and gaps.loc[key if len(keys) > 1 else key[0]]):
+    for _, row in rows.groupby(keys, dropna=False).tail(1).iterrows():
+        if row["_finite"] or (row["_gaps"] and not row["_inf"]):
             continue
         where = f" (step {int(row['step'])})" if "step" in row and pd.notna(row["step"]) else ""
-        excluded[" / ".join(map(str, key))] = (
+        excluded[" / ".join(str(row[k]) for k in keys)] = (
             f"its last logged loss{where} is NaN or infinite: a diverged run, with no final loss"
         )
     picked = rows[rows["_finite"]].groupby(keys, dropna=False).tail(1)
     names = picked[keys].astype(str).agg(" / ".join, axis=1)
     picked = picked[~names.isin(list(excluded))]
-    return picked.drop(columns=["_finite", "_inf", "_gap"]), excluded
+    return picked.drop(columns=["_finite", "_inf", "_gaps"]), excluded
 
 
 def select_for_law(law: Law, frame: pd.DataFrame, **law_options: Any) -> pd.DataFrame:
