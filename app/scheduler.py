@@ -108,21 +108,29 @@ def _job_main(
     parent_pid: int,
 ) -> None:
     """A fit process: its own process group (a terminal's Ctrl-C is not for it, and a
-    kill of the group takes the fit's own bootstrap workers too), dying with its parent
-    (the forkserver, which itself ends when the scheduler's process does)."""
-    from app.childproc import alive, die_with_parent
+    kill of the group takes the fit's own bootstrap workers too), ending with the
+    scheduler's process or with its parent, the forkserver."""
+    from app.childproc import die_with_parent
 
     forkserver = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.setpgid(0, 0)
+        own_group = True
     except OSError:
-        pass  # still in the parent's group: SIGTERM keeps its default (this process only)
-    else:
-        signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+        own_group = False  # still in the parent's group: never kill that group
+
+    def end(*_: object) -> None:
+        if own_group:
+            os.killpg(0, signal.SIGKILL)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, end)
     die_with_parent(signal.SIGTERM, forkserver)
-    if not alive(parent_pid):  # the scheduler's process died before this one started
-        os._exit(0)
+    # The forkserver outlives the scheduler's process while this process runs (it holds
+    # the forkserver's keep-alive pipe), so the death signal alone would never come:
+    # watch the scheduler's process itself.
+    threading.Thread(target=_end_with, args=(parent_pid, end), daemon=True).start()
     try:
         outcome: tuple[str, Any] = ("ok", int(runner(store, job_id)))
     except NotEnoughDataError as err:
@@ -133,6 +141,15 @@ def _job_main(
         outcome = ("error", f"{type(err).__name__}: {err}")
     conn.send(outcome)
     conn.close()
+
+
+def _end_with(pid: int, end: Callable[[], None], every_s: float = 0.5) -> None:
+    """Call `end` once process `pid` is gone."""
+    from app.childproc import alive
+
+    while alive(pid):
+        time.sleep(every_s)
+    end()
 
 
 class Scheduler:
