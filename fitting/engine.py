@@ -18,6 +18,8 @@ Options (everything else is passed to the law, e.g. ``x`` for ``power_law``):
 ``level``          interval level, default 0.95
 ``extrapolation``  also run the extrapolation test (default False)
 ``holdout_factor`` extrapolation hold-out: rows within this factor of the largest scale
+``accounting``     how N and C are counted (`fitting.accounting`: ``{"flops": "6ND",
+                   "params": "non_embedding"}``); applied to the data, stored with the fit
 =================  =========================================================================
 """
 
@@ -87,6 +89,12 @@ def make_problem(
     if data.empty:
         raise FitError(f"law {law.name!r}: no data to fit")
     engine, law_opts = split_options(options)
+    if engine.get("accounting") is not None:  # N and C counted as asked, then remembered
+        from fitting.accounting import Accounting
+
+        accounting = Accounting.coerce(engine["accounting"])
+        engine["accounting"] = accounting.to_dict()
+        data = accounting.apply(data)
     law_opts = law.resolve(data, **law_opts)
     prep = law.prepare(data, for_fit=True, **law_opts)
     problem = build_problem(

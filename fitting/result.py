@@ -41,6 +41,7 @@ ENGINE_KEYS = frozenset(
         "residuals",
         "extrapolation",
         "holdout_factor",
+        "accounting",
     }
 )
 
