@@ -83,7 +83,8 @@ def validate_schedule(schedule: Any) -> str:
     fields = text.split(" ")
     if len(fields) != len(CRON_FIELDS) or not croniter.is_valid(text):
         detail = (
-            f"has {len(fields)} fields, a cron expression has {len(CRON_FIELDS)}"
+            f"has {len(fields)} field{'s' if len(fields) != 1 else ''}, a cron "
+            f"expression has {len(CRON_FIELDS)}"
             if len(fields) != len(CRON_FIELDS)
             else "is not a valid cron expression"
         )
