@@ -385,3 +385,53 @@ def test_demo_progress_lines_come_from_the_runs_list(tmp_path: Path) -> None:
         f"demo sweep: 2/6 runs finished; n10000000: step 40/400, loss {loss:.4f}",
         "demo sweep finished",
     ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_training_demo_leaves_no_run_running(tmp_path: Path) -> None:
+    """`make run` end to end: the terminal shows the sweep's progress; Ctrl-C stops the
+    trainer, the scheduler and the dashboard without a traceback, and no run stays
+    'running' once every process has exited."""
+    if not demo.trainers_available():
+        pytest.skip("the trainers need torch")
+    import re
+
+    from store import Store, queries
+
+    root, port = tmp_path / "store", free_port()
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cli("demo", "--store", str(root), "--port", str(port), "--address", "127.0.0.1"),
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    progress = re.compile(r"demo sweep: \d/6 runs finished; demo-cpu-\d: step \d+/400, loss \d")
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        url = f"scalinglab dashboard: http://127.0.0.1:{port}"
+        while not (progress.search(log.read_text()) and url in log.read_text()):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            seen |= descendants(proc.pid)
+            time.sleep(0.2)
+        seen |= descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        for pid in seen:
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    out = log.read_text()
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert "Did not auto detect external IP" not in out
+    assert not any(childproc.alive(p) for p in seen)
+    runs = queries.list_runs(Store(root), project="demo")
+    assert len(runs) > 0 and "running" not in set(runs["status"]), runs[["run", "status"]]
