@@ -52,6 +52,7 @@ def pending(store: Store, con: duckdb.DuckDBPyConnection) -> Pending:
     points = shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)
     facts = shards.list_shards(store.inbox_dir, shards.FACTS_PREFIX)
     if not points and not facts:
+        shardcheck.note_served([])
         return Pending([], [])
     names = [p.name for p in points + facts]
     done = {
@@ -63,7 +64,9 @@ def pending(store: Store, con: duckdb.DuckDBPyConnection) -> Pending:
     good_points = shardcheck.checked_points(store.root, [p for p in points if p.name not in done])
     good_facts = shardcheck.checked_facts(store.root, [p for p in facts if p.name not in done])
     rows = [row for shard_rows in good_facts.values() for row in shard_rows]
-    return Pending([str(p) for p in good_points], [str(p) for p in good_facts], rows)
+    served = Pending([str(p) for p in good_points], [str(p) for p in good_facts], rows)
+    shardcheck.note_served(served.point_files + served.fact_files)
+    return served
 
 
 def points_source(p: Pending) -> tuple[str, list[Any]]:
@@ -129,11 +132,12 @@ def with_inbox_retry(read: Callable[[], T], attempts: int = 5) -> T:
             text = str(err)
             lower = text.lower()
             gone = "no files found" in lower or "no such file" in lower or "cannot open" in lower
-            named = shardcheck.shards_named_in(text)
             if attempt == attempts - 1:
                 raise
             if gone and isinstance(err, duckdb.IOException):
                 continue
-            if not (named and shardcheck.recheck(p for p in named if Path(p).exists())):
+            # A page DuckDB cannot decode may not name its file: read the shards whole.
+            suspects = shardcheck.shards_named_in(text) or shardcheck.last_served()
+            if not shardcheck.recheck(p for p in suspects if Path(p).exists()):
                 raise
     raise AssertionError("unreachable")

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from store import shardmeta
+from store import shardmeta, shards
 from store.errors import BadInputError
 from store.quarantine import quarantine
 from store.schema import POINT_COLUMNS
@@ -37,6 +37,9 @@ FactRow = tuple[str, str, str, dict[str, Any]]  # shard path, project, run, fact
 _PASSED: dict[tuple[str, int, int], Any] = {}
 _PASSED_MAX = 200_000
 _LOCK = threading.Lock()
+# Shards read whole after a failed read and found fine (so not read whole again).
+_READ_WHOLE: set[tuple[str, int, int]] = set()
+_SERVED = threading.local()
 _NAMES = ("project", "run", "split")
 _NUMBERS = ("tokens", "flops", "lr", "loss", "sampling_ratio")
 
@@ -82,20 +85,38 @@ def checked_facts(root: Path, files: Iterable[Path]) -> dict[Path, list[FactRow]
 
 
 def recheck(paths: Iterable[str | Path]) -> int:
-    """Read the named shards whole (a read failed on one) and quarantine each that fails;
-    returns how many were quarantined. Used when a footer was fine but a page is not."""
+    """Read the given shards whole (a read failed on one of them) and quarantine each
+    that fails; returns how many were quarantined. Used when a footer was fine but a
+    page is not. A shard read whole once is not read whole again."""
     moved = 0
     for name in paths:
         path = Path(name)
         try:
-            check = _check_facts if path.name.startswith("run-") else _deep_check_points
+            st = os.stat(path)
+            key = (str(path), st.st_size, st.st_mtime_ns)
+            if key in _READ_WHOLE:
+                continue
+            check = (
+                _check_facts if path.name.startswith(shards.FACTS_PREFIX) else _deep_check_points
+            )
             check(path)
-        except _Gone:
+            _READ_WHOLE.add(key)
+        except (_Gone, FileNotFoundError):
             continue
         except BadShard as bad:
+            _forget(path)
             moved += quarantine(path.parent.parent, path, bad.reason)
-        _forget(path)
     return moved
+
+
+def note_served(paths: list[str]) -> None:
+    """Remember the shards this thread's current read uses (see `last_served`)."""
+    _SERVED.paths = paths
+
+
+def last_served() -> list[str]:
+    """The shards the last read of this thread used: to recheck when it failed."""
+    return list(getattr(_SERVED, "paths", []))
 
 
 _SHARD_IN_MESSAGE = re.compile(r"""["']([^"']*/inbox/(?:pts|run)-[^"'/]*\.parquet)["']""")

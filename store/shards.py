@@ -94,13 +94,17 @@ def write_atomic(
         while view:
             view = view[os.write(fd, view) :]
         # On disk before the rename: a power loss must not leave a named, torn shard.
-        os.fsync(fd)
+        _sync_data(fd)
     finally:
         os.close(fd)
     final = inbox / name
     os.replace(tmp, final)
     fsync_folder(inbox)
     return final
+
+
+# fdatasync skips the timestamps fsync would also write (the size is still flushed).
+_sync_data = getattr(os, "fdatasync", os.fsync)
 
 
 def fsync_folder(folder: Path) -> None:
