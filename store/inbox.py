@@ -106,7 +106,7 @@ class InboxWriter:
         self._last_flush = time.monotonic()
         self._closed = False
         self.shards_written = 0
-        self.set_facts(status="running", **(facts or {}))
+        self.set_facts(**{"status": "running", **(facts or {})})
 
     def log(
         self,
@@ -268,7 +268,7 @@ def _column(name: str, value: Any, n: int, arrow_type: pa.DataType) -> pa.Array:
             raise BadInputError("steps must be non-negative integers")
         return pa.array(data.astype(np.int64), pa.int64())
     if name == "loss" and (data < 0).any():  # NaN compares False: it becomes a null
-        raise BadInputError(f"losses must not be negative, got {data[data < 0][0]!r}")
+        raise BadInputError(f"losses must not be negative, got {float(data[data < 0][0])!r}")
     finite = np.isfinite(data)
     return pa.array(data, pa.float64(), mask=None if finite.all() else ~finite)
 

@@ -121,6 +121,55 @@ def test_bad_writer_input(store: Store) -> None:
         w.log_many({"step": [1], "losss": [1.0]})
 
 
+@pytest.mark.parametrize(
+    ("facts", "message"),
+    [
+        ({"params": "70B"}, "run fact 'params' must be a number, got '70B'"),
+        ({"params": 2**70}, "run fact 'params' does not fit in 64 bits: 1180591620717411303424"),
+        ({"params": -5}, "run fact 'params' counts parameters: got -5"),
+        ({"params": 1.5e9 + 0.5}, "run fact 'params' must be a whole number"),
+        ({"params": True}, "run fact 'params' must be a number, got True"),
+        ({"entropy": "high"}, "run fact 'entropy' must be a number, got 'high'"),
+        ({"entropy": float("nan")}, "run fact 'entropy' must be finite"),
+        ({"family": 3}, "run fact 'family' must be text, got 3"),
+        ({"status": "done"}, "run status must be one of"),
+    ],
+)
+def test_writer_refuses_facts_that_do_not_fit(store: Store, facts: dict, message: str) -> None:
+    """Facts that would break every read of the store are refused, and nothing written."""
+    with pytest.raises(BadInputError) as caught:
+        InboxWriter(store, "p", "r", facts=facts)
+    assert message in str(caught.value)
+    assert list(store.inbox_dir.iterdir()) == []
+
+
+def test_writer_keeps_facts_in_their_column_types(store: Store) -> None:
+    facts = {"params": np.int64(7_000_000), "params_non_embedding": 6.0e6, "entropy": 1}
+    with InboxWriter(store, "p", "r", facts=facts) as w:
+        w.log(0, loss=1.0)
+    run = queries.list_runs(store).iloc[0]
+    assert (run["params"], run["params_non_embedding"], run["entropy"]) == (7_000_000, 6e6, 1.0)
+
+
+def test_writer_refuses_points_that_do_not_fit(store: Store) -> None:
+    w = InboxWriter(store, "p", "r")
+    with pytest.raises(BadInputError, match=r"run 'r', step 3: negative loss -0.5"):
+        w.log(3, loss=-0.5)
+    with pytest.raises(BadInputError, match="split must be non-empty text"):
+        w.log(3, split="", loss=1.0)
+    with pytest.raises(BadInputError, match="below 2\\*\\*63"):
+        w.log(2**63, loss=1.0)
+    with pytest.raises(BadInputError, match=r"losses must not be negative, got -1\.0"):
+        w.log_many({"step": [0, 1], "loss": [2.0, -1.0]})
+    with pytest.raises(BadInputError, match="losses must not be negative"):
+        w.log_many({"step": [0, 1], "loss": -1.0})
+    with pytest.raises(BadInputError, match="non-empty split name"):
+        w.log_many({"step": [0, 1], "split": ["train", None], "loss": [2.0, 1.0]})
+    w.log_many({"step": [0, 1], "loss": [float("nan"), 1.0]})  # a diverged step: no value
+    w.close()
+    assert queries.points_frame(store)["loss"].isna().tolist() == [True, False]
+
+
 _INGEST_SCRIPT = """
 import sys
 from store import Store
