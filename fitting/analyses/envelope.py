@@ -5,8 +5,9 @@ default) the lowest loss any run reached and the N of that run; N_opt ∝ C^a an
 D_opt ∝ C^b are fitted through those (C, N) pairs.
 
 - Curves (runs with several rows): each run's loss is interpolated linearly in log C on
-  ``n_grid`` log-spaced FLOP values between the smallest and the largest final compute of
-  the runs (below, every run is still early in training and the smallest wins by default).
+  ``n_grid`` log-spaced FLOP values between the smallest and the second-largest final
+  compute of the runs (below, every run is still early in training and the smallest wins
+  by default; above, one run is left).
   Intervals: the runs are resampled with replacement (``bootstrap`` times). The grid values
   are not independent, so no t interval is added.
 - Final points only (one row per run, e.g. a table of finished models): the envelope at C
@@ -109,8 +110,9 @@ def _curve_envelope(rows: pd.DataFrame, n_grid: int) -> tuple[np.ndarray, np.nda
             curves.append((lc[keep], loss[keep], float(np.log(g["params"].iloc[-1]))))
     if len(curves) < 2:
         raise FitError("the envelope needs two or more runs with loss curves")
-    ends = np.array([cv[0][-1] for cv in curves])
-    grid = np.linspace(ends.min(), ends.max(), int(n_grid))
+    # Up to the second-largest run's end: beyond it only one run is left to be "lowest".
+    ends = np.sort([cv[0][-1] for cv in curves])
+    grid = np.linspace(ends[0], ends[-2], int(n_grid))
     table = np.full((len(curves), grid.size), np.inf)
     for i, (lc, loss, _) in enumerate(curves):
         inside = (grid >= lc[0]) & (grid <= lc[-1])
