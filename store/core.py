@@ -77,9 +77,14 @@ class Store:
         for folder in (self.root, *self.root.parents):
             if folder.exists():
                 if not folder.is_dir():
+                    what = (
+                        "is a file"
+                        if folder == self.root
+                        else f"is not a folder ({folder} is a file)"
+                    )
                     raise StoreUnusableError(
-                        f"the store path {self.root} is not a folder ({folder} is a file); "
-                        "--store and $SCALINGLAB_STORE name the store's folder"
+                        f"the store path {self.root} {what}; --store and $SCALINGLAB_STORE "
+                        "name the store's folder"
                     )
                 return
 
