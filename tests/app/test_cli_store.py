@@ -118,3 +118,61 @@ def test_map_several_columns_to_run(tmp_path: Path) -> None:
     assert runs == {"m35/0.002": 3.5, "m35/0.004": 3.6}
     code, _, err = cli("import", str(sweep), "--store", store, "--map", "eval")
     assert code == 2 and "COLUMN=NAME" in err
+
+
+def test_runs_never_cuts_a_name(tmp_path: Path) -> None:
+    """Names that share a long prefix stay whole at 80 columns and in a pipe."""
+    from store.inbox import InboxWriter
+
+    store = tmp_path / "store"
+    names = ["constant_24000", "constant_72000", "a-rather-long-run-name-" + "x" * 60]
+    project = "a-project-name-that-is-long-too"
+    for name in names:
+        with InboxWriter(store, project, name, facts={"params": 123456789}) as w:
+            w.log(0, loss=1.23456)
+    env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "runs", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == [
+        "project",
+        "run",
+        "status",
+        "params",
+        "n_points",
+        "last_step",
+        "last_loss",
+    ]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[1] for row in rows] == sorted(names)
+    assert {row[0] for row in rows} == {project}
+    assert rows[0][2:] == ["finished", "123456789", "1", "0", "1.235"]
+    assert "…" not in proc.stdout
+
+
+def test_info_counts_live_runs_as_runs_lists_them(tmp_path: Path, curves: Path) -> None:
+    from store.inbox import InboxWriter
+
+    store = str(tmp_path / "store")
+    assert cli("import", str(curves), "--project", "p", "--store", store)[0] == 0
+    live = InboxWriter(store, "q", "live")
+    live.log_many({"step": [0, 1, 2], "loss": [3.0, 2.0, 1.0]})
+    live.flush()
+    code, out, _ = cli("info", "--store", store, "--json")
+    info = json.loads(out)
+    listed = json.loads(cli("runs", "--store", store, "--json")[1])
+    assert code == 0 and len(listed) == 3
+    assert (info["projects"], info["runs"], info["points"]) == (2, 3, 6)
+    code, out, _ = cli("info", "--store", store)
+    assert "            runs: 3" in out.splitlines()
+    live.close()
+    cli("ingest", "--store", store)
+    info = json.loads(cli("info", "--store", store, "--json")[1])
+    assert (info["projects"], info["runs"], info["points"], info["inbox_shards"]) == (2, 3, 6, 0)
