@@ -77,6 +77,11 @@ def allocation_report(
     if accounting is None and result is not None:
         accounting = (result.options or {}).get("accounting")
     acc = Accounting.coerce(accounting)
+    if not 0 < level < 1:
+        raise FitError(f"level must be between 0 and 1, not {level!r}")
+    from fitting.analyses.loglines import allocation_frame
+
+    allocation_frame(frame, acc)  # the data and the accounting fit together, or FitError now
     common = {"accounting": acc, "bootstrap": bootstrap, "level": level, "seed": seed}
     out: list[dict[str, Any]] = []
     for name in APPROACHES:
