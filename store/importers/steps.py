@@ -43,22 +43,29 @@ def check_steps(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, column: st
     """
     q = quote(column)
     fast = f"TRY_CAST({q} AS BIGINT)"
-    other = [
-        str(row[0])
-        for row in con.execute(
-            f"SELECT DISTINCT {q} FROM _raw WHERE {q} IS NOT NULL "
-            f"AND CAST({fast} AS VARCHAR) IS DISTINCT FROM {q}"
-        ).fetchall()
-    ]
-    exact = {text: step for text in other if (step := exact_step(text)) is not None}
-    bad = [text for text in other if text not in exact]
-    condition = f"{q} IS NULL OR {fast} < 0"
-    if bad:
-        con.execute("CREATE OR REPLACE TEMP TABLE _bad_steps AS SELECT unnest(?) AS text", [bad])
-        condition += f" OR {q} IN (SELECT text FROM _bad_steps)"
-    rowid = first_where(con, "_raw", condition)
-    if rowid is not None:
-        _fail(scanned, rowid, column)
+    odd = f"{q} IS NOT NULL AND CAST({fast} AS VARCHAR) IS DISTINCT FROM {q}"
+    # One pass for the common case: the first blank or negative step, and whether any
+    # cell is spelled otherwise than as a plain integer.
+    row = con.execute(
+        f"SELECT min(rowid) FILTER (WHERE {q} IS NULL OR _fast < 0), count(*) FILTER (WHERE "
+        f"{q} IS NOT NULL AND CAST(_fast AS VARCHAR) IS DISTINCT FROM {q}) "
+        f"FROM (SELECT rowid, {q}, {fast} AS _fast FROM _raw)"
+    ).fetchone()
+    first_bad, n_odd = (row[0], row[1]) if row else (None, 0)
+    exact: dict[str, int] = {}
+    if n_odd:
+        rows = con.execute(f"SELECT DISTINCT {q} FROM _raw WHERE {odd}").fetchall()
+        other = [str(r[0]) for r in rows]
+        exact = {text: step for text in other if (step := exact_step(text)) is not None}
+        bad = [text for text in other if text not in exact]
+        if bad:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _bad_steps AS SELECT unnest(?) AS text", [bad]
+            )
+            rowid = first_where(con, "_raw", f"{q} IN (SELECT text FROM _bad_steps)")
+            first_bad = min(r for r in (first_bad, rowid) if r is not None)
+    if first_bad is not None:
+        _fail(scanned, int(first_bad), column)
     if exact:
         _rewrite(con, column, exact)
 
