@@ -307,3 +307,20 @@ def test_one_series_shards_keep_their_runs_apart(store: Store, n_runs: int) -> N
     frame = queries.points_frame(store, "p")
     assert len(frame) == 5 * n_runs
     assert (frame["loss"] == frame["run"].str[1:].astype(float)).all()
+
+
+def test_finished_wins_when_the_clock_steps_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's facts are applied in the order its writer wrote them, even when the wall
+    clock stepped back meanwhile (NTP at a VM's boot): shard names never go back."""
+    from store import shards
+
+    clock = iter([2_000_000_000_000_000_000, 1_000_000_000_000_000_000] + [1] * 10)
+    monkeypatch.setattr(shards.time, "time_ns", lambda: next(clock))
+    monkeypatch.setattr(shards, "_LAST_NS", 0)  # restored afterwards, with the real clock
+    w = InboxWriter(store, "p", "r", facts={"params": 10})  # 'running' at the later time
+    w.close()  # 'finished' when the clock reads earlier
+    assert queries.list_runs(store).iloc[0]["status"] == "finished"
+    ingest_inbox(store)
+    assert queries.list_runs(store).iloc[0]["status"] == "finished"
