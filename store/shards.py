@@ -27,6 +27,7 @@ SUFFIX = ".parquet"
 _SEQ = itertools.count()
 _TOKEN = uuid.uuid4().hex[:8]
 _LAST_NS = 0
+_clock = time.time_ns
 _NAME_LOCK = threading.Lock()
 
 
@@ -38,7 +39,7 @@ def new_name(prefix: str) -> str:
     """
     global _LAST_NS
     with _NAME_LOCK:
-        _LAST_NS = max(time.time_ns(), _LAST_NS + 1)
+        _LAST_NS = max(_clock(), _LAST_NS + 1)
         stamp = _LAST_NS
     return f"{prefix}{stamp:020d}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
 

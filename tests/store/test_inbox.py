@@ -317,7 +317,7 @@ def test_finished_wins_when_the_clock_steps_back(
     from store import shards
 
     clock = iter([2_000_000_000_000_000_000, 1_000_000_000_000_000_000] + [1] * 10)
-    monkeypatch.setattr(shards.time, "time_ns", lambda: next(clock))
+    monkeypatch.setattr(shards, "_clock", lambda: next(clock))
     monkeypatch.setattr(shards, "_LAST_NS", 0)  # restored afterwards, with the real clock
     w = InboxWriter(store, "p", "r", facts={"params": 10})  # 'running' at the later time
     w.close()  # 'finished' when the clock reads earlier
