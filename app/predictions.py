@@ -148,3 +148,32 @@ def families(result: Any) -> list[str]:
     """Language families of a multilingual fit (from its resolved options)."""
     opts = getattr(result, "law_options", None) or result.options or {}
     return [str(f) for f in opts.get("families", [])]
+
+
+def allocation(result: Any, frame: pd.DataFrame, budgets: list[float]) -> dict[str, Any]:
+    """Chinchilla's three approaches on the fit's data (Approach 3 is the saved fit itself,
+    under the accounting stored with it)."""
+    from fitting.analyses.allocation_report import allocation_report
+
+    return allocation_report(frame, budgets, result=result)
+
+
+def allocation_table(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per (approach, budget): a, b, N_opt, D_opt, tokens per parameter, each with
+    its interval, and the approach's flags (or why it could not run)."""
+    rows = []
+    for ans in report["approaches"]:
+        if "error" in ans:
+            rows.append({"approach": ans["title"], "flags": f"not available: {ans['error']}"})
+            continue
+        for at in ans["at_budgets"]:
+            row: dict[str, Any] = {"approach": ans["title"], "C": at["flops"]}
+            for key in ("a", "b"):
+                row[key], (row[f"{key} lo"], row[f"{key} hi"]) = ans[key], ans[f"{key}_interval"]
+            for key in ("N_opt", "D_opt", "tokens_per_param"):
+                row[key] = at[key]
+                row[f"{key} lo"], row[f"{key} hi"] = at[f"{key}_interval"]
+            row["Hoffmann a"] = ans["hoffmann2022"]["a"]
+            row["flags"] = "; ".join(ans.get("flags") or [])
+            rows.append(row)
+    return pd.DataFrame(rows)

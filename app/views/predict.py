@@ -80,6 +80,29 @@ def compute_optimal(result: Any) -> None:
     st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
 
 
+def allocation(result: Any, record: dict[str, Any]) -> None:
+    st.subheader("Compute-optimal allocation, three ways (Hoffmann et al. 2022)")
+    text = st.text_input("FLOP budgets (comma-separated)", "1e21, 5.76e23", key="pred-alloc-c")
+    try:
+        budgets = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        st.error(f"not a list of numbers: {text!r}")
+        return
+    if not st.button("Compare the approaches", key="pred-alloc-run"):
+        st.caption(
+            "Approach 1: envelope of the training curves; 2: IsoFLOP parabolas per budget; "
+            "3: this fit's closed form. Each with bootstrap intervals and flags."
+        )
+        return
+    seen = observed(record, reduce="all")  # curves for the envelope; final points for the rest
+    if seen.empty:
+        st.info("The fit's data are no longer in the store: nothing to compare against.")
+        return
+    report = predictions.allocation(result, seen, budgets)
+    st.caption(f"Accounting: {report['accounting_text']}. Intervals at {report['level']:.0%}.")
+    st.dataframe(predictions.allocation_table(report), hide_index=True, width="stretch")
+
+
 def reducible_target(result: Any) -> None:
     st.subheader("Model size for a target reducible loss")
     target = st.number_input(
@@ -169,6 +192,7 @@ def main() -> None:
         sections.append(lambda: bigger(result, observed(record)))
     if predictions.offers(result, "compute_optimal"):
         sections.append(lambda: compute_optimal(result))
+        sections.append(lambda: allocation(result, record))
     # "Model size" for a target: asked where the parameter count is the fit's one size input.
     one_size = predictions.size_inputs(result) == ("params",)
     if one_size and predictions.offers(result, "size_for_reducible_loss"):
