@@ -157,8 +157,8 @@ def rises_with(
     """Size inputs along which the fitted loss rises (halving the column lowers the
     predicted loss on most fit points), for a law whose loss is meant to fall with size."""
     law = problem.law
-    if len(data) != problem.prep.n_rows or law.kind != "points":
-        return []  # curve laws: their features are cumulative over a run's steps
+    if len(data) != problem.prep.n_rows or law.kind != "points" or law.rising:
+        return []  # curve laws: cumulative features; a score law: it is meant to rise
     if _rises_by_design(law):
         return []
     rows = data[problem.prep.fit_mask].reset_index(drop=True)

@@ -40,6 +40,7 @@ test checks them for every law):
   ``size_inputs(options)`` is that column alone); empty when the law has no such option;
 - ``point_keys``: columns besides ``run`` that tell a run's points apart (one per family);
 - ``takes_schedule``: the law reads each run's LR schedule (it predicts new schedules);
+- ``rising``: the fitted column is a score that rises with size (no "rises with" doubt);
 - ``analyses``: the names of the `fitting.analyses` it supports besides
   ``extrapolation_test`` (which every law supports). A law that lists
   ``compute_optimal``, ``size_for_reducible_loss``, ``optimal_encoder_decoder_split`` or
@@ -126,6 +127,8 @@ class Law(ABC):
     x_columns: ClassVar[tuple[str, ...]] = ()
     point_keys: ClassVar[tuple[str, ...]] = ()
     takes_schedule: ClassVar[bool] = False
+    # The fitted quantity is a score that rises with size (BLEU), not a loss that falls.
+    rising: ClassVar[bool] = False
     analyses: ClassVar[frozenset[str]] = frozenset()
     # Law options it reads besides the engine's and `x` (see x_columns): a job naming any
     # other option is refused when it is saved (`fitting.jobs.check_spec`).

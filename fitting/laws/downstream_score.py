@@ -43,6 +43,7 @@ class DownstreamScore(Law):
     )
     inputs: ClassVar[tuple[str, ...]] = ("tokens",)
     sizes: ClassVar[tuple[str, ...]] = ("tokens",)
+    rising: ClassVar[bool] = True
 
     def parameters(self, data: pd.DataFrame | None = None, **options: Any) -> list[Parameter]:
         return [
