@@ -6,7 +6,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup run test lint browser bench clean
+.PHONY: setup run test lint browser bench clean triton36
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The GPU machine's Triton (3.6), beside the newest, for tests/trainers/cce/test_gpu_codegen.py
+# (sm_90a compiles of every kernel under both); only on PYTHONPATH in those subprocesses.
+TRITON36 := $(VENV)/triton-3.6/.installed
+$(TRITON36): $(STAMP)
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/triton-3.6 triton==3.6.0
+	touch $(TRITON36)
+
+triton36: $(TRITON36)
 
 run: setup
 	$(BIN)/scalinglab demo
@@ -29,7 +38,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup browser
+test: setup browser triton36
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout=900
