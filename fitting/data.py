@@ -16,7 +16,6 @@ rows between its losses (the LR logged more often than the loss).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fitting.errors import DataWarning, FitError
+from fitting.errors import FitError
 from fitting.laws.base import Law
 
 if TYPE_CHECKING:
@@ -123,34 +122,12 @@ def _final_rows(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, dic
 
 
 def select_for_law(law: Law, frame: pd.DataFrame, **law_options: Any) -> pd.DataFrame:
-    """The rows ``law`` fits, with sizes filled in; FitError when nothing is left."""
-    if frame.empty:
-        raise FitError(f"law {law.name!r}: no data to fit")
-    if "loss" not in frame.columns:
-        raise FitError(f"law {law.name!r} needs a 'loss' column", column="loss")
-    out = fill_sizes(frame)
-    if law.kind == "curves":
-        return out.reset_index(drop=True)
-    if law_options.get("x") == "step" and "step" in law.x_columns:
-        keep = pd.to_numeric(out["loss"], errors="coerce").notna()
-        if "split" in out.columns and (out["split"] == "train").any():
-            keep &= out["split"] == "train"
-        return out[keep].reset_index(drop=True)
-    if "run" not in out.columns:
-        return out[pd.to_numeric(out["loss"], errors="coerce").notna()].reset_index(drop=True)
-    keys = ["run", *(key for key in law.point_keys if key in out.columns)]
-    for key in keys[1:]:  # a run's points told apart by a column (family): it must be set
-        out = out[out[key].notna()]
-    picked, excluded = _final_rows(out, keys)
-    for name, why in excluded.items():
-        warnings.warn(f"run {name!r} left out: {why}", DataWarning, stacklevel=2)
-    if picked.empty:
-        diverged = f" (left out: {', '.join(excluded)})" if excluded else ""
-        raise FitError(f"law {law.name!r}: no run has a loss value to fit{diverged}")
-    picked = picked.reset_index(drop=True)
-    if excluded:
-        picked.attrs["excluded_runs"] = excluded
-    return picked
+    """The rows ``law`` fits under the default selection (`fitting.selection`), with sizes
+    filled in; FitError when nothing is left. The diverged runs it leaves out are named
+    in a `DataWarning` and in ``attrs["excluded_runs"]``."""
+    from fitting.selection import select
+
+    return select(law, frame, None, **law_options).frame
 
 
 def selection_of(source: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def make_problem(
 ) -> tuple[Problem, dict[str, Any], dict[str, Any]]:
     """Validate the data and options and bind them into an optimisation problem; FitError
     when the data cannot be fitted at all (too few points, absurd losses, one size)."""
+    from fitting import constraints
     from fitting.checks import refuse_flat_design
 
     data = as_frame(data)
@@ -95,7 +96,9 @@ def make_problem(
         accounting = Accounting.coerce(engine["accounting"])
         engine["accounting"] = accounting.to_dict()
         data = accounting.apply(data)
+    law = constraints.bound_law(law, law_opts)  # one law per group, when grouped
     law_opts = law.resolve(data, **law_opts)
+    engine = constraints.expand(law, law_opts, engine)  # fix / tie over the groups' names
     prep = law.prepare(data, for_fit=True, **law_opts)
     problem = build_problem(
         law,
@@ -105,6 +108,7 @@ def make_problem(
         delta=engine["delta"],
         fix=engine["fix"],
         log_residuals=engine["residuals"] == "log",
+        tie=engine.get("tie"),
     )
     refuse_flat_design(problem, data, law_opts)
     return problem, engine, law_opts
@@ -143,6 +147,9 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
         n_jobs=engine.get("n_jobs"),
     )
     result = _assemble(problem, best, unc, engine, law_opts)
+    from fitting.constraints import finish
+
+    finish(result, problem)  # tied parameters report their source's uncertainty
     _add_doubts(result, problem, best.z, unc.stderr, data, law_opts)
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)

@@ -59,6 +59,10 @@ class Problem:
     log_residuals: bool
     rows: np.ndarray  # indices of the fit rows
     target: np.ndarray  # log y (or y) on the fit rows
+    # Tied parameters (`fitting.constraints`): entry i of theta takes the value of entry
+    # tied[i]; None when nothing is tied. ``ties`` names them: dependent -> source.
+    tied: np.ndarray | None = None
+    ties: dict[str, str] | None = None
 
     @property
     def n_free(self) -> int:
@@ -81,7 +85,7 @@ class Problem:
         z = np.atleast_2d(z)
         out = np.repeat(self.theta_fixed[None, :], z.shape[0], axis=0)
         out[:, self.free] = np.where(self.log, np.exp(z), z)
-        return out
+        return out if self.tied is None else out[:, self.tied]
 
     def to_z(self, theta: np.ndarray) -> np.ndarray:
         """Natural vectors (K, P) -> optimiser vectors (K, F), clipped into the bounds."""
@@ -116,6 +120,10 @@ class Problem:
                 pred = pred[:, self.rows]
         if self.rows.size < grad.shape[1]:  # skip the copy when every row is a fit row
             grad = grad[:, self.rows]
+        if self.tied is not None:  # a tied parameter moves with its source
+            grad = np.array(grad, copy=True)
+            for i in np.flatnonzero(self.tied != np.arange(self.tied.size)):
+                grad[:, :, self.tied[i]] += grad[:, :, i]
         if self.free.size < theta.shape[1]:
             grad = grad[:, :, self.free]
         # Chain rule for log-scale parameters (d/dz = value * d/dvalue) and for the log
@@ -157,9 +165,18 @@ def build_problem(
     delta: float,
     fix: dict[str, float],
     log_residuals: bool,
+    tie: dict[str, str] | None = None,
 ) -> Problem:
     """Validate the prepared data and options; FitError names what is wrong."""
     params = law.parameters(None, **law_options)
+    tied = None
+    if tie:
+        from dataclasses import replace
+
+        from fitting.constraints import tie_index
+
+        tied, bounds = tie_index(params, tie, fix)
+        params = [replace(p, lower=bounds[p.name][0], upper=bounds[p.name][1]) for p in params]
     names = [p.name for p in params]
     if loss not in ("huber", "ls"):
         raise FitError(f"loss must be 'huber' or 'ls', not {loss!r}")
@@ -174,7 +191,9 @@ def build_problem(
         if not math.isfinite(float(value)):
             raise FitError(f"fixed value of {key!r} must be a finite number, not {value!r}")
         theta_fixed[names.index(key)] = float(value)
-    free = np.array([i for i, n in enumerate(names) if n not in fix], dtype=int)
+    free = np.array(
+        [i for i, n in enumerate(names) if n not in fix and n not in (tie or {})], dtype=int
+    )
     if free.size == 0:
         raise FitError("every parameter is fixed: nothing to fit")
     rows = np.flatnonzero(prep.fit_mask)
@@ -197,6 +216,8 @@ def build_problem(
         log_residuals,
         rows,
         np.log(y) if log_residuals else y,
+        tied,
+        dict(tie) if tie else None,
     )
 
 

@@ -41,6 +41,7 @@ ENGINE_KEYS = frozenset(
         "residuals",
         "extrapolation",
         "holdout_factor",
+        "tie",
         "accounting",
     }
 )
@@ -88,7 +89,9 @@ class FitResult:
 
         if self.law not in LAWS:
             raise FitError(f"unknown law {self.law!r} in this fit")
-        law = LAWS[self.law]
+        from fitting.constraints import bound_law
+
+        law = bound_law(LAWS[self.law], self.law_options)  # a grouped fit: its GroupedLaw
         return law, law.prepare(data, for_fit=False, **self.law_options)
 
     def predict(self, data: pd.DataFrame | dict[str, Any]) -> np.ndarray:
@@ -117,7 +120,10 @@ class FitResult:
         names = list(self.params)
         idx = [names.index(n) for n in self.free]
         pred = law.predict(theta[None, :], prep)[0]
-        grad = law.gradient(theta[None, :], prep)[0][:, idx]
+        grad = law.gradient(theta[None, :], prep)[0]
+        for dependent, source in (self.options.get("tie") or {}).items():
+            grad[:, names.index(source)] += grad[:, names.index(dependent)]
+        grad = grad[:, idx]
         grad = grad * np.array([theta[i] if names[i] in self.log_scale else 1.0 for i in idx])
         cov = np.asarray(self.covariance, dtype=float).reshape(len(idx), len(idx))
         weak = ~np.isfinite(np.diag(cov))
@@ -161,7 +167,8 @@ class FitResult:
 
     def _flag(self, name: str) -> str:
         """The marks shown beside a parameter's numbers in `report()`."""
-        marks = [] if name in self.free else ["fixed"]
+        tied = (self.options.get("tie") or {}).get(name)
+        marks = [] if name in self.free else [f"tied to {tied}" if tied else "fixed"]
         side = (self.checks.get("at_bound") or {}).get(name)
         if side:
             marks.append(f"at its {side} bound")
