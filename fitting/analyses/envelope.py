@@ -70,17 +70,17 @@ def envelope(
     else:
         log_c, log_n, labels, pts = _point_envelope(rows, bin_width)
         n_boot = max(int(bootstrap), 0)
-        picks = []  # per bin: the row each resample's envelope takes (resampled within bins)
+        loss_all = pts["loss"].to_numpy()
+        lc_all, ln_all = np.log(pts["flops"].to_numpy()), np.log(pts["params"].to_numpy())
+        boot_c, boot_n = [], []  # per bin: each resample's envelope point (within bins)
         for label in np.unique(labels):
             rows_in = np.flatnonzero(labels == label)
             idx = rows_in[rng.integers(0, rows_in.size, size=(n_boot, rows_in.size))]
-            best = np.argmin(pts["loss"].to_numpy()[idx], axis=1)
-            picks.append(idx[np.arange(n_boot), best])
-        chosen = np.stack(picks, axis=1) if picks else np.empty((0, 0), dtype=int)
-        lc_all, ln_all = np.log(pts["flops"].to_numpy()), np.log(pts["params"].to_numpy())
+            bc, bn = _lowest(loss_all[idx], lc_all[idx], ln_all[idx])
+            boot_c.append(bc)
+            boot_n.append(bn)
         replicates = []
-        for row in chosen:
-            rc_a, rn_a = lc_all[row], ln_all[row]
+        for rc_a, rn_a in zip(np.array(boot_c).T, np.array(boot_n).T, strict=True):
             replicates.append((rc_a, rn_a, rc_a - np.log(fpt(np.exp(rn_a)))))
         runs = len(pts)
         mode, with_t = "final points", True
@@ -139,10 +139,24 @@ def _point_envelope(
     log_c, log_n = [], []
     for label in np.unique(labels):
         members = pts[labels == label]
-        best = members.iloc[int(np.argmin(members["loss"].to_numpy()))]
-        log_c.append(np.log(best["flops"]))
-        log_n.append(np.log(best["params"]))
+        c, n = _lowest(
+            members["loss"].to_numpy()[None, :],
+            np.log(members["flops"].to_numpy())[None, :],
+            np.log(members["params"].to_numpy())[None, :],
+        )
+        log_c.append(c[0])
+        log_n.append(n[0])
     return np.array(log_c), np.array(log_n), labels, pts
+
+
+def _lowest(
+    loss: np.ndarray, log_c: np.ndarray, log_n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: log C and log N of the lowest loss, averaged over ties (digitised losses
+    repeat), so the envelope does not depend on the order of the rows."""
+    tied = loss == loss.min(axis=1, keepdims=True)
+    count = tied.sum(axis=1)
+    return (log_c * tied).sum(axis=1) / count, (log_n * tied).sum(axis=1) / count
 
 
 def _flags(rows: pd.DataFrame, log_c: np.ndarray, log_n: np.ndarray, mode: str) -> list[str]:

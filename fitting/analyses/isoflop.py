@@ -189,7 +189,7 @@ def _profile(g: pd.DataFrame) -> dict[str, Any]:
         out["flag"] = f"{np.unique(x).size} size(s): a parabola needs {MIN_POINTS}"
         return out
     curvature, vertex, at_vertex = _vertex(x, y)
-    best = x[int(np.argmin(y))]
+    best = float(np.mean(x[y == y.min()]))  # ties (digitised losses repeat): their middle
     surrounded = (x < best).any() and (x > best).any()
     if curvature <= 0:
         out["flag"] = "the parabola opens downwards (no minimum)"
