@@ -132,6 +132,9 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
     t0 = time.perf_counter()
     law = get_law(law)
     data = as_frame(data)
+    from fitting.selection import apply_options
+
+    data, options, picked = apply_options(law, data, options)  # split, where, exclude...
     problem, engine, law_opts = make_problem(law, data, options)
     starts = start_grid(problem, engine.get("starts"))
     best = multistart(problem, starts, n_polish=int(engine["n_polish"]))
@@ -150,6 +153,8 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
     from fitting.constraints import finish
 
     finish(result, problem)  # tied parameters report their source's uncertainty
+    if picked is not None:
+        result.selection = {**picked.selection.to_dict(), "report": picked.report.to_dict()}
     _add_doubts(result, problem, best.z, unc.stderr, data, law_opts)
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)

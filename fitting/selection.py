@@ -340,10 +340,14 @@ def _choose_split(
     if wanted is None:
         candidates = _candidates(law, frame, splits)
         if len(candidates) > 1:
+            short = short_names(candidates)
+            listed = "".join(
+                f"\n  {short[c]}" + (f"  ({c})" if short[c] != c else "") for c in candidates
+            )
             raise BadInputError(
                 f"the data hold {len(candidates)} splits and law {law.name!r} fits one: "
-                f"choose it with --split (e.g. --split {_short(candidates[0])}); the splits: "
-                f"{_listing(candidates)}"
+                f"choose it with --split (e.g. --split {short[candidates[1]]}); the splits:"
+                f"{listed}"
             )
         return frame, (splits[0] if len(splits) == 1 and splits[0] != "train" else None)
     if not splits:
@@ -363,12 +367,19 @@ def _choose_split(
     return frame[~other], split
 
 
-def _short(split: str) -> str:
-    """A name `match_split` accepts for the split, for the error's example."""
-    for part in split.split("/"):
-        if part and not part.endswith(".tar") and part not in ("training", "eval_data"):
-            return part
-    return split
+def short_names(splits: Sequence[str]) -> dict[str, str]:
+    """For each split, a short name `match_split` takes for it: its first ``/``-part that
+    no other split has (skipping file names), else the split itself."""
+    counts: dict[str, int] = {}
+    for split in splits:
+        for part in set(split.split("/")):
+            counts[part] = counts.get(part, 0) + 1
+    out = {}
+    for split in splits:
+        parts = [p for p in split.split("/") if p and counts[p] == 1]
+        plain = [p for p in parts if "." not in p] or parts
+        out[split] = plain[0] if plain else split
+    return out
 
 
 def _curves(
@@ -518,3 +529,32 @@ def describe(selected: Selected, source: Mapping[str, Any]) -> dict[str, Any]:
     out.update(selected.selection.to_dict())
     out["report"] = selected.report.to_dict()
     return out
+
+
+# Keys of `fitting.fit`'s options that select rows (``group_by`` stays a law option too).
+_TRIGGERS = ("where", "exclude", "reduce", "checkpoints")
+
+
+def apply_options(
+    law: Law, data: pd.DataFrame, options: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any], Selected | None]:
+    """The engine's selection hook: when `fitting.fit` is given selection keys
+    (``where``, ``exclude``, ``reduce``, ``checkpoints``; ``split`` for a point law), the
+    rows they select, the remaining options, and the `Selected`; else the data as given."""
+    point_split = law.kind == "points" and options.get("split") is not None
+    if not point_split and not any(options.get(k) not in (None, False, (), []) for k in _TRIGGERS):
+        return data, options, None
+    rest = {k: v for k, v in options.items() if k not in SELECTION_KEYS}
+    raw = {k: options[k] for k in SELECTION_KEYS if k in options}
+    law_side = {k: v for k, v in rest.items() if k not in _engine_keys()}
+    picked = select(law, data, raw, **law_side)
+    rest.update({k: v for k, v in picked.law_options.items() if k not in rest or k == "split"})
+    if options.get("group_by") is not None:
+        rest["group_by"] = options["group_by"]
+    return picked.frame, rest, picked
+
+
+def _engine_keys() -> frozenset[str]:
+    from fitting.result import ENGINE_KEYS
+
+    return ENGINE_KEYS

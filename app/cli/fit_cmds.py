@@ -126,23 +126,67 @@ def _load_frame(
     runs: str | None,
     store: Path | None,
     law_opts: dict[str, Any],
+    selection: Any = None,
+    importer: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    from fitting.data import load_project, read_file, select_for_law
+    """(the selected rows, what the saved fit records of them): the source, the
+    selection (`fitting.selection`) and its report of rows used and dropped."""
+    from fitting.data import load_project, read_file
+    from fitting.selection import describe, select
 
     if csv is None and project is None and runs is None:
         raise BadInputError("give the data: --csv FILE or --project P [--runs R,...]")
     if csv is not None and runs is not None:
         raise BadInputError("--runs selects runs of a stored project; it cannot be used with --csv")
+    if csv is None and importer:
+        raise BadInputError("--map and --bits read a --csv file; a stored project is read as is")
     if csv is not None:
-        frame = read_file(csv)
-        selection: dict[str, Any] = {"file": str(csv)}
+        frame = read_file(csv, **(importer or {}))
+        source: dict[str, Any] = {"file": str(csv), **(importer or {})}
     else:
         from store.core import Store
 
         run_list = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
         frame = load_project(Store(store), project or "default", run_list)
-        selection = {"project": project or "default", "runs": run_list}
-    return select_for_law(law, frame, **law_opts), selection
+        source = {"project": project or "default", "runs": run_list}
+    selected = select(law, frame, selection, **law_opts)
+    law_opts.update(selected.law_options)
+    return selected.frame, describe(selected, source)
+
+
+def _selection_from(
+    split: str | None,
+    where: list[str] | None,
+    exclude: list[str] | None,
+    reduce: str | None,
+    checkpoints: bool,
+    group_by: str | None,
+) -> Any:
+    from fitting.selection import Selection
+
+    names = [n.strip() for item in exclude or [] for n in item.split(",") if n.strip()]
+    return Selection(
+        split=split,
+        where=tuple(where or ()),
+        exclude=tuple(names),
+        reduce=reduce,
+        checkpoints=checkpoints,
+        group_by=group_by,
+    )
+
+
+def _schedules(items: list[str] | None, frame: Any) -> dict[str, str]:
+    """--schedule RUN=SPEC pairs, each spec checked and each run present in the data."""
+    from fitting.schedules import ScheduleSpec
+
+    out: dict[str, str] = {}
+    runs = set(frame["run"].astype(str)) if "run" in frame.columns else set()
+    for run, spec in _parse_pairs(items, "--schedule").items():
+        if run not in runs:
+            listed = ", ".join(sorted(runs)[:8])
+            raise BadInputError(f"--schedule: no run {run!r} in the data (runs: {listed})")
+        out[run] = str(ScheduleSpec.coerce(spec))
+    return out
 
 
 def fit(
@@ -165,6 +209,79 @@ def fit(
     extrapolation: Annotated[
         bool, typer.Option("--extrapolation", help="Also run the extrapolation test.")
     ] = False,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="The split to fit (exact name, a /-part of it, or a unique part), "
+            "required when the data hold several.",
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="EXPR",
+            help='Keep the rows where EXPR holds, e.g. "loss < 4.5", "tokens >= 5*params", '
+            "\"train_dataset == 'c4'\" (columns and run facts; and/or/not, in (...), "
+            "log/exp/sqrt/abs); repeatable (all must hold).",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="RUN,...", help="Leave these runs out; repeatable."),
+    ] = None,
+    reduce: Annotated[
+        str | None,
+        typer.Option(
+            "--reduce",
+            help="final (each run's final loss; default for laws of final losses), best "
+            "(the lowest final loss among runs of the same N and D) or all (every point).",
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--checkpoints", help="Every logged point of each run as an (N, D so far) point."
+        ),
+    ] = False,
+    group_by: Annotated[
+        str | None,
+        typer.Option("--group-by", metavar="COLUMN", help="Fit one law per value of COLUMN."),
+    ] = None,
+    share: Annotated[
+        str | None,
+        typer.Option(
+            "--share",
+            metavar="NAME,...",
+            help="With --group-by: parameters common to every group (one fit, in the engine).",
+        ),
+    ] = None,
+    tie: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tie",
+            metavar="NAME=NAME",
+            help="Hold parameters equal (e.g. alpha=beta), counted as one; repeatable.",
+        ),
+    ] = None,
+    schedule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schedule",
+            metavar="RUN=SPEC",
+            help="The exact LR schedule of a run, for the curve laws; repeatable.",
+        ),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", metavar="SRC=CANON", help="With --csv: name a column (e.g. ent_dev=loss)."
+        ),
+    ] = None,
+    bits: Annotated[
+        bool, typer.Option("--bits", help="With --csv: the loss is in bits (converted to nats).")
+    ] = False,
     save: Annotated[bool, typer.Option("--save", help="Store the fit in the fits table.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
@@ -183,12 +300,30 @@ def fit(
         with_x = ", ".join(name for name, known in LAWS.items() if known.x_columns)
         raise BadInputError(f"--x only applies to {with_x}")
     fixed = {k: _floats(v, f"--fix {k}")[0] for k, v in _parse_pairs(fix, "--fix").items()}
+    chosen = _selection_from(split, where, exclude, reduce, checkpoints, group_by)
+    importer: dict[str, Any] = {}
+    if mapping:
+        importer["mapping"] = _parse_pairs(mapping, "--map")
+    if bits:
+        importer["bits"] = True
+    if share and not group_by:
+        raise BadInputError("--share makes parameters common to groups: give --group-by too")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame, selection = _load_frame(law_obj, csv, project, runs, store, law_opts)
+        frame, selection = _load_frame(
+            law_obj, csv, project, runs, store, law_opts, chosen, importer
+        )
     if as_json:  # the text report shows them with the fit
         for warning in caught:
             typer.echo(f"warning: {warning.message}", err=True)
+    if schedule:
+        if not law_obj.takes_schedule:
+            raise BadInputError(f"--schedule is for the curve laws; {law!r} takes no schedule")
+        law_opts["schedules"] = _schedules(schedule, frame)
+    if group_by:
+        law_opts["group_by"] = group_by
+        law_opts["share"] = [n.strip() for n in (share or "").split(",") if n.strip()]
+    extra: dict[str, Any] = {"tie": list(tie)} if tie else {}
     result = run_fit(
         law_obj,
         frame,
@@ -197,6 +332,7 @@ def fit(
         loss=loss,
         seed=seed,
         extrapolation=extrapolation,
+        **extra,
         **law_opts,
     )
     result.selection = selection
@@ -209,9 +345,60 @@ def fit(
     if as_json:
         typer.echo(_dump(_fit_summary(result, fit_id)))
         return
+    for line in _selection_lines(selection):
+        typer.echo(line)
     typer.echo(result.report())
+    for note in result.checks.get("notes") or []:  # what the law assumed (an interpolated LR)
+        typer.echo(f"note: {note}")
+    if group_by:
+        for line in _group_lines(result):
+            typer.echo(line)
     if fit_id is not None:
         typer.echo(f"saved as fit {fit_id}")
+
+
+def _selection_lines(selection: dict[str, Any]) -> list[str]:
+    """The data a fit saw: its source and the selection's report (rows used, dropped)."""
+    from fitting.selection import SelectionReport
+
+    report = SelectionReport(**(selection.get("report") or {"rows_in": 0}))
+    source = selection.get("file") or f"project {selection.get('project')!r}"
+    chosen = []
+    for key in ("split", "where", "exclude", "reduce", "group_by"):
+        values = selection.get(key) or []
+        for value in [values] if isinstance(values, str) else values:
+            chosen.append(f"--{key.replace('_', '-')} {value}")
+    if selection.get("checkpoints"):
+        chosen.append("--checkpoints")
+    head = f"source: {source}" + (f" ({'; '.join(chosen)})" if chosen else "")
+    return [head, *report.lines()]
+
+
+def _group_lines(result: Any) -> list[str]:
+    """A table of the groups' answers: points, parameters, and for a law with a
+    compute-optimal allocation, N_opt and D/N at 1e21 FLOPs."""
+    from fitting.constraints import group_table
+    from fitting.laws import LAWS
+
+    names, rows = group_table(result)
+    law = LAWS[result.law]
+    optimal = law.supports("compute_optimal")
+    group_by = result.options.get("group_by")
+    shared = ", ".join(result.options.get("share") or []) or "none"
+    lines = [f"one fit per {group_by} (shared: {shared})"]
+    head = f"{group_by!s:<22}{'points':>7}" + "".join(f"{n:>12}" for n in names)
+    if optimal:
+        head += f"{'N_opt@1e21':>12}{'D/N@1e21':>10}"
+    lines.append(head)
+    for row in rows:
+        line = f"{row['group']:<22}{row['points']:>7}" + "".join(f"{row[n]:>12.5g}" for n in names)
+        if optimal:
+            import numpy as np
+
+            n_opt, d_opt, _ = law.compute_optimum({n: row[n] for n in names}, np.array([1e21]))
+            line += f"{float(n_opt[0]):>12.4g}{float(d_opt[0] / n_opt[0]):>10.2f}"
+        lines.append(line)
+    return lines
 
 
 def _fit_summary(result: Any, fit_id: int | None) -> dict[str, Any]:
@@ -229,6 +416,7 @@ def _fit_summary(result: Any, fit_id: int | None) -> dict[str, Any]:
         "data_hash",
         "converged",
         "checks",
+        "selection",
     )
     out = {k: getattr(result, k) for k in keys}
     if fit_id is not None:
