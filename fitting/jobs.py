@@ -9,8 +9,14 @@ Selection (JSON object, every key optional):
     runs:      list of run names (default: all runs of the project)
     splits:    list of splits (default: ["eval"] falling back to ["train"] when no eval)
     reduce:    "final" (one row per run and split: its last logged loss; the usual
-               scaling-law table) or "all" (every point; for the LR-schedule laws)
+               scaling-law table), "best" (the final losses, then the lowest among runs
+               of the same N and D) or "all" (every point; for the LR-schedule laws)
     finished:  with reduce="final", keep only runs that are no longer running (default true)
+    split, where, exclude, checkpoints: as `scalinglab fit`'s options (`fitting.selection`);
+               the engine applies them to the loaded rows.
+
+Grouping and constraints are fit options: ``group_by``, ``share`` (law options) and
+``tie`` (an engine option), as in `fitting.fit`.
 
 `add_job` is how a job is saved: it checks the law and the names of its options (what
 only the fitting package knows) and then `store.jobs.add_job` checks the schedule, the
@@ -41,10 +47,12 @@ def known_options(law: str) -> frozenset[str]:
     """The option names a job of `law` may pass to `fitting.fit`: the engine's plus the
     law's own (`x` when the law has a choice of x column)."""
     import fitting
+    from fitting.constraints import GROUP_OPTIONS
     from fitting.result import ENGINE_KEYS
 
     spec = fitting.LAWS[law]
-    return ENGINE_KEYS | set(spec.law_options) | ({"x"} if spec.x_columns else set())
+    given = ENGINE_KEYS | set(spec.law_options) | set(GROUP_OPTIONS)
+    return given | ({"x"} if spec.x_columns else set())
 
 
 def check_spec(law: Any, options: Any) -> dict[str, Any]:
@@ -87,6 +95,7 @@ def add_job(
     from store import jobs
 
     opts = check_spec(law, options)
+    check_selection(selection)
     return jobs.add_job(
         store,
         name=name,
@@ -98,17 +107,55 @@ def add_job(
     )
 
 
+# Selection keys the engine applies (`fitting.selection`) after `select_data` loads rows.
+ENGINE_SELECTION = ("split", "where", "exclude", "checkpoints")
+
+
+def check_selection(selection: Any) -> dict[str, Any]:
+    """A job's selection checked as the fit will read it: the store's checks, then the
+    filters parsed (`fitting.where`) and the keys the engine applies."""
+    from fitting.selection import Selection
+    from fitting.where import parse
+    from store.jobs import validate_selection
+
+    sel = validate_selection(selection)
+    engine = _engine_selection(sel)
+    for text in Selection.coerce(engine).where:
+        parse(text)
+    return sel
+
+
+def _engine_selection(sel: dict[str, Any]) -> dict[str, Any]:
+    out = {k: sel[k] for k in ENGINE_SELECTION if sel.get(k) not in (None, False, [], "")}
+    if sel.get("reduce") == "best":
+        out["reduce"] = "best"
+    return out
+
+
 def now_utc() -> datetime:
     """Naive UTC now: the store keeps timestamps without a zone."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 
 def final_losses(points: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, split): the last step that has a loss."""
+    """One row per (run, split): its final loss, by `fitting.data._final_rows`' rule: a
+    run whose last logged loss is NaN has diverged and is left out (with a DataWarning),
+    instead of standing in with an earlier loss."""
+    import warnings
+
+    from fitting.data import _final_rows
+    from fitting.errors import DataWarning
+
     if points.empty:
         return points
-    have = points.dropna(subset=["loss"]).sort_values(["run", "split", "step"])
-    return have.groupby(["run", "split"], as_index=False, sort=True).tail(1).reset_index(drop=True)
+    # Keyed by (run, split), each split of a run keeps its own final loss.
+    picked, excluded = _final_rows(points, ["run", "split"])
+    for name, why in excluded.items():
+        warnings.warn(f"run {name!r} left out: {why}", DataWarning, stacklevel=2)
+    out = picked.sort_values(["run", "split"], kind="stable").reset_index(drop=True)
+    if excluded:
+        out.attrs["excluded_runs"] = excluded
+    return out
 
 
 def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> pd.DataFrame:
@@ -118,7 +165,10 @@ def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> p
     sel = {**DEFAULT_SELECTION, **(selection or {})}
     runs = sel.get("runs") or None
     splits = sel.get("splits") or None
-    if splits is None:
+    if sel.get("split") is not None and splits is None:
+        # A named split is chosen by the engine among them all (`fitting.selection`).
+        points = queries.points_frame(store, project=project, runs=runs)
+    elif splits is None:
         # Prefer held-out losses. Ask for the plain eval split first: it is small, so a
         # project of long train curves never loads them all just to find its evals.
         points = queries.points_frame(store, project=project, runs=runs, splits=["eval"])
@@ -129,7 +179,7 @@ def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> p
             points = points[named_eval] if named_eval.any() else points[points["split"] == "train"]
     else:
         points = queries.points_frame(store, project=project, runs=runs, splits=splits)
-    if sel.get("reduce", "final") == "final":
+    if sel.get("reduce", "final") in ("final", "best") and not sel.get("checkpoints"):
         if sel.get("finished", True) and "status" in points.columns:
             live = points["status"].isin(LIVE_STATUSES)
             if len(points) and live.all():
@@ -161,7 +211,8 @@ def fit_selection(
         data = select_data(store, project, selection)
     if data.empty:
         raise NotEnoughDataError(f"no data to fit in project {project!r} for this selection")
-    return fitting.fit(law, data, **(options or {})), data
+    engine_selection = _engine_selection({**DEFAULT_SELECTION, **(selection or {})})
+    return fitting.fit(law, data, **(options or {}), **engine_selection), data
 
 
 def run_job(store: Any, job_id: int) -> int:
@@ -190,6 +241,9 @@ def run_job(store: Any, job_id: int) -> int:
         selection = validate_selection(job.get("selection")) or dict(DEFAULT_SELECTION)
         options = check_spec(job["law"], job.get("options"))
         result, _ = fit_selection(store, job["project"], job["law"], selection, options)
+        report = (result.selection or {}).get("report")
+        if report:  # the saved fit keeps its selection and the rows it used and dropped
+            selection = {**selection, "report": report}
         fit_id = persist.save_result(store, result, job["project"], selection, job_id=job_id)
     except NotEnoughDataError as err:
         jobs.update_job(

@@ -62,8 +62,17 @@ _JSON = ("selection", "options")
 ON_NEW_DATA = "on-new-data"
 CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
 # The keys of a job's selection (their meaning: fitting.jobs).
-SELECTION_KEYS = ("runs", "splits", "reduce", "finished")
-REDUCE_VALUES = ("final", "all")
+SELECTION_KEYS = (
+    "runs",
+    "splits",
+    "reduce",
+    "finished",
+    "split",
+    "where",
+    "exclude",
+    "checkpoints",
+)
+REDUCE_VALUES = ("final", "all", "best")
 # Any fixed instant: whether a cron expression ever fires does not depend on the clock.
 _CRON_BASE = datetime(2000, 1, 1)
 
@@ -112,7 +121,19 @@ def validate_selection(selection: Any) -> dict[str, Any]:
         ):
             raise BadInputError(f"selection {key!r} must be a list of names, got {value!r}")
     if sel.get("reduce", "final") not in REDUCE_VALUES:
-        raise BadInputError(f"selection 'reduce' must be 'final' or 'all', got {sel['reduce']!r}")
+        raise BadInputError(
+            f"selection 'reduce' must be 'final', 'best' or 'all', got {sel['reduce']!r}"
+        )
+    for key in ("where", "exclude"):  # the filters' grammar is checked by fitting.jobs
+        value = sel.get(key)
+        if value is not None and not isinstance(value, str | list):
+            raise BadInputError(f"selection {key!r} must be a text or a list, got {value!r}")
+    if sel.get("split") is not None and not isinstance(sel["split"], str):
+        raise BadInputError(f"selection 'split' must be a name, got {sel['split']!r}")
+    if not isinstance(sel.get("checkpoints", False), bool):
+        raise BadInputError(
+            f"selection 'checkpoints' must be true or false, got {sel['checkpoints']!r}"
+        )
     if not isinstance(sel.get("finished", True), bool):
         raise BadInputError(f"selection 'finished' must be true or false, got {sel['finished']!r}")
     return sel

@@ -172,7 +172,29 @@ def jobs_add(
         str | None, typer.Option("--runs", help="Comma-separated runs (default all).")
     ] = None,
     splits: Annotated[str | None, typer.Option("--splits", help="Comma-separated splits.")] = None,
-    reduce: Annotated[str, typer.Option("--reduce", help="final | all")] = "final",
+    reduce: Annotated[str, typer.Option("--reduce", help="final | best | all")] = "final",
+    split: Annotated[
+        str | None, typer.Option("--split", help="The split to fit, as `fit --split`.")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", metavar="EXPR", help="A filter, as `fit --where`; repeatable."),
+    ] = None,
+    exclude: Annotated[
+        str | None, typer.Option("--exclude", metavar="RUN,...", help="Runs left out.")
+    ] = None,
+    checkpoints: Annotated[
+        bool, typer.Option("--checkpoints", help="Every point as (N, D so far), as `fit`.")
+    ] = False,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", metavar="COLUMN", help="One law per value.")
+    ] = None,
+    share: Annotated[
+        str | None, typer.Option("--share", metavar="NAME,...", help="Common to the groups.")
+    ] = None,
+    tie: Annotated[
+        list[str] | None, typer.Option("--tie", metavar="NAME=NAME", help="Equal parameters.")
+    ] = None,
     x: Annotated[str | None, typer.Option("--x", help="x column for power_law.")] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="KEY=VALUE fit option.")
@@ -192,17 +214,33 @@ def jobs_add(
     saved, when one is wrong)."""
     from fitting.jobs import add_job
 
-    if reduce not in ("final", "all"):
-        fail(f"--reduce must be 'final' or 'all', got {reduce!r}")
+    if reduce not in ("final", "best", "all"):
+        fail(f"--reduce must be 'final', 'best' or 'all', got {reduce!r}")
     selection = {
         "runs": _split_list(runs),
         "splits": _split_list(splits),
         "reduce": reduce,
         "finished": not include_running,
     }
+    # The same vocabulary as `scalinglab fit` (fitting.selection), kept only when given.
+    for key, value in (
+        ("split", split),
+        ("where", list(where or []) or None),
+        ("exclude", _split_list(exclude)),
+        ("checkpoints", checkpoints or None),
+    ):
+        if value is not None:
+            selection[key] = value
     options = _parse_options(option or [])
     if x:
         options["x"] = x
+    if group_by:
+        options["group_by"] = group_by
+        options["share"] = _split_list(share) or []
+    elif share:
+        fail("--share makes parameters common to groups: give --group-by too")
+    if tie:
+        options["tie"] = list(tie)
     try:
         job_id = add_job(
             _store(store),

@@ -100,7 +100,7 @@ GOOD_JOB = {
         ("schedule", "0 0 31 2 *", "'0 0 31 2 *' never fires"),
         ("schedule", "", "a job needs a schedule"),
         ("selection", {"colour": "red"}, "unknown selection key(s) colour; known: runs,"),
-        ("selection", {"reduce": "mean"}, "selection 'reduce' must be 'final' or 'all'"),
+        ("selection", {"reduce": "mean"}, "selection 'reduce' must be 'final', 'best' or 'all'"),
         ("selection", {"runs": "a,b"}, "selection 'runs' must be a list of names"),
         ("selection", {"finished": "yes"}, "selection 'finished' must be true or false"),
         ("selection", "{not json", "job selection is not valid JSON"),
