@@ -61,6 +61,29 @@ def read_typed(
     ).fetchone()
     if first is not None:
         _raise_reject(scanned, *first)
+    for column in scanned.empty:
+        _check_empty(con, scanned, column, table)
+
+
+def _check_empty(
+    con: duckdb.DuckDBPyConnection, scanned: ScannedFile, column: str, table: str
+) -> None:
+    """A column without a name may stay only while it holds no values."""
+    from store.importers.scan import record_location
+    from store.importers.validate import quote
+
+    q = quote(column)
+    row = con.execute(f"SELECT min(rowid) FROM {table} WHERE trim({q}) <> ''").fetchone()
+    if row is None or row[0] is None:
+        return
+    line, cell = record_location(scanned, int(row[0]), column)
+    position = scanned.header.index(column) + 1
+    raise BadInputError(
+        f"the header has no name for column {position}, which holds values (got {cell!r}); "
+        "expected a name for every column with values",
+        file=scanned.path.name,
+        line=line,
+    )
 
 
 def _raise_reject(

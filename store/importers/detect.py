@@ -61,10 +61,25 @@ def is_tensorboard(header: list[str]) -> bool:
     return [normalise(h) for h in header] == ["wall_time", "step", "value"]
 
 
+def wandb_x(header: list[str]) -> str | None:
+    """The x column of a W&B chart export with this header, or None if it is not one.
+
+    One x column plus only `<run> - <metric>` columns: the x is `Step`, or another metric
+    (`epoch`, `tokens`, `_runtime`...) when the runs bring their own `<run> - _step`.
+    """
+    others = [h for h in header if split_wandb(h) is None]
+    if len(others) != 1 or len(header) < 2:
+        return None
+    x = others[0]
+    if canonical(x) == "step":
+        return x
+    steps = (split_wandb(h) for h in header if h != x)
+    has_steps = any(c is not None and metric_kind(c.metric) == ("step", "") for c in steps)
+    return x if has_steps else None
+
+
 def is_wandb(header: list[str]) -> bool:
-    """`Step` plus at least one `<run> - <metric>` column."""
-    rest = [h for h in header if canonical(h) != "step"]
-    return len(rest) < len(header) and bool(rest) and all(split_wandb(h) for h in rest)
+    return wandb_x(header) is not None
 
 
 def detect(header: list[str], file: str) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from store.errors import BadInputError
 from store.importers.aliases import map_columns
-from store.importers.detect import FORMATS, detect
+from store.importers.detect import FORMATS, detect, is_wandb
 from store.importers.frames import POINT_FIELDS, check_series_facts, dedupe_points
 from store.importers.scan import ScannedFile, scan
 from store.uniq import arrow_keys_unique, consecutive_series_unique
@@ -100,13 +100,14 @@ def parse_scanned(
     if format not in ("auto", *FORMATS):
         raise BadInputError(f"unknown format {format!r}; expected auto or one of {FORMATS}")
     if format == "auto":
-        # Detect on the header as the user's mapping renames it.
-        renamed = [(mapping or {}).get(h, h) for h in scanned.header]
-        fmt = detect(renamed, name)
+        # The W&B shape is told by the names as W&B writes them (a `--map` may send
+        # one of its series to loss); the others by the names as the mapping renames them.
+        renamed = [(mapping or {}).get(h, h) for h in scanned.named]
+        fmt = "wandb" if is_wandb(scanned.named) else detect(renamed, name)
     else:
         fmt = format
     try:
-        col_map, warnings = map_columns(scanned.header, mapping)
+        col_map, warnings = map_columns(scanned.named, mapping)
     except BadInputError as err:
         raise BadInputError(err.message, file=name, line=scanned.header_lines) from None
     con = duckdb.connect()
@@ -133,12 +134,14 @@ def parse_scanned(
         runs = con.sql("SELECT * FROM _runs").to_arrow_table()
     finally:
         con.close()
-    unused = [h for h in scanned.header if h not in col_map]
+    unused = [h for h in scanned.named if h not in col_map]
     if fmt in ("wandb", "tensorboard"):
         warnings = []
-        unused = _unused_series(scanned.header) if fmt == "wandb" else []
+        unused = _unused_series(scanned.named, col_map) if fmt == "wandb" else []
     if bits:
         extra.append("loss converted from bits to nats (x ln 2)")
+    for column in scanned.empty:
+        extra.append(f"dropped column {scanned.header.index(column) + 1}: no name, no values")
     return ParsedFile(
         path=scanned.path,
         format=fmt,
@@ -153,10 +156,10 @@ def parse_scanned(
     )
 
 
-def _unused_series(header: list[str]) -> list[str]:
+def _unused_series(header: list[str], mapping: dict[str, str]) -> list[str]:
     from store.importers.wandb import unused_columns
 
-    return unused_columns(header)
+    return unused_columns(header, mapping)
 
 
 def _series(con: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -39,6 +39,14 @@ class ScannedFile:
     header: list[str]
     delimiter: str
     header_lines: int  # physical lines taken by leading '#' comments and the header
+    # Placeholder names of columns whose header cell is blank (a W&B chart's blank
+    # series); such a column is dropped when it holds no values (see `csvread`).
+    empty: tuple[str, ...] = ()
+
+    @property
+    def named(self) -> list[str]:
+        """The header without the placeholders of blank names."""
+        return [h for h in self.header if h not in self.empty]
 
 
 def scan(path: Path) -> ScannedFile:
@@ -74,7 +82,14 @@ def scan(path: Path) -> ScannedFile:
     if offset - last_newline - 1 > MAX_LINE_BYTES:
         _raise_too_long(path, last_newline + 1, offset - last_newline - 1)
     header, delimiter, header_lines = _header(path)
-    return ScannedFile(path, digest.hexdigest(), offset, header, delimiter, header_lines)
+    empty = tuple(empty_name(i) for i, name in enumerate(header) if not name)
+    header = [name or empty_name(i) for i, name in enumerate(header)]
+    return ScannedFile(path, digest.hexdigest(), offset, header, delimiter, header_lines, empty)
+
+
+def empty_name(index: int) -> str:
+    """The placeholder for the blank header cell of 0-based column `index`."""
+    return f"(no name, column {index + 1})"
 
 
 def _check_line_lengths(path: Path, chunk: bytes, offset: int, last_newline: int) -> int:
@@ -158,12 +173,6 @@ def _header(path: Path) -> tuple[list[str], str, int]:
             file=path.name,
             line=skipped + 2,
         )
-    if any(not f for f in fields):
-        raise BadInputError(
-            "the header has an empty column name; expected a name for every column",
-            file=path.name,
-            line=skipped + 1,
-        )
     return fields, delimiter, skipped + 1
 
 
@@ -216,9 +225,9 @@ def record_location(scanned: ScannedFile, index: int, column: str) -> tuple[int,
 
     Used only when reporting an error, so a plain pass with the csv module is fine.
     """
-    for header, record in records(scanned):
+    pos = scanned.header.index(column) if column in scanned.header else -1
+    for _, record in records(scanned):
         if record.index == index:
-            pos = header.index(column) if column in header else -1
             if 0 <= pos < len(record.cells):
                 return record.line_of(pos), record.cells[pos]
             return record.line, ""

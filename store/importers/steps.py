@@ -34,12 +34,15 @@ def exact_step(text: str) -> int | None:
     return step if 0 <= step < BIGINT_LIMIT else None
 
 
-def check_steps(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, column: str) -> None:
+def check_steps(
+    con: duckdb.DuckDBPyConnection, scanned: ScannedFile, column: str, required: str = "TRUE"
+) -> None:
     """Validate step column `column` of `_raw` (VARCHAR) and leave it castable exactly.
 
     After this, `CAST(column AS BIGINT)` is the exact step of every record. Fails on the
-    first record (in file order) whose step is blank, negative, fractional, not a number
-    or out of the BIGINT range.
+    first record (in file order) whose step is negative, fractional, not a number or out
+    of the BIGINT range, or blank where SQL condition `required` holds (a W&B run's own
+    `_step` is blank on rows where that run logged nothing).
     """
     q = quote(column)
     fast = f"TRY_CAST({q} AS BIGINT)"
@@ -47,9 +50,10 @@ def check_steps(con: duckdb.DuckDBPyConnection, scanned: ScannedFile, column: st
     # One pass for the common case: the first blank or negative step, and whether any
     # cell is spelled otherwise than as a plain integer.
     row = con.execute(
-        f"SELECT min(rowid) FILTER (WHERE {q} IS NULL OR _fast < 0), count(*) FILTER (WHERE "
+        f"SELECT min(rowid) FILTER (WHERE ({q} IS NULL AND ({required})) OR _fast < 0), "
+        f"count(*) FILTER (WHERE "
         f"{q} IS NOT NULL AND CAST(_fast AS VARCHAR) IS DISTINCT FROM {q}) "
-        f"FROM (SELECT rowid, {q}, {fast} AS _fast FROM _raw)"
+        f"FROM (SELECT *, rowid, {fast} AS _fast FROM _raw)"
     ).fetchone()
     first_bad, n_odd = (row[0], row[1]) if row else (None, 0)
     exact: dict[str, int] = {}

@@ -38,7 +38,7 @@ def parse_tensorboard(
 ) -> tuple[list[str], str]:
     """Load, validate and build `_points`/`_runs`; return (warnings, key column)."""
     del mapping
-    wall, step_col, value = scanned.header
+    wall, step_col, value = scanned.named
     run, tag = run_and_tag(scanned.path.stem, run_name)
     is_lr = canonical(tag) == "lr"
     split = "eval" if is_eval_loss(tag) else "train"

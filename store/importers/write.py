@@ -22,6 +22,7 @@ from store.importers.aliases import RUN_FACTS
 from store.importers.long import sql_text
 from store.importers.parse import ParsedFile, parse_scanned
 from store.importers.scan import scan
+from store.importers.wandb import GROUPED
 from store.summary import ensure_runs, refresh_summaries, replace_points
 
 if TYPE_CHECKING:
@@ -205,15 +206,16 @@ def _write(
 
 def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile) -> None:
     """Runs first (new ones marked 'imported', facts set), then the points upserted."""
-    source = json.dumps(
-        {
-            "file": parsed.path.name,
-            "sha256": parsed.sha256,
-            "format": parsed.format,
-            "bits": parsed.bits,
-        },
-        sort_keys=True,
-    )
+    base = {
+        "file": parsed.path.name,
+        "sha256": parsed.sha256,
+        "format": parsed.format,
+        "bits": parsed.bits,
+    }
+    source = json.dumps(base, sort_keys=True)
+    # A W&B group's curve is the mean of its runs: said in the run's source.
+    grouped_source = json.dumps({**base, "grouped": GROUPED}, sort_keys=True)
+    grouped = "s.grouped" if "grouped" in parsed.runs_table.column_names else "false"
     con.register("_runs_in", parsed.runs_table)
     con.register("_points_in", parsed.points_table)
     con.execute(
@@ -223,9 +225,9 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
     ensure_runs(con, "_new_runs", status="imported")
     sets = ", ".join(f"{f} = coalesce(s.{f}, runs.{f})" for f in RUN_FACTS)
     con.execute(
-        f"UPDATE runs SET {sets}, source = ?, updated_at = now() FROM _runs_in s "
-        "WHERE runs.project = ? AND runs.run = s.run",
-        [source, project],
+        f"UPDATE runs SET {sets}, source = CASE WHEN {grouped} THEN ? ELSE ? END, "
+        "updated_at = now() FROM _runs_in s WHERE runs.project = ? AND runs.run = s.run",
+        [grouped_source, source, project],
     )
     con.register("_series_in", parsed.series_table)
     con.execute(
