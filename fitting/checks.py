@@ -29,6 +29,11 @@ from fitting.objective import Problem
 # A free parameter this close to a bound, relative to the bound's size (in optimiser space,
 # where both optimisers stop exactly on the bound they push against), is "at the bound".
 BOUND_TOLERANCE = 1e-6
+# A log-scale parameter within this share of its span (in log) of a bound is "at the bound"
+# too: E = 1.1e-4 against a bound of 1e-4 is the optimiser pushing against it.
+LOG_BOUND_SHARE = 0.01
+# Two size inputs whose logs correlate this closely are scaled together by the design.
+CONFOUNDED_CORRELATION = 0.999
 
 
 def information_criteria(residuals: np.ndarray, k: int) -> tuple[float, float]:
@@ -116,10 +121,47 @@ def at_bounds(problem: Problem, z: np.ndarray) -> dict[str, str]:
     out = {}
     for j, name in enumerate(problem.free_names):
         lo, hi = problem.lo[j], problem.hi[j]
-        if z[j] <= lo + BOUND_TOLERANCE * max(1.0, abs(lo)):
+        near = LOG_BOUND_SHARE * (hi - lo) if problem.log[j] else 0.0
+        if z[j] <= lo + max(near, BOUND_TOLERANCE * max(1.0, abs(lo))):
             out[name] = "lower"
-        elif z[j] >= hi - BOUND_TOLERANCE * max(1.0, abs(hi)):
+        elif z[j] >= hi - max(near, BOUND_TOLERANCE * max(1.0, abs(hi))):
             out[name] = "upper"
+    return out
+
+
+def confounded_inputs(
+    problem: Problem, data: pd.DataFrame, law_opts: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Pairs of size inputs the design always scales together (one tokens-per-parameter
+    ratio; encoder and decoder grown in step): their logs correlate past
+    CONFOUNDED_CORRELATION, so the law's terms in each trade off."""
+    sizes = {
+        c: v
+        for c, v in _size_values(problem, data, law_opts).items()
+        if v.size > 2 and (v > 0).all() and not _single_value(v)
+    }
+    columns, out = list(sizes), []
+    for i, a in enumerate(columns):
+        for b in columns[i + 1 :]:
+            if sizes[a].size != sizes[b].size:
+                continue
+            la, lb = np.log(sizes[a]), np.log(sizes[b])
+            if abs(float(np.corrcoef(la, lb)[0, 1])) >= CONFOUNDED_CORRELATION:
+                ratio = float(np.exp(np.median(lb - la)))
+                out.append({"columns": [a, b], "ratio": ratio})
+    return out
+
+
+def data_range(
+    problem: Problem, data: pd.DataFrame, law_opts: dict[str, Any]
+) -> dict[str, list[float]]:
+    """The fitted [min, max] of each size input, and of C = 6ND for a law of both."""
+    sizes = _size_values(problem, data, law_opts)
+    out = {c: [float(v.min()), float(v.max())] for c, v in sizes.items() if v.size}
+    n, d = sizes.get("params"), sizes.get("tokens")
+    if n is not None and d is not None and n.size == d.size and n.size:
+        c = 6.0 * n * d
+        out["flops"] = [float(c.min()), float(c.max())]
     return out
 
 
@@ -175,7 +217,8 @@ def diagnose(
     law_opts: dict[str, Any],
 ) -> dict[str, Any]:
     """The doubts about a finished fit, as ``FitResult.checks`` entries (only those that
-    apply): ``at_bound``, ``undetermined``, ``constant_inputs``, ``rises_with``."""
+    apply): ``at_bound``, ``undetermined``, ``constant_inputs``, ``confounded_inputs``,
+    ``rises_with``."""
     out: dict[str, Any] = {}
     bound = at_bounds(problem, z)
     if bound:
@@ -187,6 +230,9 @@ def diagnose(
     constant = {c: float(v[0]) for c, v in sizes.items() if _single_value(v)}
     if constant:
         out["constant_inputs"] = constant
+    confounded = confounded_inputs(problem, data, law_opts)
+    if confounded:
+        out["confounded_inputs"] = confounded
     rising = rises_with(problem, problem.theta(z)[0], data, law_opts)
     if rising:
         out["rises_with"] = rising

@@ -10,7 +10,12 @@ Options (everything else is passed to the law, e.g. ``x`` for ``power_law``):
 ``starts``         extra start vectors (list of dicts or (K, P) natural units) besides the
                    law's grid and guess; ``"guess"`` uses the guess alone
 ``n_polish``       distinct optima polished with scipy L-BFGS-B (default 4)
-``bootstrap``      number of bootstrap refits (default 0: intervals from the curvature)
+``intervals``      how stderr and intervals are computed: ``"auto"`` (default: the bootstrap
+                   for point laws, the robust sandwich for curve laws), ``"bootstrap"``,
+                   ``"sandwich"``, ``"profile"`` (lmfit) or ``"curvature"``; see
+                   `fitting.uncertainty`
+``bootstrap``      number of bootstrap refits (default: 400 when the method is the
+                   bootstrap; an explicit 0 asks for no bootstrap)
 ``resample``       ``"runs"``, ``"points"`` or ``"auto"`` (default: runs when there are at
                    least 5 runs, else points)
 ``seed``           bootstrap seed (default 0)
@@ -44,8 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "residuals": "log",
     "fix": {},
     "n_polish": 4,
-    "bootstrap": 0,
-    "resample": "runs",
+    "bootstrap": None,
+    "resample": "auto",
+    "intervals": "auto",
     "seed": 0,
     "level": 0.95,
 }
@@ -73,8 +79,14 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     level = float(engine["level"])
     if not 0 < level < 1:
         raise FitError(f"level must be between 0 and 1, not {engine['level']!r}")
-    if int(engine["bootstrap"]) < 0:
+    if engine["bootstrap"] is not None and int(engine["bootstrap"]) < 0:
         raise FitError("bootstrap must be a non-negative number of refits")
+    from fitting.uncertainty import METHODS
+
+    if engine["intervals"] not in METHODS:
+        raise FitError(
+            f"intervals must be one of {', '.join(METHODS)}, not {engine['intervals']!r}"
+        )
     return engine, {k: v for k, v in options.items() if k not in ENGINE_KEYS}
 
 
@@ -144,7 +156,8 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
         problem,
         best.z,
         level=float(engine["level"]),
-        n_boot=int(engine["bootstrap"]),
+        method=str(engine["intervals"]),
+        n_boot=None if engine["bootstrap"] is None else int(engine["bootstrap"]),
         seed=int(engine["seed"]),
         by=engine["resample"],
         n_jobs=engine.get("n_jobs"),
@@ -237,8 +250,9 @@ def _add_doubts(
 ) -> None:
     """Flag what the fit cannot vouch for in ``checks``; ``converged`` only for a finite
     optimum inside the bounds whose every free parameter the data determine."""
-    from fitting.checks import diagnose
+    from fitting.checks import data_range, diagnose
 
+    result.data_range = data_range(problem, data, law_opts)
     doubts = diagnose(problem, z, stderr, data, law_opts)
     excluded = data.attrs.get("excluded_runs")  # set by fitting.data.select_for_law
     if excluded:
@@ -267,8 +281,10 @@ def _assemble(
     starts = engine.get("starts")
     opts = {k: v for k, v in engine.items() if k != "starts" or isinstance(starts, str)}
     checks: dict[str, Any] = {}
-    if unc.samples is not None:  # spread of the refits, beside the curvature's stderr
+    if unc.samples is not None:  # spread of the refits (the stderr of a bootstrap fit)
         checks["bootstrap_stderr"] = dict(zip(names, unc.boot_sd().tolist(), strict=True))
+    if unc.clipped:
+        checks["interval_clipped"] = dict(unc.clipped)
     notes = problem.prep.extra.get("notes")
     if notes:  # what the law had to assume (e.g. an interpolated LR): shown with the fit
         checks["notes"] = [str(n) for n in notes]
@@ -293,4 +309,5 @@ def _assemble(
         n_starts=best.n_starts,
         converged=bool(math.isfinite(best.objective)),
         checks=checks,
+        uncertainty=dict(unc.info),
     )

@@ -6,10 +6,17 @@ are written as the strings "inf" / "-inf" (NaN as "nan") so the JSON stays stand
 `jsonable` does this for any object the CLI prints).
 
 ``checks`` carries the doubts about a fit (`fitting.checks.diagnose`): ``at_bound``
-(parameter -> "lower" / "upper"), ``undetermined`` (parameters whose standard error is
-infinite), ``rises_with`` (size inputs along which the fitted loss rises),
-``constant_inputs`` (size inputs with one value on every point), ``excluded_runs`` (run ->
-why it was left out). `report()` shows each beside the numbers it concerns.
+(parameter -> "lower" / "upper": on, or within 1% of the log span of, a bound),
+``undetermined`` (parameters whose standard error is infinite), ``interval_clipped``
+(parameter -> the side where its interval ends on a bound), ``rises_with`` (size inputs
+along which the fitted loss rises), ``constant_inputs`` (size inputs with one value on
+every point), ``confounded_inputs`` (pairs of size inputs always scaled together, e.g. one
+tokens-per-parameter ratio), ``excluded_runs`` (run -> why it was left out). `report()`
+and `flags()` show each beside the numbers it concerns.
+
+``uncertainty`` names the method of ``stderr`` and ``intervals`` (`fitting.uncertainty`)
+and the scales of the prediction band; ``data_range`` the fitted range of each size input
+(and of C = 6ND), against which a prediction is flagged as beyond the data.
 """
 
 from __future__ import annotations
@@ -43,8 +50,12 @@ ENGINE_KEYS = frozenset(
         "holdout_factor",
         "tie",
         "accounting",
+        "intervals",
     }
 )
+# A prediction at more than this multiple of the largest fitted size (N, D or C) is
+# flagged as beyond the data.
+BEYOND_DATA_FACTOR = 10.0
 
 
 @dataclass
@@ -73,6 +84,8 @@ class FitResult:
     converged: bool = True
     checks: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    uncertainty: dict[str, Any] = field(default_factory=dict)  # method, df, band scales
+    data_range: dict[str, list[float]] = field(default_factory=dict)  # size -> [min, max]
 
     # --- prediction ---------------------------------------------------------------------
 
@@ -99,22 +112,100 @@ class FitResult:
         law, prep = self._prepared(_frame(data))
         return law.predict(self.theta()[None, :], prep)[0]
 
+    @property
+    def method(self) -> str:
+        """The method of ``stderr``, ``intervals`` and the confidence band."""
+        if self.uncertainty.get("method"):
+            return str(self.uncertainty["method"])
+        return "bootstrap" if self.bootstrap_samples else "curvature"  # older fits
+
+    def method_text(self) -> str:
+        """The method in words, e.g. "bootstrap, 400 resamples of points"."""
+        u = self.uncertainty
+        if self.method == "bootstrap":
+            n = u.get("n_resamples") or len(self.bootstrap_samples or [])
+            return f"bootstrap, {n} resamples of {u.get('resample', 'runs or points')}"
+        if self.method == "sandwich":
+            lag = u.get("hac_lag")
+            within = f", serial correlation over {lag} steps" if lag else ""
+            return f"robust sandwich{within}, {u.get('quantile', 'Student-t')}"
+        if self.method == "profile":
+            return "profile likelihood (lmfit)"
+        return "curvature, normal quantiles"
+
     def predict_band(
-        self, data: pd.DataFrame | dict[str, Any], level: float = 0.95
+        self,
+        data: pd.DataFrame | dict[str, Any],
+        level: float = 0.95,
+        kind: str = "confidence",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) band for the law's prediction: bootstrap percentiles when the fit
-        has bootstrap samples, else the delta method on the curvature covariance."""
+        """(lower, upper) band at ``level``: ``kind="confidence"`` for the law itself (the
+        fit's method: bootstrap percentiles, else the delta method on its covariance),
+        ``"prediction"`` for a new observation (adds the residual scale and, for curve
+        laws, the between-run error)."""
         if not 0 < level < 1:
             raise FitError(f"level must be between 0 and 1, not {level!r}")
+        if kind not in ("confidence", "prediction"):
+            raise FitError(f"band kind must be 'confidence' or 'prediction', not {kind!r}")
         law, prep = self._prepared(_frame(data))
         if self.bootstrap_samples:
             preds = law.predict(np.asarray(self.bootstrap_samples, dtype=float), prep)
             tail = 50.0 * (1.0 - level)
-            return np.percentile(preds, tail, axis=0), np.percentile(preds, 100 - tail, axis=0)
-        return self._delta_band(law, prep, level)
+            lo, hi = np.percentile(preds, tail, axis=0), np.percentile(preds, 100 - tail, axis=0)
+        else:
+            lo, hi = self._delta_band(law, prep, level)
+        if kind == "confidence":
+            return lo, hi
+        return self._widen(law.predict(self.theta()[None, :], prep)[0], lo, hi, level)
+
+    def bands(
+        self, data: pd.DataFrame | dict[str, Any], level: float = 0.95
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Both bands by name: ``{"confidence": (lo, hi), "prediction": (lo, hi)}``."""
+        return {k: self.predict_band(data, level, k) for k in ("confidence", "prediction")}
+
+    def prediction_sd(self) -> float:
+        """A new observation's error scale (residual and between-run, in quadrature)."""
+        u = self.uncertainty
+        residual = float(u.get("residual_sd", _rms(self.residuals)))
+        between = float(u.get("between_run_sd", 0.0))  # a left-out run's RMS error
+        return max(residual, between)  # = hypot(residual, the between-run excess)
+
+    def _widen(
+        self, pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The confidence band widened by a new observation's error, in the residuals'
+        units (log loss by default), each side separately."""
+        from fitting.uncertainty import quantile
+
+        u = self.uncertainty
+        q = quantile(level, u.get("df", max(self.n_points - len(self.free), 1)))
+        extra = q * self.prediction_sd()
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if u.get("residuals", self.options.get("residuals", "log")) == "log":
+                down = np.where(lo > 0, np.log(pred / lo), np.inf)
+                up = np.log(hi / pred)
+                return pred * np.exp(-np.hypot(down, extra)), pred * np.exp(np.hypot(up, extra))
+            return pred - np.hypot(pred - lo, extra), pred + np.hypot(hi - pred, extra)
+
+    def beyond_data(self, data: pd.DataFrame | dict[str, Any]) -> dict[str, float]:
+        """Size inputs asked for past ``BEYOND_DATA_FACTOR`` times the largest fitted value:
+        column -> the largest asked value as a multiple of the largest fitted one."""
+        frame = _frame(data)
+        asked: dict[str, np.ndarray] = {}
+        for column in self.data_range:
+            if column in frame.columns:
+                asked[column] = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
+        if (
+            "flops" in self.data_range
+            and "flops" not in asked
+            and {"params", "tokens"} <= set(asked)
+        ):
+            asked["flops"] = 6.0 * asked["params"] * asked["tokens"]
+        return beyond(self.data_range, asked)
 
     def _delta_band(self, law: Any, prep: Any, level: float) -> tuple[np.ndarray, np.ndarray]:
-        from scipy.stats import norm
+        from fitting.uncertainty import quantile
 
         theta = self.theta()
         names = list(self.params)
@@ -129,7 +220,7 @@ class FitResult:
         weak = ~np.isfinite(np.diag(cov))
         var = np.einsum("mf,fg,mg->m", grad, np.where(np.isfinite(cov), cov, 0.0), grad)
         var = np.where((np.abs(grad[:, weak]) > 0).any(axis=1), np.inf, np.maximum(var, 0.0))
-        half = float(norm.ppf(0.5 + level / 2)) * np.sqrt(var)
+        half = quantile(level, self.uncertainty.get("df")) * np.sqrt(var)
         return pred - half, pred + half
 
     # --- text -----------------------------------------------------------------------------
@@ -142,19 +233,20 @@ class FitResult:
     def report(self) -> str:
         """Multi-line report: parameters with standard errors and intervals, fit quality."""
         pct = round(100 * self.level)
-        how = "bootstrap" if self.bootstrap_samples else "curvature"
         lines = [
             f"law {self.law}   {self.n_points} points   objective {self.objective:.8g}",
-            f"{'parameter':<16}{'value':>14} {'stderr':>12}   {pct}% interval ({how})",
+            f"stderr and intervals: {self.method_text()}",
+            f"{'parameter':<16}{'value':>14} {'stderr':>12}   {pct}% interval",
         ]
         for name, value in self.params.items():
-            lo, hi = self.intervals.get(name, [value, value])
             lines.append(
                 f"{name:<16}{_fmt(value):>14} {_fmt(self.stderr[name]):>12}   "
-                f"[{_fmt(lo)}, {_fmt(hi)}]{self._flag(name)}"
+                f"{self.interval_text(name)}{self._flag(name)}"
             )
         lines.append(
             f"AIC {self.aic:.2f}   BIC {self.bic:.2f}   residual RMS {_rms(self.residuals):.4g}"
+            f"   prediction band adds {self.prediction_sd():.3g} "
+            f"({'log loss' if self.uncertainty.get('residuals', 'log') == 'log' else 'loss'})"
         )
         lines += [f"warning: {doubt}" for doubt in self.doubts()]
         ext = self.checks.get("extrapolation")
@@ -165,8 +257,16 @@ class FitResult:
             )
         return "\n".join(lines)
 
-    def _flag(self, name: str) -> str:
-        """The marks shown beside a parameter's numbers in `report()`."""
+    def interval_text(self, name: str) -> str:
+        """A parameter's interval as shown: "undetermined" where the data do not fix it."""
+        if name in (self.checks.get("undetermined") or []):
+            return "undetermined"
+        value = self.params[name]
+        lo, hi = self.intervals.get(name, [value, value])
+        return f"[{_fmt(lo)}, {_fmt(hi)}]"
+
+    def flags(self, name: str) -> list[str]:
+        """The marks beside a parameter's numbers (report, dashboard, job history)."""
         tied = (self.options.get("tie") or {}).get(name)
         marks = [] if name in self.free else [f"tied to {tied}" if tied else "fixed"]
         side = (self.checks.get("at_bound") or {}).get(name)
@@ -174,6 +274,20 @@ class FitResult:
             marks.append(f"at its {side} bound")
         if name in (self.checks.get("undetermined") or []):
             marks.append("undetermined")
+        clipped = (self.checks.get("interval_clipped") or {}).get(name)
+        if clipped:
+            marks.append(
+                f"interval clipped at the {clipped} bound" + ("s" if clipped == "both" else "")
+            )
+        return marks
+
+    def flag_names(self) -> list[str]:
+        """The machine-readable doubts of the fit (keys of ``checks``), for listings."""
+        doubts = [k for k in DOUBT_KEYS if self.checks.get(k)]
+        return (["not converged"] if not self.converged else []) + doubts
+
+    def _flag(self, name: str) -> str:
+        marks = self.flags(name)
         return f"   ({', '.join(marks)})" if marks else ""
 
     def doubts(self) -> list[str]:
@@ -190,8 +304,17 @@ class FitResult:
                 "the data do not determine "
                 f"{', '.join(c['undetermined'])} (infinite standard error)"
             )
+        for name, side in (c.get("interval_clipped") or {}).items():
+            out.append(f"the interval of {name} is clipped at the law's {side} bound(s)")
         for column, value in (c.get("constant_inputs") or {}).items():
             out.append(f"every point has {column}={_fmt(value)}: the data cannot show its effect")
+        for pair in c.get("confounded_inputs") or []:
+            a, b = pair["columns"]
+            out.append(
+                f"{b} and {a} are always scaled together ({b}/{a} = {_fmt(pair['ratio'])} on "
+                f"every point): the data cannot tell their effects apart, so their exponents "
+                "trade off"
+            )
         for column in c.get("rises_with") or []:
             out.append(f"the fitted loss rises with {column}")
         for run, why in (c.get("excluded_runs") or {}).items():
@@ -211,6 +334,41 @@ class FitResult:
             return cls(**{k: v for k, v in _decode(raw).items() if k in known})
         except TypeError as err:
             raise FitError(f"not a fit result: {err}") from None
+
+
+DOUBT_KEYS = (
+    "at_bound",
+    "undetermined",
+    "interval_clipped",
+    "rises_with",
+    "constant_inputs",
+    "confounded_inputs",
+    "excluded_runs",
+)
+
+
+def beyond(ranges: dict[str, list[float]], asked: dict[str, np.ndarray]) -> dict[str, float]:
+    """column -> the largest asked value over the largest fitted one, for the columns past
+    ``BEYOND_DATA_FACTOR``."""
+    out = {}
+    for column, values in asked.items():
+        values = np.asarray(values, dtype=float)
+        values = values[np.isfinite(values)]
+        if column not in ranges or not values.size or not ranges[column][1] > 0:
+            continue
+        multiple = float(values.max()) / float(ranges[column][1])
+        if multiple > BEYOND_DATA_FACTOR:
+            out[column] = multiple
+    return out
+
+
+def beyond_text(flags: dict[str, float]) -> str:
+    """ "beyond the data: params 30x the largest fitted" (empty without flags)."""
+    if not flags:
+        return ""
+    return "beyond the data: " + ", ".join(
+        f"{c} {m:.3g}x the largest fitted" for c, m in flags.items()
+    )
 
 
 def _frame(data: pd.DataFrame | dict[str, Any]) -> pd.DataFrame:
