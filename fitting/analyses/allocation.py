@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fitting.analyses.common import interval, law_for, positive_array
+from fitting.analyses.common import interval, law_for, method_text, positive_array
 from fitting.errors import FitError
 from fitting.result import FitResult
 
@@ -20,25 +20,35 @@ from fitting.result import FitResult
 def compute_optimal(
     result: FitResult, flops: float | np.ndarray, level: float = 0.95
 ) -> dict[str, Any]:
-    """N_opt, D_opt, tokens per parameter and the loss at the optimum for each budget C,
-    each with an interval."""
+    """N_opt, D_opt, tokens per parameter, the loss at the optimum and the allocation
+    exponents a = d log N_opt / d log C, b = 1 - a (Chinchilla: beta/(alpha+beta) and
+    alpha/(alpha+beta)) for each budget C, each with an interval; ``flags`` names the
+    budgets and sizes beyond the fitted data (`FitResult.beyond_data`)."""
     law = law_for(result, "compute_optimal")
     c = positive_array(flops, "FLOP budget")
+    step = np.exp(0.5)  # the local exponent from N_opt at C / sqrt(e) and C * sqrt(e)
 
     def all_of(p: dict[str, float]) -> np.ndarray:
         n, d, loss = law.compute_optimum(p, c)
-        return np.concatenate([n, d, d / n, loss])
+        n_up, _, _ = law.compute_optimum(p, c * step)
+        n_down, _, _ = law.compute_optimum(p, c / step)
+        a = np.log(n_up / n_down)  # over a span of one e-fold of C
+        return np.concatenate([n, d, d / n, loss, a, 1.0 - a])
 
-    n, d, loss = law.compute_optimum(result.params, c)
-    lo, hi = interval(result, all_of, level)
+    values = all_of(result.params)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        lo, hi = interval(result, all_of, level)
     k = c.size
     out: dict[str, Any] = {"flops": c, "level": level}
-    for i, (key, value) in enumerate(
-        (("N_opt", n), ("D_opt", d), ("tokens_per_param", d / n), ("loss", loss))
-    ):
-        out[key] = value
+    for i, key in enumerate(("N_opt", "D_opt", "tokens_per_param", "loss", "a", "b")):
+        out[key] = values[i * k : (i + 1) * k]
         out[f"{key}_lo"] = lo[i * k : (i + 1) * k]
         out[f"{key}_hi"] = hi[i * k : (i + 1) * k]
+    out["interval_method"] = method_text(result)
+    asked = {"flops": c, "params": out["N_opt"], "tokens": out["D_opt"]}
+    from fitting.result import beyond
+
+    out["flags"] = {"beyond_data": beyond(result.data_range, asked)}
     return out
 
 
@@ -50,21 +60,23 @@ def optimal_encoder_decoder_split(
     n = positive_array(budget, "parameter budget")
     opts = result.law_options
 
+    def all_of(p: dict[str, float]) -> np.ndarray:
+        e, d, loss = law.optimal_split(p, n, opts)
+        return np.concatenate([e, d, loss, e / n])
+
     ne, nd, loss = law.optimal_split(result.params, n, opts)
-    lo, hi = interval(result, lambda p: np.concatenate(law.optimal_split(p, n, opts)), level)
+    lo, hi = interval(result, all_of, level)
     k = n.size
-    return {
+    out: dict[str, Any] = {
         "budget": n,
         "encoder_params": ne,
         "decoder_params": nd,
         "loss": loss,
         "encoder_fraction": ne / n,
-        "encoder_params_lo": lo[:k],
-        "encoder_params_hi": hi[:k],
-        "loss_lo": lo[2 * k :],
-        "loss_hi": hi[2 * k :],
-        "level": level,
     }
+    for i, key in enumerate(("encoder_params", "decoder_params", "loss", "encoder_fraction")):
+        out[f"{key}_lo"], out[f"{key}_hi"] = lo[i * k : (i + 1) * k], hi[i * k : (i + 1) * k]
+    return {**out, "level": level, "interval_method": method_text(result)}
 
 
 def compute_optimal_exponents(

@@ -1,6 +1,8 @@
-"""Intervals for any quantity derived from a fit: bootstrap percentiles when the fit has
-bootstrap samples, else the delta method on the curvature covariance (numerical gradient
-of the quantity in the optimiser's parametrisation, where log-scale parameters are logs).
+"""Intervals for any quantity derived from a fit, by the fit's own method: bootstrap
+percentiles when the fit has bootstrap samples, else the delta method on its covariance
+(numerical gradient of the quantity in the optimiser's parametrisation, where log-scale
+parameters are logs) with the fit's quantile (Student-t for the sandwich). A quantity that
+is positive at the optimum gets its delta interval on the log scale, so it stays positive.
 """
 
 from __future__ import annotations
@@ -45,10 +47,26 @@ def interval(
     return _delta(result, quantity, level)
 
 
+def method_text(result: FitResult) -> str:
+    """How a derived answer's interval was computed, in words."""
+    if result.bootstrap_samples:
+        return f"bootstrap percentiles of the fit's refits ({result.method_text()})"
+    return f"delta method on the fit's covariance ({result.method_text()})"
+
+
 def _delta(result: FitResult, quantity: Quantity, level: float) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.stats import norm
+    from fitting.uncertainty import quantile
 
     base = dict(result.params)
+    raw = np.atleast_1d(np.asarray(quantity(base), dtype=float))
+    positive = bool((raw > 0).all())
+    if positive:  # the interval of log(quantity), mapped back
+        inner = quantity
+
+        def quantity(p: dict[str, float]) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log(np.atleast_1d(np.asarray(inner(p), dtype=float)))
+
     centre = np.atleast_1d(np.asarray(quantity(base), dtype=float))
     cov = np.asarray(result.covariance, dtype=float).reshape(len(result.free), -1)
     grads = np.zeros((len(result.free), centre.size))
@@ -65,7 +83,10 @@ def _delta(result: FitResult, quantity: Quantity, level: float) -> tuple[np.ndar
     finite = np.isfinite(np.diag(cov))
     var = np.einsum("fm,fg,gm->m", grads[finite], cov[np.ix_(finite, finite)], grads[finite])
     var = np.where((np.abs(grads[~finite]) > 0).any(axis=0), np.inf, np.maximum(var, 0.0))
-    half = float(norm.ppf(0.5 + level / 2)) * np.sqrt(var)
+    half = quantile(level, result.uncertainty.get("df")) * np.sqrt(var)
+    if positive:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.exp(centre - half), np.exp(centre + half)
     return centre - half, centre + half
 
 

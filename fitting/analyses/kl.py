@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fitting.analyses.common import interval, law_for, positive_array
+from fitting.analyses.common import interval, law_for, method_text, positive_array
 from fitting.errors import FitError
 from fitting.laws import LAWS, laws_supporting
 from fitting.result import FitResult
@@ -79,4 +79,12 @@ def size_for_reducible_loss(
         value = size(result.params)
         lo, hi = interval(result, size, level)
     variable = str(opts.get("x", "params"))
-    return {"target": r, "size": value, "lo": lo, "hi": hi, "variable": variable, "level": level}
+    return {
+        "target": r,
+        "size": value,
+        "lo": lo,
+        "hi": hi,
+        "variable": variable,
+        "level": level,
+        "interval_method": method_text(result),
+    }

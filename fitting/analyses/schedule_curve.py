@@ -31,7 +31,9 @@ def schedule_curve(
     steps: np.ndarray | list[int] | None = None,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Columns ``step, lr, loss, lo, hi``: the predicted loss at each step under ``spec``.
+    """Columns ``step, lr, loss, lo, hi, pred_lo, pred_hi``: the predicted loss at each step
+    under ``spec``, its confidence band (``lo``, ``hi``: the law) and its prediction band
+    (``pred_lo``, ``pred_hi``: a new run's observed loss, between-run error included).
 
     ``steps`` defaults to about 1,000 steps from the end of the warmup to
     ``spec.total_steps`` plus the steps where the schedule changes regime (start of the
@@ -47,9 +49,18 @@ def schedule_curve(
         {"run": RUN, "step": at, "lr": schedule.lr(at), "schedule": schedule.to_json()}
     )
     loss = result.predict(frame)
-    lo, hi = result.predict_band(frame, level=level)
+    bands = result.bands(frame, level=level)
+    (lo, hi), (p_lo, p_hi) = bands["confidence"], bands["prediction"]
     return pd.DataFrame(
-        {"step": at, "lr": frame["lr"].to_numpy(), "loss": loss, "lo": lo, "hi": hi}
+        {
+            "step": at,
+            "lr": frame["lr"].to_numpy(),
+            "loss": loss,
+            "lo": lo,
+            "hi": hi,
+            "pred_lo": p_lo,
+            "pred_hi": p_hi,
+        }
     )
 
 

@@ -37,6 +37,7 @@ class ParsedFile:
     unused: list[str] = field(default_factory=list)  # columns `--map` could still name
     sha256: str = ""
     bits: bool = False
+    facts: list[tuple[str, str, Any]] = field(default_factory=list)  # store.runfacts
     _frames: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -80,10 +81,19 @@ def parse_file(
     bits: bool = False,
     mapping: dict[str, str] | None = None,
     run_name: str | None = None,
+    replicates: str = "refuse",
 ) -> ParsedFile:
-    """Read, map and validate one file; raise BadInputError naming file/line/column."""
+    """Read, map and validate one file; raise BadInputError naming file/line/column.
+    ``replicates="keep"`` keeps repeated runs (`store.importers.extras`)."""
     scanned = scan(Path(path))
-    return parse_scanned(scanned, format=format, bits=bits, mapping=mapping, run_name=run_name)
+    return parse_scanned(
+        scanned,
+        format=format,
+        bits=bits,
+        mapping=mapping,
+        run_name=run_name,
+        replicates=replicates,
+    )
 
 
 def parse_scanned(
@@ -93,8 +103,14 @@ def parse_scanned(
     bits: bool = False,
     mapping: dict[str, str] | None = None,
     run_name: str | None = None,
+    replicates: str = "refuse",
 ) -> ParsedFile:
     import duckdb
+
+    from store.importers.extras import REPLICATE_CHOICES, extra_facts, keep_replicates
+
+    if replicates not in REPLICATE_CHOICES:
+        raise BadInputError(f"replicates must be one of {REPLICATE_CHOICES}, not {replicates!r}")
 
     name = scanned.path.name
     if format not in ("auto", *FORMATS):
@@ -120,7 +136,11 @@ def parse_scanned(
         select = f"SELECT {', '.join(POINT_FIELDS)} FROM _points"
         # In record order, as `_points` is (the cheap proof of unique keys relies on it).
         points = con.sql(select).to_arrow_table()
+        facts: list[tuple[str, str, Any]] = []
         if not _keys_unique(points, series):
+            if replicates == "keep":
+                facts, more = keep_replicates(con, scanned, col_map)
+                extra += more
             dedupe_points(con, scanned, key_column)
             points = con.sql(select).to_arrow_table()
             series = _series(con)
@@ -131,6 +151,10 @@ def parse_scanned(
             and points.column(fact).null_count < points.num_rows
         }
         check_series_facts(con, scanned, per_series)
+        if fmt in ("long", "table"):  # the file's other columns, as run facts
+            kept, more = extra_facts(con, [h for h in scanned.header if h not in col_map])
+            facts += kept
+            extra += more
         runs = con.sql("SELECT * FROM _runs").to_arrow_table()
     finally:
         con.close()
@@ -153,6 +177,7 @@ def parse_scanned(
         unused=unused,
         sha256=scanned.sha256,
         bits=bits,
+        facts=facts,
     )
 
 

@@ -23,6 +23,7 @@ from store.importers.long import sql_text
 from store.importers.parse import ParsedFile, parse_scanned
 from store.importers.scan import scan
 from store.importers.wandb import GROUPED
+from store.runfacts import write_extra
 from store.summary import ensure_runs, refresh_summaries, replace_points
 
 if TYPE_CHECKING:
@@ -85,8 +86,13 @@ def import_files(
     format: str = "auto",
     bits: bool = False,
     mapping: dict[str, str] | None = None,
+    replicates: str = "refuse",
+    schedule: str | None = None,
 ) -> ImportReport:
-    """Import CSV files into `project`: all of them, or (on any bad input) none."""
+    """Import CSV files into `project`: all of them, or (on any bad input) none.
+
+    ``replicates="keep"`` keeps repeated runs as replicates (`store.importers.extras`);
+    ``schedule`` (a schedule's text, checked by the caller) is stored with every run."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
@@ -95,6 +101,11 @@ def import_files(
         raise BadInputError("the project name must not be empty")
     store.ensure()
     options = _options_key(format, bits, mapping)
+    if replicates != "refuse" or schedule:  # another reading of the same file
+        options = json.dumps(
+            {**json.loads(options), "replicates": replicates, "schedule": schedule},
+            sort_keys=True,
+        )
     report = ImportReport(project=project)
     todo: list[tuple[ParsedFile, FileReport]] = []
     scans = [scan(Path(path)) for path in paths]
@@ -112,7 +123,11 @@ def import_files(
                 FileReport(str(path), done[scanned.sha256], scanned.sha256, skipped=True)
             )
             continue
-        parsed = parse_scanned(scanned, format=format, bits=bits, mapping=mapping)
+        parsed = parse_scanned(
+            scanned, format=format, bits=bits, mapping=mapping, replicates=replicates
+        )
+        if schedule:
+            parsed.facts += [(run, "schedule", schedule) for run in parsed.run_names]
         item = FileReport(
             str(path),
             parsed.format,
@@ -243,5 +258,6 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
         status="imported",
     )
     refresh_summaries(con, "_new_runs")
+    write_extra(con, project, parsed.facts)  # the file's other columns, as run facts
     con.unregister("_runs_in")
     con.unregister("_points_in")

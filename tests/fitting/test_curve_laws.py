@@ -225,7 +225,8 @@ def test_schedule_curve_predicts_an_unseen_schedule() -> None:
     result = fit("lr_annealing", frame[frame["run"] != "wsd"])
     wsd = frame.loc[frame["run"] == "wsd", "schedule"].iloc[0]
     curve = schedule_curve(result, wsd)
-    assert list(curve.columns) == ["step", "lr", "loss", "lo", "hi"]
+    assert list(curve.columns) == ["step", "lr", "loss", "lo", "hi", "pred_lo", "pred_hi"]
+    assert (curve["pred_lo"] <= curve["lo"]).all() and (curve["hi"] <= curve["pred_hi"]).all()
     assert {5999, 6000, 6001} <= set(curve["step"])  # the decay start is drawn sharply
     exact = law.predict(
         np.array([list(truth.values())]),
