@@ -111,3 +111,23 @@ def test_tuning_candidates_fit_hopper(version: str) -> None:
     for kernel, shared, _, spills in rows:
         assert shared <= HOPPER_SHARED_PER_BLOCK, kernel
         assert spills == 0 or (" extras" in kernel and "forward" in kernel), kernel
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [p for p in _versions() if p.values[0] == "3.6"])
+def test_cpu_suite_passes_under_triton_36(version: str) -> None:
+    """The rest of this folder under Triton 3.6 with this machine's numpy: what cannot run
+    (the interpreter, with numpy >= 2.4) skips, everything else passes."""
+    if os.environ.get("SCALINGLAB_TRITON36_SUITE"):
+        pytest.skip("already inside the Triton 3.6 run")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TRITON_36), os.getcwd()]))
+    env["SCALINGLAB_TRITON36_SUITE"] = "1"  # never recurse into this test
+    here = Path(__file__).resolve().parent
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=600",
+         str(here), f"--ignore={here / 'test_gpu_codegen.py'}"],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert re.search(r"\d+ passed", out.stdout), out.stdout[-2000:]
+    assert "failed" not in out.stdout.splitlines()[-1], out.stdout[-2000:]
