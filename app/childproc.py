@@ -97,30 +97,46 @@ def stop(
     return proc.poll()
 
 
-def wait_gone(pid: int, timeout_s: float) -> bool:
-    """Whether process `pid` is gone (or a zombie) within `timeout_s`."""
+def wait_gone(pid: int, timeout_s: float, started: int | None = None) -> bool:
+    """Whether process `pid` (started at `started`, see `start_time`) is gone (or a
+    zombie) within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        if not alive(pid):
+        if not alive(pid, started):
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
 
 
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, does not count)."""
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot, /proc), None when unknown or gone:
+    with the pid, it names one process even after pids wrap around."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid: int, started: int | None = None) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not count); with
+    `started` (from `start_time`), whether that very process does, not a later one that
+    got its pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return started is None  # no /proc: the signal test is all there is
+    if fields[0] == "Z":
+        return False
+    return started is None or int(fields[19]) == started
 
 
 def _main(argv: list[str]) -> None:

@@ -59,6 +59,10 @@ class JobDied(JobFailed):
 class JobTimedOut(JobFailed):
     """The fit ran past the job timeout and was stopped."""
 
+    def __init__(self, message: str, timeout_s: float) -> None:
+        super().__init__(message)
+        self.timeout_s = timeout_s
+
 
 class JobInterrupted(JobFailed):
     """The scheduler stopped (serve shutting down) while the fit ran."""
@@ -110,7 +114,7 @@ def _job_main(
     """A fit process: its own process group (a terminal's Ctrl-C is not for it, and a
     kill of the group takes the fit's own bootstrap workers too), ending with the
     scheduler's process or with its parent, the forkserver."""
-    from app.childproc import die_with_parent
+    from app.childproc import die_with_parent, start_time
 
     forkserver = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -130,7 +134,8 @@ def _job_main(
     # The forkserver outlives the scheduler's process while this process runs (it holds
     # the forkserver's keep-alive pipe), so the death signal alone would never come:
     # watch the scheduler's process itself.
-    threading.Thread(target=_end_with, args=(parent_pid, end), daemon=True).start()
+    watched = (parent_pid, start_time(parent_pid))
+    threading.Thread(target=_end_with, args=(*watched, end), daemon=True).start()
     try:
         outcome: tuple[str, Any] = ("ok", int(runner(store, job_id)))
     except NotEnoughDataError as err:
@@ -143,11 +148,11 @@ def _job_main(
     conn.close()
 
 
-def _end_with(pid: int, end: Callable[[], None], every_s: float = 0.5) -> None:
-    """Call `end` once process `pid` is gone."""
+def _end_with(pid: int, started: int | None, end: Callable[[], None], every_s: float = 0.5) -> None:
+    """Call `end` once process `pid` (started at `started`) is gone."""
     from app.childproc import alive
 
-    while alive(pid):
+    while alive(pid, started):
         time.sleep(every_s)
     end()
 
@@ -333,13 +338,14 @@ class Scheduler:
             name=f"fit-job-{job_id}",
             daemon=True,
         )
+        timeout_s = self.job_timeout_s  # a later change applies to later jobs
         with self._lock:
             if self._stop.is_set():
                 raise JobNotStarted("the scheduler stopped before the job started")
+            deadline = time.monotonic() + timeout_s
             proc.start()
             self._procs[job_id] = proc
         writer.close()
-        deadline = time.monotonic() + self.job_timeout_s
         outcome: tuple[str, Any] | None = None
         try:
             while outcome is None and proc.exitcode is None:
@@ -350,8 +356,8 @@ class Scheduler:
                 if left <= 0:
                     _kill_group(proc)
                     raise JobTimedOut(
-                        f"the fit ran past the job timeout ({self.job_timeout_s:g} s) "
-                        "and was stopped"
+                        f"the fit ran past the job timeout ({timeout_s:g} s) and was stopped",
+                        timeout_s,
                     )
                 ready = multiprocessing.connection.wait(
                     [reader, proc.sentinel], timeout=min(left, _WAIT_SLICE_S)
@@ -423,7 +429,7 @@ class Scheduler:
             # The fit was stopped, or died, before it could record its own outcome.
             fields.update(status="error", last_error=str(err)[:2000])
             if isinstance(err, JobTimedOut):
-                fields["last_duration_s"] = self.job_timeout_s
+                fields["last_duration_s"] = err.timeout_s
         if on_new_data:
             failures = self._failures.get(job_id, 0) + 1
             self._failures[job_id] = failures

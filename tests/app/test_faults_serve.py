@@ -42,8 +42,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.1)
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid`, from /proc's parent links."""
+def descendants(pid: int) -> dict[int, int | None]:
+    """Every live process below `pid`, from /proc's parent links, with its start time
+    (pids wrap around quickly on a busy machine: the pair names one process)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -59,7 +60,13 @@ def descendants(pid: int) -> set[int]:
             if child not in found:
                 found.add(child)
                 todo.append(child)
-    return {p for p in found if childproc.alive(p)}
+    started = {p: childproc.start_time(p) for p in found}
+    return {p: t for p, t in started.items() if t is not None and childproc.alive(p, t)}
+
+
+def running(procs: dict[int, int | None]) -> list[int]:
+    """Those of `procs` (from `descendants`) that still run."""
+    return [p for p, t in procs.items() if childproc.alive(p, t)]
 
 
 def group_of(pid: int) -> int:
@@ -84,7 +91,7 @@ class Serve:
     def __init__(self, store: Path, *args: str, port: int | None = None) -> None:
         self.port = port or free_port()
         self.log = store.parent / f"serve-{self.port}-{time.monotonic_ns()}.log"
-        self.seen: set[int] = set()
+        self.seen: dict[int, int | None] = {}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -96,7 +103,7 @@ class Serve:
                 start_new_session=True,
             )
 
-    def children(self) -> set[int]:
+    def children(self) -> dict[int, int | None]:
         found = descendants(self.proc.pid)
         self.seen |= found
         return found
@@ -113,7 +120,7 @@ class Serve:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
-        for pid in self.seen:
+        for pid in running(self.seen):
             with suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -208,7 +215,7 @@ def test_kill_9_of_serve_takes_the_dashboard_and_the_fit_with_it(
 
     os.kill(first.proc.pid, signal.SIGKILL)
     first.proc.wait(timeout=30)
-    wait_until(lambda: not any(childproc.alive(p) for p in children), 20, "the orphans to go")
+    wait_until(lambda: not running(children), 20, "the orphans to go")
 
     # The port is free again: a restart serves its own dashboard, not an orphan's.
     second = Serve(root, "--address", "127.0.0.1", port=first.port)
@@ -235,7 +242,7 @@ def test_ctrl_c_during_a_fit_stops_everything_without_a_traceback(
     assert server.proc.wait(timeout=60) == 0
     out = server.output()
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
-    wait_until(lambda: not any(childproc.alive(p) for p in children), 30, "the children")
+    wait_until(lambda: not running(children), 30, "the children")
     from store import Store, jobs
 
     job = jobs.get_job(Store(root), job_id)
@@ -280,7 +287,7 @@ def test_a_bad_cron_in_the_store_neither_stops_serve_nor_the_other_jobs(
     out = server.output()
     assert f"scalinglab dashboard: http://localhost:{server.port}" in out
     assert "Did not auto detect external IP" not in out and "Traceback" not in out, out
-    wait_until(lambda: not any(childproc.alive(p) for p in children), 30, "the children")
+    wait_until(lambda: not running(children), 30, "the children")
 
 
 # The demo's sweep ------------------------------------------------------------------------
@@ -347,17 +354,18 @@ def test_a_sweep_dies_with_its_parent_and_still_closes_its_run(tmp_path: Path) -
         stdout=subprocess.PIPE,
         text=True,
     )
-    child = 0
+    child, started = 0, None
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
+        started = childproc.start_time(child)
         wait_until(lambda: _points(root) > 0, 120, "the trainer's first points")
         parent.kill()  # kill -9: no clean-up code runs in the parent
         parent.wait(timeout=30)
-        assert childproc.wait_gone(child, 60)
+        assert childproc.wait_gone(child, 60, started)
     finally:
         parent.kill()
-        if child:
+        if child and childproc.alive(child, started):
             with suppress(ProcessLookupError, PermissionError):
                 os.kill(child, signal.SIGKILL)
     assert _run_status(root) == "failed"
@@ -410,7 +418,7 @@ def test_ctrl_c_of_a_training_demo_leaves_no_run_running(tmp_path: Path) -> None
             start_new_session=True,
         )
     progress = re.compile(r"demo sweep: \d/6 runs finished; demo-cpu-\d: step \d+/400, loss \d")
-    seen: set[int] = set()
+    seen: dict[int, int | None] = {}
     try:
         deadline = time.monotonic() + 300
         url = f"scalinglab dashboard: http://127.0.0.1:{port}"
@@ -426,12 +434,12 @@ def test_ctrl_c_of_a_training_demo_leaves_no_run_running(tmp_path: Path) -> None
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-        for pid in seen:
+        for pid in running(seen):
             with suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     out = log.read_text()
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
     assert "Did not auto detect external IP" not in out
-    assert not any(childproc.alive(p) for p in seen)
+    assert not running(seen), [command_line(p) for p in running(seen)]
     runs = queries.list_runs(Store(root), project="demo")
     assert len(runs) > 0 and "running" not in set(runs["status"]), runs[["run", "status"]]

@@ -260,12 +260,17 @@ def hang_or_fit(store: object, job_id: int) -> int:
     return run_job(store, job_id)
 
 
-def _wait_for_process(sched: Scheduler, job_id: int, timeout: float = 120) -> int:
+def _wait_for_process(
+    sched: Scheduler, job_id: int, timeout: float = 120
+) -> tuple[int, int | None]:
+    """The job's fit process: (pid, start time), which name it even if pids wrap."""
+    from app.childproc import start_time
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         proc = sched._procs.get(job_id)
         if proc is not None and proc.pid is not None:
-            return int(proc.pid)
+            return int(proc.pid), start_time(int(proc.pid))
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} never got a process")
 
@@ -279,14 +284,16 @@ def test_a_hung_fit_is_stopped_at_the_timeout_and_the_next_job_runs(store: objec
     sched = Scheduler(store, ingest_seconds=None, runner=hang_or_fit, job_timeout_s=3)
     try:
         assert sched.tick(NOW) == [hang, good]  # one worker: good waits behind hang
-        pid = _wait_for_process(sched, hang)
+        pid, started = _wait_for_process(sched, hang)
+        sched.job_timeout_s = 600  # for the jobs started from now on: good's real fit
         sched.wait_idle(timeout=180)
-        assert wait_gone(pid, 10)
+        assert wait_gone(pid, 10, started)
     finally:
         sched.stop()
     job = jobs.get_job(store, hang)
     assert job["status"] == "error"
     assert job["last_error"] == "the fit ran past the job timeout (3 s) and was stopped"
+    assert job["last_duration_s"] == 3
     assert _fits(store, hang) == 0
     assert jobs.get_job(store, good)["status"] == "ok" and _fits(store, good) == 1
 
@@ -315,13 +322,13 @@ def test_stop_interrupts_a_running_fit_and_leaves_no_process(store: object) -> N
     sched = Scheduler(store, ingest_seconds=None, runner=hang_or_fit)
     try:
         assert sched.tick(NOW) == [hang]
-        pid = _wait_for_process(sched, hang)
+        pid, started = _wait_for_process(sched, hang)
         deadline = time.monotonic() + 120
         while jobs.get_job(store, hang)["status"] != "running" and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         sched.stop(wait=True)
-    assert wait_gone(pid, 10)
+    assert wait_gone(pid, 10, started)
     job = jobs.get_job(store, hang)
     assert job["status"] == "interrupted"
     assert job["last_error"] == "stopped by the scheduler's shutdown"
