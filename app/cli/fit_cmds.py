@@ -203,9 +203,44 @@ def fit(
             "--fix", metavar="NAME=VALUE", help="Hold a parameter at a value; repeatable."
         ),
     ] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap refits.")] = 0,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            "--bootstrap", help="Bootstrap refits (default 400 when the intervals are bootstrap)."
+        ),
+    ] = None,
     loss: Annotated[str, typer.Option("--loss", help="huber or ls.")] = "huber",
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    intervals: Annotated[
+        str,
+        typer.Option(
+            "--intervals",
+            help="auto (bootstrap for laws of final losses, robust sandwich for curve laws), "
+            "bootstrap, sandwich, profile (lmfit) or curvature.",
+        ),
+    ] = "auto",
+    delta: Annotated[
+        float, typer.Option("--delta", help="Huber threshold on the residuals.")
+    ] = 1e-3,
+    residuals: Annotated[
+        str,
+        typer.Option("--residuals", help="log (log L residuals) or linear (loss residuals)."),
+    ] = "log",
+    resample: Annotated[
+        str,
+        typer.Option(
+            "--resample",
+            help="Bootstrap unit: auto (runs when 5 or more, else points), runs, points.",
+        ),
+    ] = "auto",
+    holdout_factor: Annotated[
+        float,
+        typer.Option(
+            "--holdout-factor",
+            help="--extrapolation holds out the points within this factor of the largest scale.",
+        ),
+    ] = 1.5,
+    level: Annotated[float, typer.Option("--level", help="Interval level.")] = 0.95,
     extrapolation: Annotated[
         bool, typer.Option("--extrapolation", help="Also run the extrapolation test.")
     ] = False,
@@ -331,6 +366,12 @@ def fit(
         bootstrap=bootstrap,
         loss=loss,
         seed=seed,
+        intervals=intervals,
+        delta=delta,
+        residuals=residuals,
+        resample=resample,
+        holdout_factor=holdout_factor,
+        level=level,
         extrapolation=extrapolation,
         **extra,
         **law_opts,
@@ -402,23 +443,11 @@ def _group_lines(result: Any) -> list[str]:
 
 
 def _fit_summary(result: Any, fit_id: int | None) -> dict[str, Any]:
-    """The `fit --json` object: at least law, params, stderr, objective, n_points."""
-    keys = (
-        "law",
-        "params",
-        "stderr",
-        "intervals",
-        "objective",
-        "n_points",
-        "aic",
-        "bic",
-        "options",
-        "data_hash",
-        "converged",
-        "checks",
-        "selection",
-    )
-    out = {k: getattr(result, k) for k in keys}
+    """The `fit --json` object: the whole FitResult (so `predict` takes it back), the
+    method of its intervals in words, its flags, and the saved fit's id."""
+    from dataclasses import asdict
+
+    out = {**asdict(result), "method": result.method_text(), "flags": result.flag_names()}
     if fit_id is not None:
         out["fit_id"] = fit_id
     return out
@@ -427,6 +456,10 @@ def _fit_summary(result: Any, fit_id: int | None) -> dict[str, Any]:
 def _load_result(ref: str, store: Path | None) -> tuple[Any, int | None]:
     from fitting.result import FitResult
 
+    if ref.strip() == "-":  # `fit --json | predict -`
+        import sys
+
+        return FitResult.from_json(_json_text(sys.stdin.read())), None
     if ref.strip().isdigit():
         from fitting.persist import load_result
         from store.core import Store
@@ -434,13 +467,21 @@ def _load_result(ref: str, store: Path | None) -> tuple[Any, int | None]:
         return load_result(Store(store), int(ref)), int(ref)
     path = Path(ref)
     if path.exists():
-        return FitResult.from_json(path.read_text()), None
+        return FitResult.from_json(_json_text(path.read_text())), None
     if ref.lstrip().startswith("{"):
-        try:
-            return FitResult.from_json(ref), None
-        except json.JSONDecodeError as err:
-            raise BadInputError(f"not valid fit JSON: {err}") from None
-    raise BadInputError(f"{ref!r} is neither a fit id, a JSON file nor fit JSON")
+        return FitResult.from_json(_json_text(ref)), None
+    raise BadInputError(f"{ref!r} is neither a fit id, a JSON file, fit JSON nor - (stdin)")
+
+
+def _json_text(text: str) -> dict[str, Any]:
+    """Fit JSON (a saved result or `fit --json` output) as a dict; BadInputError if not."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadInputError(f"not valid fit JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise BadInputError("not a fit result: the JSON is not an object")
+    return raw
 
 
 def _at_frame(at: dict[str, str]) -> Any:
@@ -504,9 +545,26 @@ def predict(
     else:
         frame = _at_frame(points)
         pred = result.predict(frame)
-        lo, hi = result.predict_band(frame, level)
-        out = {"rows": frame.to_dict(orient="list"), "loss": pred, "lo": lo, "hi": hi}
-    out = {"law": result.law, "fit_id": fit_id, "level": level, **out}
+        bands = result.bands(frame, level)
+        (lo, hi), (p_lo, p_hi) = bands["confidence"], bands["prediction"]
+        out = {
+            "rows": frame.to_dict(orient="list"),
+            "loss": pred,
+            "lo": lo,
+            "hi": hi,
+            "pred_lo": p_lo,
+            "pred_hi": p_hi,
+            "flags": {"beyond_data": result.beyond_data(frame)},
+        }
+    out = {
+        "law": result.law,
+        "fit_id": fit_id,
+        "level": level,
+        "method": result.method_text(),
+        "bands": {"lo/hi": "confidence band (the law)", "pred_lo/pred_hi": "prediction band"},
+        "fit_flags": result.flag_names(),
+        **out,
+    }
     if as_json:
         typer.echo(_dump(out))
         return
@@ -529,23 +587,41 @@ def _schedule_prediction(
 def _print_prediction(out: dict[str, Any]) -> None:
     import numpy as np
 
+    from fitting.result import beyond_text
+
+    pct = f"{100 * out['level']:g}%"
+    typer.echo(f"{pct} intervals: {out['method']}")
+    for flag in out.get("fit_flags") or []:
+        typer.echo(f"warning: the fit is flagged: {flag} (see `scalinglab fit` for why)")
     if "compute_optimal" in out:
         co = out["compute_optimal"]
-        typer.echo(f"{'flops':>12} {'N_opt':>12} {'D_opt':>12} {'D/N':>8} {'loss':>8}")
+
+        def cell(key: str, i: int, fmt: str) -> str:
+            lo, hi = co[f"{key}_lo"][i], co[f"{key}_hi"][i]
+            return f"{co[key][i]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
         for i, c in enumerate(co["flops"]):
             typer.echo(
-                f"{c:12.4g} {co['N_opt'][i]:12.4g} {co['D_opt'][i]:12.4g} "
-                f"{co['tokens_per_param'][i]:8.2f} {co['loss'][i]:8.4f}"
+                f"C={c:.4g}: N_opt {cell('N_opt', i, '.4g')}  D_opt {cell('D_opt', i, '.4g')}  "
+                f"tokens/param {cell('tokens_per_param', i, '.3g')}  "
+                f"loss {cell('loss', i, '.4f')}  a {cell('a', i, '.3f')}  b {cell('b', i, '.3f')}"
             )
+        flags = beyond_text((co.get("flags") or {}).get("beyond_data") or {})
+        if flags:
+            typer.echo(f"warning: {flags}")
         return
     if "curve" in out:
         curve = out["curve"]
         n = len(curve["step"])
-        typer.echo(f"{'step':>8} {'lr':>10} {'loss':>9} {'lo':>9} {'hi':>9}")
+        typer.echo(
+            f"{'step':>8} {'lr':>10} {'loss':>9}   {'confidence band':^21}   "
+            f"{'prediction band':^21}"
+        )
         for i in sorted(set(np.linspace(0, n - 1, min(n, 40)).astype(int).tolist())):
             typer.echo(
-                f"{curve['step'][i]:8d} {curve['lr'][i]:10.3g} {curve['loss'][i]:9.5f} "
-                f"{curve['lo'][i]:9.5f} {curve['hi'][i]:9.5f}"
+                f"{curve['step'][i]:8d} {curve['lr'][i]:10.3g} {curve['loss'][i]:9.5f}   "
+                f"[{curve['lo'][i]:9.5f}, {curve['hi'][i]:9.5f}]   "
+                f"[{curve['pred_lo'][i]:9.5f}, {curve['pred_hi'][i]:9.5f}]"
             )
         return
     rows = out["rows"]
@@ -553,7 +629,13 @@ def _print_prediction(out: dict[str, Any]) -> None:
         where = ", ".join(
             f"{k}={v[i]:.4g}" if isinstance(v[i], float) else f"{k}={v[i]}" for k, v in rows.items()
         )
-        typer.echo(f"{where}: loss {value:.5f}  [{out['lo'][i]:.5f}, {out['hi'][i]:.5f}]")
+        typer.echo(
+            f"{where}: loss {value:.5f}  confidence [{out['lo'][i]:.5f}, {out['hi'][i]:.5f}]  "
+            f"prediction [{out['pred_lo'][i]:.5f}, {out['pred_hi'][i]:.5f}]"
+        )
+    flags = beyond_text((out.get("flags") or {}).get("beyond_data") or {})
+    if flags:
+        typer.echo(f"warning: {flags}")
 
 
 def register(app: typer.Typer) -> None:
