@@ -2,27 +2,34 @@
 
 On a GPU (H100 / H200), bf16, for the three issue shapes: forward and forward+backward
 time (CUDA events, median of --reps runs after --warmup), peak extra allocator memory,
-for our Triton kernel (default and exact mode), our torch path, materialised logits,
-`torch.compile` of the same, PyTorch's chunked `F.linear_cross_entropy`, and Apple's
-`cut-cross-entropy` and Liger's fused linear cross-entropy when installed. Prints a
-table and writes a Markdown report (default `bench/results/cce.md`) with the goals.
+for our Triton kernel (default; sorted vocabulary; d_weight in bf16; exact mode), our
+torch path, materialised logits, `torch.compile` of the same, PyTorch's chunked
+`F.linear_cross_entropy`, and Apple's `cut-cross-entropy` and Liger's fused linear
+cross-entropy when installed (optional: missing ones are reported as such). Each shape
+runs twice: vocabulary ids in frequency order (as in BPE vocabularies) and shuffled
+(ours, ours with `sort_vocab`, the peers only), where tile skipping needs the ordering.
 
-    python bench/cce_bench.py                 # full run on the GPU
-    python bench/cce_bench.py --smoke --out /tmp/cce.md   # tiny CPU run of the torch paths
+    python bench/cce_bench.py --out bench/results/cce.md     # full run on the GPU
+    python bench/cce_bench.py --smoke --out /tmp/cce.md       # tiny CPU run, torch paths
 
-Every method runs inside its own try/except: a missing or failing baseline becomes a
-note in the table, never a crash.
+Every method runs in its own process (a device fault or a hang in one cannot poison the
+others: it becomes a note), the tuner too; the report is rewritten after each method.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.util
+import json
 import math
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -34,15 +41,33 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from trainers.cce import capabilities, linear_cross_entropy
+from trainers.cce import capabilities, linear_cross_entropy, triton_config
 from trainers.cce.triton_config import BlockConfig, use_configs
 
 ISSUE_SHAPES = [(8192, 2304, 256000), (8192, 4096, 128256), (16384, 768, 50304)]
 SMOKE_SHAPES = [(256, 64, 1000), (130, 48, 777)]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cce.md"
 MIB = 2**20
+HOPPER_SHARED_PER_BLOCK = 232_448  # 227 KiB usable per block (228 KiB per SM)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+OURS = "ours (triton)"
+OURS_SORTED = "ours (triton, sorted vocab)"
+OURS_BF16_DW = "ours (triton, bf16 d_weight)"
+OURS_EXACT = "ours (triton, exact)"
+ORDERED_METHODS = [
+    OURS, OURS_SORTED, OURS_BF16_DW, OURS_EXACT, "ours (impl=torch)", "materialised logits",
+    "torch.compile", "F.linear_cross_entropy", "cut-cross-entropy", "liger-kernel",
+]  # fmt: skip
+SHUFFLED_METHODS = [OURS, OURS_SORTED, "cut-cross-entropy", "liger-kernel"]
+_TRITON_OPTIONS = {
+    OURS: {},
+    OURS_SORTED: {"sort_vocab": True},
+    OURS_BF16_DW: {"fp32_weight_grad": False},
+    OURS_EXACT: {"exact": True},
+}
+_PEERS = {"cut-cross-entropy": "cut_cross_entropy", "liger-kernel": "liger_kernel"}
 
 
 @dataclass
@@ -52,8 +77,10 @@ class Result:
     fwdbwd_ms: float | None = None
     fwd_mib: float | None = None
     fwdbwd_mib: float | None = None
+    loss: float | None = None
     loss_diff: float | None = None
     note: str = ""
+    live_tiles: str = ""
 
 
 @dataclass
@@ -64,6 +91,8 @@ class ShapeReport:
     live_tiles: str = "n/a"
     configs: str = "default"
     entropy: float = math.nan
+    case: str = "ordered"
+    tuning: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> Result | None:
         return next((r for r in self.results if r.method == name), None)
@@ -138,40 +167,42 @@ def _liger() -> LossFn:
     return run
 
 
-def build_methods(device: str, compile_baseline: bool) -> dict[str, LossFn | str]:
-    """name -> loss function, or a string saying why the method is unavailable."""
-    on_gpu = device == "cuda"
-    methods: dict[str, LossFn | str] = {}
-    if on_gpu and capabilities.triton_supports(torch.device(device)):
-        methods["ours (triton)"] = lambda h, w, t: linear_cross_entropy(h, w, t, impl="triton")
-        methods["ours (triton, exact)"] = lambda h, w, t: linear_cross_entropy(
-            h, w, t, impl="triton", exact=True
-        )
-    else:
-        methods["ours (triton)"] = "triton unavailable on this device"
-    methods["ours (impl=torch)"] = lambda h, w, t: linear_cross_entropy(h, w, t, impl="torch")
-    methods["materialised logits"] = materialised
-    if compile_baseline:
-        methods["torch.compile"] = torch.compile(materialised, dynamic=False)
-    else:
-        methods["torch.compile"] = "skipped (--no-compile)"
-    methods["F.linear_cross_entropy"] = (
-        _native if capabilities.HAS_NATIVE_LCE else "not in this PyTorch"
-    )
-    for name, module, factory in [
-        ("cut-cross-entropy", "cut_cross_entropy", _apple),
-        ("liger-kernel", "liger_kernel", _liger),
-    ]:
-        if not on_gpu:
-            methods[name] = "GPU only"
-        elif importlib.util.find_spec(module) is None:
-            methods[name] = f"not installed (pip install {name})"
-        else:
-            try:
-                methods[name] = factory()
-            except Exception as err:  # a broken baseline must not stop the run
-                methods[name] = f"import failed: {type(err).__name__}: {err}"
-    return methods
+def unavailable(name: str, device: str, args: argparse.Namespace) -> str | None:
+    """Why `name` cannot run here (a note for the table), or None. No CUDA context."""
+    if name in _TRITON_OPTIONS and (device != "cuda" or not capabilities.HAS_TRITON):
+        return "triton unavailable on this device"
+    if name == "torch.compile" and not args.compile:
+        return "skipped (--no-compile)"
+    if name == "F.linear_cross_entropy" and not capabilities.HAS_NATIVE_LCE:
+        return "not in this PyTorch"
+    if name in _PEERS:
+        if device != "cuda":
+            return "GPU only"
+        if not args.peers:
+            return "skipped (--no-peers)"
+        if importlib.util.find_spec(_PEERS[name]) is None:
+            return f"not installed (pip install {name})"
+    return None
+
+
+def build_method(name: str) -> LossFn:
+    """The loss function of one method (in the worker process that measures it)."""
+    if name in _TRITON_OPTIONS:
+        options = _TRITON_OPTIONS[name]
+        return lambda h, w, t: linear_cross_entropy(h, w, t, impl="triton", **options)
+    if name == "ours (impl=torch)":
+        return lambda h, w, t: linear_cross_entropy(h, w, t, impl="torch")
+    if name == "materialised logits":
+        return materialised
+    if name == "torch.compile":
+        return torch.compile(materialised, dynamic=False)
+    if name == "F.linear_cross_entropy":
+        return _native
+    if name == "cut-cross-entropy":
+        return _apple()
+    if name == "liger-kernel":
+        return _liger()
+    raise ValueError(f"unknown method {name!r}")
 
 
 # -------------------------------------------------------------------------- measuring
@@ -220,7 +251,7 @@ def peak_mib(step: Callable[[], None], reset: Callable[[], None], device: str) -
     return (torch.cuda.max_memory_allocated() - base) / MIB
 
 
-def measure(name: str, fn: LossFn, inputs: tuple[torch.Tensor, ...], ref_loss: float | None,
+def measure(name: str, fn: LossFn, inputs: tuple[torch.Tensor, ...],
             args: argparse.Namespace, device: str) -> Result:  # fmt: skip
     h, w, t = inputs
     res = Result(name)
@@ -238,8 +269,7 @@ def measure(name: str, fn: LossFn, inputs: tuple[torch.Tensor, ...], ref_loss: f
 
     try:
         with torch.no_grad():
-            loss = float(fn(h, w, t))
-        res.loss_diff = abs(loss - ref_loss) if ref_loss is not None else None
+            res.loss = float(fn(h, w, t))
         res.fwd_ms = time_ms(fwd, reset, device, args.warmup, args.reps)
         res.fwd_mib = peak_mib(fwd, reset, device)
         res.fwdbwd_ms = time_ms(fwdbwd, reset, device, args.warmup, args.reps)
@@ -252,91 +282,124 @@ def measure(name: str, fn: LossFn, inputs: tuple[torch.Tensor, ...], ref_loss: f
             traceback.print_exc()
     finally:
         reset()
-        if device == "cuda":
-            torch.cuda.empty_cache()
     return res
 
 
 # ----------------------------------------------------------------- tuning and filters
 
-_FWD_CANDIDATES = [
-    BlockConfig(128, 128, 64, num_warps=8, num_stages=3),
-    BlockConfig(128, 128, 64, num_warps=8, num_stages=4),
-    BlockConfig(128, 256, 64, num_warps=8, num_stages=3),
-    BlockConfig(64, 256, 64, num_warps=4, num_stages=4),
-    BlockConfig(128, 128, 128, num_warps=8, num_stages=2),
-    BlockConfig(256, 128, 64, num_warps=8, num_stages=3),
-]
-_BWD_CANDIDATES = [
-    BlockConfig(128, 128, 64, num_warps=8, num_stages=3, group_n=8),
-    BlockConfig(128, 128, 64, num_warps=8, num_stages=4, group_n=8),
-    BlockConfig(128, 128, 64, num_warps=8, num_stages=3, group_n=16),
-    BlockConfig(64, 128, 64, num_warps=4, num_stages=3, group_n=8),
-    BlockConfig(128, 256, 64, num_warps=8, num_stages=3, group_n=8),
-    BlockConfig(128, 64, 64, num_warps=4, num_stages=3, group_n=8),
-    BlockConfig(64, 64, 128, num_warps=4, num_stages=3, group_n=8),
-]
+
+def _ours(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, **options: bool) -> torch.Tensor:
+    return linear_cross_entropy(h, w, t, impl="triton", **options)
 
 
-def _ours(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return linear_cross_entropy(h, w, t, impl="triton")
+def _cfg_text(cfg: BlockConfig) -> str:
+    flat = ", flatten" if cfg.flatten else ""
+    return (f"{cfg.block_n}x{cfg.block_v}x{cfg.block_d} w{cfg.num_warps} s{cfg.num_stages} "
+            f"g{cfg.group_n}{flat}")  # fmt: skip
 
 
-def _best(candidates: list[BlockConfig], timed: Callable[[BlockConfig], float]) -> BlockConfig:
-    best, best_ms = candidates[0], math.inf
-    for cfg in candidates:
-        try:
-            ms = timed(cfg)
-        except Exception:  # e.g. out of shared memory on this GPU: just not a candidate
-            continue
-        if ms < best_ms:
-            best, best_ms = cfg, ms
-    return best
+def fits_shared_memory(kind: str, cfg: BlockConfig, dtype: torch.dtype, limit: int,
+                       arch: int) -> tuple[bool, str]:  # fmt: skip
+    """Compile (no launch) for this GPU and compare its shared memory with the limit."""
+    from trainers.cce import codegen_check
+
+    check = codegen_check.forward_resources if kind == "forward" else (
+        codegen_check.backward_resources)  # fmt: skip
+    try:
+        r = check(dtype, cfg, arch)
+    except Exception as err:  # does not compile for this GPU: not a candidate
+        return False, f"does not compile: {type(err).__name__}"
+    text = f"{r.shared_bytes} B shared, {r.registers} registers, {r.spill_bytes} B spills"
+    return r.shared_bytes <= limit, text
 
 
-def tune(inputs: tuple[torch.Tensor, ...], device: str) -> tuple[BlockConfig, BlockConfig]:
-    """Pick forward, then backward block sizes by measured time on these inputs."""
+def tune(inputs: tuple[torch.Tensor, ...], device: str,
+         options: dict) -> tuple[BlockConfig, BlockConfig, list[str]]:  # fmt: skip
+    """Pick (forward, backward) block sizes by fwd+bwd time, over pairs whose tiles match
+    (each backward tile inside one forward tile, so pre-skipping stays on), from the
+    candidates that fit this GPU's shared memory. Returns a line per candidate too."""
     h, w, t = inputs
+    props = torch.cuda.get_device_properties(device)
+    limit = getattr(props, "shared_memory_per_block_optin", HOPPER_SHARED_PER_BLOCK)
+    arch = props.major * 10 + props.minor
+    lines: list[str] = []
 
     def reset() -> None:
         h.grad = w.grad = None
 
-    def fwd_time(cfg: BlockConfig) -> float:
-        def step() -> None:
+    def timed(step: Callable[[], None]) -> float | None:
+        try:
+            return time_ms(step, reset, device, 2, 5)
+        except Exception as err:  # e.g. out of resources on this GPU
+            lines.append(f"  failed: {type(err).__name__}: {str(err).splitlines()[0][:100]}")
+            return None
+
+    fwd_ms: dict[BlockConfig, float] = {}
+    for cfg in triton_config.FORWARD_CANDIDATES:
+        ok, text = fits_shared_memory("forward", cfg, h.dtype, limit, arch)
+        if not ok:
+            lines.append(f"forward {_cfg_text(cfg)}: dropped ({text}, limit {limit} B)")
+            continue
+
+        def fwd_step() -> None:
             with torch.no_grad():
-                _ours(h, w, t)
+                _ours(h, w, t, **options)
 
         with use_configs(forward=cfg):
-            return time_ms(step, reset, device, 2, 5)
-
-    fwd_cfg = _best(_FWD_CANDIDATES, fwd_time)
-
-    def bwd_time(cfg: BlockConfig) -> float:
-        with use_configs(forward=fwd_cfg, backward=cfg):
-            return time_ms(lambda: _ours(h, w, t).backward(), reset, device, 2, 5)
-
-    bwd_cfg = _best(_BWD_CANDIDATES, bwd_time)
+            ms = timed(fwd_step)
+        if ms is not None:
+            fwd_ms[cfg] = ms
+            lines.append(f"forward {_cfg_text(cfg)}: fwd {ms:.2f} ms ({text})")
+    best: tuple[float, BlockConfig, BlockConfig] | None = None
+    for cfg in triton_config.BACKWARD_CANDIDATES:
+        ok, text = fits_shared_memory("backward", cfg, h.dtype, limit, arch)
+        grid = (cfg.block_n, cfg.block_v)
+        pairs = [
+            f for f in fwd_ms if triton_config.preskip_compatible((f.block_n, f.block_v), grid)
+        ]
+        if not ok or not pairs:
+            why = f"{text}, limit {limit} B" if not ok else "no forward with matching tiles"
+            lines.append(f"backward {_cfg_text(cfg)}: dropped ({why})")
+            continue
+        fwd = min(pairs, key=fwd_ms.__getitem__)
+        with use_configs(forward=fwd, backward=cfg):
+            ms = timed(lambda: _ours(h, w, t, **options).backward())
+        if ms is None:
+            continue
+        lines.append(f"backward {_cfg_text(cfg)} after forward {_cfg_text(fwd)}: "
+                     f"fwd+bwd {ms:.2f} ms ({text})")  # fmt: skip
+        if best is None or ms < best[0]:
+            best = (ms, fwd, cfg)
     reset()
-    return fwd_cfg, bwd_cfg
+    if best is None:
+        return triton_config.forward_config(h.dtype), triton_config.backward_config(h.dtype), lines
+    return best[1], best[2], lines
 
 
-def live_tile_share(inputs: tuple[torch.Tensor, ...]) -> str:
-    """How many backward tiles get recomputed, and how many survive gradient filtering."""
-    from trainers.cce import triton_config
+def live_tile_share(inputs: tuple[torch.Tensor, ...], sort_vocab: bool = False) -> str:
+    """How many backward tiles get recomputed, and how many survive gradient filtering
+    (with the current configs; `sort_vocab`: in mean-logit order)."""
     from trainers.cce.op import backward_coefs
     from trainers.cce.triton_backward import backward_grads, tile_count
     from trainers.cce.triton_forward import forward_stats
+    from trainers.cce.vocab_order import mean_logit_order, positions_of
 
     h, w, t = (x.detach() for x in inputs)
     n, v = h.shape[0], w.shape[0]
     fwd_cfg = triton_config.forward_config(h.dtype)
-    lse, _, _, tile_max = forward_stats(h, w, None, t, None, fwd_cfg)
+    perm = mean_logit_order(h, w, None) if sort_vocab else None
+    pos = positions_of(t, perm) if perm is not None else t
+    lse, _, _, tile_max = forward_stats(h, w, None, pos, None, fwd_cfg, perm=perm)
     coefs = backward_coefs(t, lse, torch.full_like(lse, 1.0 / n), torch.zeros_like(lse), v,
                            h.dtype, -100, 0.0, 0.0, False)  # fmt: skip
     counts = torch.zeros(2, dtype=torch.int32, device=h.device)
     cfg = triton_config.backward_config(h.dtype)
-    backward_grads(h, w, None, t, lse, coefs, None, h.dtype, (True, True, False), cfg,
-                   tile_counts=counts, tile_max=tile_max)  # fmt: skip
+    blocks = (fwd_cfg.block_n, fwd_cfg.block_v)
+    if not triton_config.preskip_compatible(blocks, (cfg.block_n, cfg.block_v)):
+        tile_max = None  # as the op does (it warns)
+    backward_grads(h, w, None, pos, lse, coefs, None, h.dtype, (True, True, False), cfg,
+                   tile_counts=counts, tile_max=tile_max, tile_blocks=blocks,
+                   perm=perm)  # fmt: skip
     total = tile_count(n, v, cfg)
     recomputed, kept = counts.tolist()
     return (f"recomputed {recomputed}/{total} ({100.0 * recomputed / total:.1f}%), "
@@ -351,8 +414,10 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 
 def goals(rep: ShapeReport) -> list[tuple[str, str]]:
-    """(goal, verdict) pairs for one shape; 'n/a' when a number is missing."""
-    ours, exact = rep.get("ours (triton)"), rep.get("ours (triton, exact)")
+    """(goal, verdict) pairs for one shape; 'n/a' when a number is missing. With shuffled
+    vocabulary ids our sorted-vocabulary run stands for ours."""
+    ours = rep.get(OURS_SORTED if rep.case == "shuffled" else OURS)
+    exact = rep.get(OURS_EXACT)
     comp, apple = rep.get("torch.compile"), rep.get("cut-cross-entropy")
 
     def ratio(a: float | None, b: float | None, limit: float, what: str) -> tuple[str, str]:
@@ -377,15 +442,22 @@ def goals(rep: ShapeReport) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
+def _title(rep: ShapeReport) -> str:
+    n, d, v = rep.shape
+    return f"## N={n}, D={d}, V={v}" + (
+        " (vocabulary ids shuffled)" if rep.case == "shuffled" else ""
+    )
+
+
 def render(reports: list[ShapeReport], header: list[str]) -> str:
     lines = ["# Linear cross-entropy benchmark", "", *header, ""]
     for rep in reports:
-        n, d, v = rep.shape
+        ref = rep.get("materialised logits")
         lines += [
-            f"## N={n}, D={d}, V={v}",
+            _title(rep),
             "",
-            f"Mean softmax entropy of the inputs: {rep.entropy:.2f} nats; backward tiles: "
-            f"{rep.live_tiles}; gradients' own size "
+            f"Mean softmax entropy of the inputs: {rep.entropy:.2f} nats; backward tiles "
+            f"(default configs unless tuned): {rep.live_tiles}; gradients' own size "
             f"{rep.grads_mib:.0f} MiB; block configs: {rep.configs}.",
             "",
             "| method | fwd ms | fwd+bwd ms | fwd peak MiB | fwd+bwd peak MiB "
@@ -393,18 +465,26 @@ def render(reports: list[ShapeReport], header: list[str]) -> str:
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for r in rep.results:
+            diff = r.loss_diff
+            if diff is None and r.loss is not None and ref is not None and ref.loss is not None:
+                diff = abs(r.loss - ref.loss)
+            note = "; ".join(x for x in (r.live_tiles, r.note) if x)
             lines.append(
                 f"| {r.method} | {_fmt(r.fwd_ms)} | {_fmt(r.fwdbwd_ms)} | {_fmt(r.fwd_mib, 1)} "
-                f"| {_fmt(r.fwdbwd_mib, 1)} | {_fmt(r.loss_diff, 5)} | {r.note} |"
+                f"| {_fmt(r.fwdbwd_mib, 1)} | {_fmt(diff, 5)} | {note} |"
             )
         lines += ["", "| goal | verdict |", "|---|---|"]
         lines += [f"| {g} | {verdict} |" for g, verdict in goals(rep)]
+        if rep.tuning:
+            lines += ["", "Tuning (each candidate, this shape):", "", "```", *rep.tuning, "```"]
         lines.append("")
     return "\n".join(lines)
 
 
 def environment(device: str, dtype: torch.dtype, args: argparse.Namespace) -> list[str]:
     gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "CPU"
+    dw = (f"`{OURS}` accumulates d_weight in fp32 (the default); `{OURS_BF16_DW}` adds it "
+          "in bf16: their fwd+bwd peak memory differ by what fp32 accumulation costs.")  # fmt: skip
     versions = [f"torch {torch.__version__}"]
     for mod in ("triton", "cut_cross_entropy", "liger_kernel"):
         if importlib.util.find_spec(mod) is not None:
@@ -425,57 +505,152 @@ def environment(device: str, dtype: torch.dtype, args: argparse.Namespace) -> li
         "",
         "Peak memory is the allocator's peak above what was allocated before the call "
         "(inputs excluded, gradients included). Loss diff is against materialised logits "
-        "at the same dtype.",
+        "at the same dtype. " + dw,
     ]
 
 
-# ------------------------------------------------------------------------------- main
+# ------------------------------------------------------------------------ processes
 
 
-def run_shape(shape: tuple[int, int, int], methods: dict[str, LossFn | str],
-              args: argparse.Namespace, device: str, dtype: torch.dtype) -> ShapeReport:  # fmt: skip
+def _inputs(shape: tuple[int, int, int], case: str, dtype: torch.dtype, device: str):
     n, d, v = shape
-    h, w, t = make_inputs(n, d, v, dtype, device)
-    h.requires_grad_()
-    w.requires_grad_()
-    rep = ShapeReport(shape, grads_mib=(h.numel() + w.numel()) * h.element_size() / MIB)
-    rep.entropy = mean_entropy(h.detach(), w.detach())
-    with torch.no_grad():
+    h, w, t = make_inputs(n, d, v, dtype, device, shuffled=case == "shuffled")
+    return h.requires_grad_(), w.requires_grad_(), t
+
+
+def _load_configs(path: str | None) -> tuple[BlockConfig | None, BlockConfig | None]:
+    if not path:
+        return None, None
+    data = json.loads(Path(path).read_text())
+    return BlockConfig(**data["forward"]), BlockConfig(**data["backward"])
+
+
+def worker(args: argparse.Namespace) -> int:
+    """One method (or the tuner) on one shape and case, in this process: JSON to --result."""
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    dtype = getattr(torch, args.dtype)
+    shape = _parse_shape(args.shape)
+    inputs = _inputs(shape, args.case, dtype, device)
+    out: dict = {}
+    if args.worker == "tune":
+        options = {"sort_vocab": True} if args.case == "shuffled" else {}
+        fwd, bwd, lines = tune(inputs, device, options)
+        out = {"forward": dataclasses.asdict(fwd), "backward": dataclasses.asdict(bwd),
+               "lines": lines}  # fmt: skip
+    elif args.worker == "entropy":
+        h, w, _ = inputs
+        out = {"entropy": mean_entropy(h.detach(), w.detach())}
+    else:
+        fwd, bwd = _load_configs(args.configs)
+        with use_configs(fwd, bwd):
+            res = measure(args.worker, build_method(args.worker), inputs, args, device)
+            if args.worker in (OURS, OURS_SORTED) and not res.note:
+                try:
+                    res.live_tiles = live_tile_share(inputs, args.worker == OURS_SORTED)
+                except Exception as err:
+                    res.live_tiles = f"tile count failed: {type(err).__name__}"
+        out = dataclasses.asdict(res)
+    Path(args.result).write_text(json.dumps(out))
+    return 0
+
+
+def _child(args: argparse.Namespace, what: str, shape: tuple[int, int, int], case: str,
+           configs: str | None, timeout: float) -> tuple[dict | None, str]:  # fmt: skip
+    """Run a worker process; (its JSON or None, a note saying why not)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", what,
+               "--shape", "x".join(map(str, shape)), "--case", case, "--dtype", args.dtype,
+               "--reps", str(args.reps), "--warmup", str(args.warmup), "--result", str(result)]  # fmt: skip
+        if configs:
+            cmd += ["--configs", configs]
+        if args.smoke:
+            cmd.append("--smoke")
+        if args.verbose:
+            cmd.append("--verbose")
         try:
-            ref_loss: float | None = float(materialised(h, w, t))
-        except Exception:
-            ref_loss = None
-    tuned: tuple[BlockConfig, BlockConfig] | None = None
-    if callable(methods.get("ours (triton)")):
-        if args.tune:
-            tuned = tune((h, w, t), device)
-            rep.configs = f"forward {tuned[0]}, backward {tuned[1]}"
-        with use_configs(*(tuned or (None, None))):
-            try:
-                rep.live_tiles = live_tile_share((h, w, t))
-            except Exception as err:
-                rep.live_tiles = f"error: {err}"
-    for name, fn in methods.items():
-        if isinstance(fn, str):
-            rep.results.append(Result(name, note=fn))
-            continue
-        print(f"  {name} ...", flush=True)
-        with use_configs(*(tuned or (None, None))):
-            rep.results.append(measure(name, fn, (h, w, t), ref_loss, args, device))
-    return rep
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, f"timed out after {timeout:.0f} s"
+        if args.verbose and proc.stderr:
+            sys.stderr.write(proc.stderr[-4000:])
+        if proc.returncode != 0 or not result.exists():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+            return None, f"process failed (exit {proc.returncode}): {last}"
+        return json.loads(result.read_text()), ""
+
+
+def run_case(shape: tuple[int, int, int], case: str, args: argparse.Namespace, device: str,
+             dtype: torch.dtype, emit: Callable[[], None], rep: ShapeReport) -> None:  # fmt: skip
+    """Fill `rep` method by method, calling `emit` (rewrite the report) after each."""
+    n, d, v = shape
+    rep.grads_mib = (n * d + v * d) * dtype.itemsize / MIB
+    info, note = _child(args, "entropy", shape, case, None, args.method_timeout)
+    rep.entropy = info["entropy"] if info else math.nan
+    methods = ORDERED_METHODS if case == "ordered" else SHUFFLED_METHODS
+    configs_path = None
+    if args.tune and unavailable(OURS, device, args) is None:
+        print(f"  tuning ({case}) ...", flush=True)
+        tuned, note = _child(args, "tune", shape, case, None, args.tune_timeout)
+        if tuned:
+            fd, configs_path = tempfile.mkstemp(suffix=".json")
+            os.close(fd)
+            Path(configs_path).write_text(json.dumps(tuned))
+            fwd, bwd = BlockConfig(**tuned["forward"]), BlockConfig(**tuned["backward"])
+            rep.configs = f"tuned: forward {_cfg_text(fwd)}, backward {_cfg_text(bwd)}"
+            rep.tuning = tuned["lines"]
+        else:
+            rep.configs = f"default (tuning {note})"
+        emit()
+    try:
+        for name in methods:
+            why = unavailable(name, device, args)
+            if why is not None:
+                rep.results.append(Result(name, note=why))
+                continue
+            print(f"  {name} ...", flush=True)
+            t0 = time.perf_counter()
+            data, note = _child(args, name, shape, case, configs_path, args.method_timeout)
+            res = Result(**data) if data else Result(name, note=note)
+            rep.results.append(res)
+            print(f"    {_fmt(res.fwd_ms)} / {_fmt(res.fwdbwd_ms)} ms {res.note} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+            if res.live_tiles:
+                rep.live_tiles = res.live_tiles if name == OURS else rep.live_tiles
+            emit()
+    finally:
+        if configs_path:
+            os.unlink(configs_path)
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    n, d, v = (int(x) for x in text.split("x"))
+    return n, d, v
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny CPU run of the torch paths")
     p.add_argument("--shapes", default=None, help="e.g. 8192x2304x256000,16384x768x50304")
+    p.add_argument("--cases", default=None,
+                   help="ordered,shuffled (vocabulary ids; default both on a GPU)")  # fmt: skip
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--out", type=Path, default=None, help=f"report path (default {DEFAULT_OUT})")
     p.add_argument("--no-tune", dest="tune", action="store_false", help="default blocks only")
     p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--no-peers", dest="peers", action="store_false",
+                   help="skip cut-cross-entropy and liger-kernel even when installed")  # fmt: skip
+    p.add_argument("--method-timeout", type=float, default=240.0, help="seconds per method")
+    p.add_argument("--tune-timeout", type=float, default=240.0)
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failures")
+    # Internal: one worker process.
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--shape", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--case", default="ordered", help=argparse.SUPPRESS)
+    p.add_argument("--configs", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.smoke:
         args.reps, args.warmup = min(args.reps, 3), min(args.warmup, 1)
@@ -485,26 +660,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.worker:
+        return worker(args)
     device = "cpu" if args.smoke or not torch.cuda.is_available() else "cuda"
     if device == "cpu" and not args.smoke:
         print("no CUDA GPU: running the smoke configuration instead", file=sys.stderr)
         args = parse_args([*(argv or sys.argv[1:]), "--smoke"])
     dtype = getattr(torch, args.dtype)
     if args.shapes:
-        shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+        shapes = [_parse_shape(s) for s in args.shapes.split(",")]
     else:
         shapes = SMOKE_SHAPES if args.smoke else ISSUE_SHAPES
-    methods = build_methods(device, args.compile)
-    reports = []
-    for shape in shapes:
-        print(f"shape N, D, V = {shape}", flush=True)
-        reports.append(run_shape(shape, methods, args, device, dtype))  # type: ignore[arg-type]
-    text = render(reports, environment(device, dtype, args))
-    print(text)
+    cases = (args.cases or ("ordered" if device == "cpu" else "ordered,shuffled")).split(",")
     out = args.out if args.out is not None else (None if args.smoke else DEFAULT_OUT)
+    header = environment(device, dtype, args)
+    reports: list[ShapeReport] = []
+
+    def emit() -> None:
+        if out is not None:  # after every method: a timeout later loses nothing
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(render(reports, header) + "\n")
+
+    for shape in shapes:
+        for case in cases:
+            print(f"shape N, D, V = {shape}, vocabulary {case}", flush=True)
+            reports.append(ShapeReport(shape, case=case))
+            run_case(shape, case, args, device, dtype, emit, reports[-1])
+            emit()
+    print(render(reports, header))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
         print(f"wrote {out}")
     return 0
 

@@ -81,3 +81,40 @@ def test_live_tile_share_under_the_interpreter() -> None:
     kept = int(share.split("kept ")[1].split()[0])
     assert total == 2 * 8 and 0 < kept <= recomputed <= total
     assert share.endswith("%)")
+
+
+def _worker_cmd(tmp_path: Path, method: str, *extra: str) -> list[str]:
+    return [sys.executable, str(BENCH), "--worker", method, "--smoke", "--shape", "64x32x1000",
+            "--reps", "1", "--warmup", "0", "--result", str(tmp_path / "r.json"), *extra]  # fmt: skip
+
+
+@pytest.mark.skipif(
+    not capabilities.triton_supports(torch.device("cpu")), reason="needs the interpreter"
+)
+def test_triton_worker_process_reports_times_and_tiles(tmp_path: Path) -> None:
+    """What each GPU method process does, here under the interpreter: sorted vocabulary
+    on shuffled ids, block configs handed over as JSON, tile counts in the result."""
+    import dataclasses
+    import json
+    import os
+
+    cfg = dataclasses.asdict(BlockConfig(block_n=32, block_v=128, block_d=32, group_n=2))
+    (tmp_path / "cfg.json").write_text(json.dumps({"forward": cfg, "backward": cfg}))
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    cmd = _worker_cmd(tmp_path, "ours (triton, sorted vocab)", "--case", "shuffled",
+                      "--configs", str(tmp_path / "cfg.json"))  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["method"] == "ours (triton, sorted vocab)"
+    assert result["note"] == "" and result["fwd_ms"] > 0 and result["fwdbwd_ms"] > 0
+    assert result["live_tiles"].startswith("recomputed ") and "/16 " in result["live_tiles"]
+    assert 1.0 < result["loss"] < 10.0
+
+
+def test_a_failing_method_process_becomes_a_note(tmp_path: Path) -> None:
+    bench = _load_bench()
+    args = bench.parse_args(["--smoke"])
+    data, note = bench._child(args, "no such method", (16, 8, 20), "ordered", None, 120)
+    assert data is None
+    assert note.startswith("process failed (exit 1): ValueError: unknown method")
