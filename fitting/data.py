@@ -40,7 +40,42 @@ def frame_from_parsed(parsed: Any) -> pd.DataFrame:
         if f"{col}_run" in merged.columns:
             merged[col] = merged[col].where(merged[col].notna(), merged[f"{col}_run"])
             merged = merged.drop(columns=f"{col}_run")
+    extra = getattr(parsed, "facts", None) or []
+    if extra:
+        table: dict[str, dict[str, Any]] = {}
+        for run, name, value in extra:
+            table.setdefault(str(run), {})[str(name)] = value
+        merged = join_facts(merged, pd.DataFrame([{"run": r, **v} for r, v in table.items()]))
     return merged
+
+
+def join_facts(frame: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each run's facts (`store.runfacts`: one row per run) as columns. A
+    fact the frame already has fills only its missing values; ``tokens`` and ``flops``
+    (a run's training tokens and FLOPs) fill the run's last step, its final point."""
+    if facts.empty or "run" not in frame.columns or len(facts.columns) < 2:
+        return frame
+    out = frame.copy()
+    runs = out["run"].astype(str)
+    by_run = facts.assign(run=facts["run"].astype(str)).drop_duplicates("run").set_index("run")
+    last = pd.Series(True, index=out.index)
+    if "step" in out.columns:
+        steps = pd.to_numeric(out["step"], errors="coerce")
+        last = steps == steps.groupby(runs).transform("max")
+    for name in by_run.columns:
+        values = runs.map(by_run[name])
+        if name in ("tokens", "flops"):
+            if name in out.columns:
+                current = pd.to_numeric(out[name], errors="coerce")
+            else:
+                current = pd.Series(np.nan, index=out.index)
+            filled = pd.to_numeric(values, errors="coerce").where(last)
+            out[name] = current.fillna(filled)
+        elif name in out.columns:
+            out[name] = out[name].where(out[name].notna(), values)
+        else:
+            out[name] = values
+    return out
 
 
 def read_file(path: str | Path, **importer_options: Any) -> pd.DataFrame:
@@ -62,7 +97,9 @@ def load_project(store: Store, project: str, runs: Sequence[str] | None = None) 
         missing = sorted(set(runs) - set(frame["run"].astype(str)))
         if missing:
             raise FitError(f"project {project!r} has no run {missing[0]!r}")
-    return frame
+    from store.runfacts import facts_frame
+
+    return join_facts(frame, facts_frame(store, project, list(runs) if runs else None))
 
 
 def fill_sizes(frame: pd.DataFrame) -> pd.DataFrame:

@@ -219,8 +219,22 @@ _V3 = [
     f"SELECT {', '.join(tiles.TILE_COLUMNS)} FROM ({tiles.aggregate_sql('point_values')})",
 ]
 
+# v4: run facts beyond the canonical ones: a file's extra columns kept at import (Gadre
+# et al.'s train_dataset, Gordon et al.'s Lang), `scalinglab runs set`, a facts CSV, a
+# replicate's index. One row per (project, run, name); `value` is JSON (a number or a
+# text). Frozen text (see `store.runfacts`).
+_V4 = [
+    """CREATE TABLE run_facts (
+  project VARCHAR NOT NULL,
+  run VARCHAR NOT NULL,
+  name VARCHAR NOT NULL,
+  value VARCHAR,
+  PRIMARY KEY (project, run, name)
+)""",
+]
+
 # Append new versions here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,4 @@
-"""CLI verbs for the store: `import`, `runs`, `export`, `info`, `ingest`."""
+"""CLI verbs for the store: `import`, `runs` (and `runs set`), `export`, `info`, `ingest`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from app.cli.common import JsonOption, StoreOption, fail
+from store.errors import BadInputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,16 +82,45 @@ def import_(
             show_default=False,
         ),
     ] = None,
+    replicates: Annotated[
+        str,
+        typer.Option(
+            "--replicates",
+            help="refuse (default) or keep: rows identical but for the loss are repeated "
+            "runs (seeds), kept as replicates '<run> rep<k>' of the run.",
+        ),
+    ] = "refuse",
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            metavar="SPEC",
+            help="The LR schedule of every run in the files, stored with the run (e.g. "
+            "cosine:peak=3e-4,total=24000,warmup=2160,final=3e-5).",
+        ),
+    ] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Import loss curves or final-loss tables from CSV (all files, or none on bad input)."""
+    """Import loss curves or final-loss tables from CSV (all files, or none on bad input).
+    Columns no canonical name claims are kept as run facts when constant within a run."""
     from store.importers import import_files
 
     with user_errors():
         mapping = _parse_mapping(map_ or [])
+        if schedule is not None:
+            from fitting.schedules import ScheduleSpec
+
+            schedule = str(ScheduleSpec.coerce(schedule))
         report = import_files(
-            open_store(store), files, project=project, format=format, bits=bits, mapping=mapping
+            open_store(store),
+            files,
+            project=project,
+            format=format,
+            bits=bits,
+            mapping=mapping,
+            replicates=replicates,
+            schedule=schedule,
         )
     if as_json:
         print_json(report.to_dict())
@@ -105,12 +135,21 @@ def import_(
     typer.echo(f"project {project!r}: +{report.runs} runs, +{report.points} points")
 
 
+runs_app = typer.Typer(help="List runs with their facts and last point; `runs set` attaches facts.")
+
+
+@runs_app.callback(invoke_without_command=True)
 def runs(
-    project: ProjectOption = None, store: StoreOption = None, as_json: JsonOption = False
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List runs with their facts and last point (live inbox runs included)."""
     from store import queries
 
+    if ctx.invoked_subcommand is not None:
+        return
     with user_errors():
         frame = queries.list_runs(open_store(store), project=project)
     if as_json:
@@ -124,6 +163,52 @@ def runs(
         for row in frame[list(RUN_COLUMNS)].itertuples(index=False)
     ]
     typer.echo(text_table(list(RUN_COLUMNS), rows, numeric=RUN_COLUMNS[3:]))
+
+
+@runs_app.command("set")
+def runs_set(
+    items: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[RUN NAME=VALUE...]",
+            help="A run and its facts, e.g. r1 params=1.2e8 tokens=2.4e9 family=en.",
+            show_default=False,
+        ),
+    ] = None,
+    project: Annotated[str, typer.Option("--project", "-p", help="Project name.")] = "default",
+    csv: Annotated[
+        Path | None,
+        typer.Option("--csv", help="A facts table keyed by a 'run' column, one fact a column."),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Attach facts to stored runs: N (params), D (tokens: the run's training tokens),
+    family, schedule, or any named fact for --where and --group-by."""
+    from store.runfacts import read_facts_csv, set_facts
+
+    with user_errors():
+        if csv is not None and items:
+            raise BadInputError("give RUN NAME=VALUE... or --csv FILE, not both")
+        if csv is not None:
+            facts = read_facts_csv(csv)
+        else:
+            if not items or len(items) < 2:
+                raise BadInputError("give a run and at least one NAME=VALUE (or --csv FILE)")
+            run, pairs = items[0], items[1:]
+            values: dict[str, str] = {}
+            for pair in pairs:
+                name, sep, value = pair.partition("=")
+                if not sep or not name.strip() or not value.strip():
+                    raise BadInputError(f"expected NAME=VALUE, got {pair!r}")
+                values[name.strip()] = value.strip()
+            facts = {run: values}
+        for values in facts.values():
+            if "schedule" in values:
+                from fitting.schedules import ScheduleSpec
+
+                values["schedule"] = str(ScheduleSpec.coerce(values["schedule"]))
+        count = set_facts(open_store(store), project, facts)
+    typer.echo(f"project {project!r}: {count} fact(s) set on {len(facts)} run(s)")
 
 
 def text_table(headers: list[str], rows: list[list[str]], numeric: tuple[str, ...] = ()) -> str:
@@ -260,7 +345,7 @@ def ingest(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def register(app: typer.Typer) -> None:
     """Add this module's verbs to the app."""
     app.command("import")(import_)
-    app.command("runs")(runs)
+    app.add_typer(runs_app, name="runs")
     app.command("export")(export)
     app.command("info")(info)
     app.command("ingest")(ingest)
