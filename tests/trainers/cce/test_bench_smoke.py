@@ -118,3 +118,28 @@ def test_a_failing_method_process_becomes_a_note(tmp_path: Path) -> None:
     data, note = bench._child(args, "no such method", (16, 8, 20), "ordered", None, 120)
     assert data is None
     assert note.startswith("process failed (exit 1): ValueError: unknown method")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not capabilities.triton_supports(torch.device("cpu")), reason="needs the interpreter"
+)
+def test_gpu_smoke_script_runs_every_mode(tmp_path: Path) -> None:
+    """bench/gpu_smoke.py (step 1 of bench/gpu_check.sh) end to end, fp16 interpreted."""
+    import json
+    import os
+
+    out = tmp_path / "smoke.json"
+    script = BENCH.parent / "gpu_smoke.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--cpu", "--shape", "64x32x500", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TRITON_INTERPRET="1"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["ok"] is True
+    assert set(report["modes"]) == {"default", "sorted vocab", "bf16 d_weight", "exact"}
+    for mode in report["modes"].values():
+        assert set(mode["relative_errors"]) == {"loss", "lse", "d_hidden", "d_weight", "d_bias"}
+        assert mode["relative_errors"]["d_weight"] < 1e-3 and mode["fwdbwd_ms"] > 0
+    assert report["modes"]["sorted vocab"]["tiles"].startswith("recomputed ")
