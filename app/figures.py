@@ -23,6 +23,7 @@ AXIS_TITLES = {
     "loss": "loss (nats/token)",
 }
 BAND_FILL = "rgba(99, 110, 250, 0.18)"
+PREDICTION_FILL = "rgba(99, 110, 250, 0.08)"  # lighter: the wider band behind the other
 
 
 def color(i: int) -> str:
@@ -147,15 +148,22 @@ def _add_curve(
 
 
 def add_band(
-    fig: go.Figure, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, row: int | None = None
+    fig: go.Figure,
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    row: int | None = None,
+    *,
+    name: str = "95% band",
+    fill: str = BAND_FILL,
 ) -> None:
-    """A shaded band between lo and hi (the upper edge first, the fill down to it)."""
+    """A shaded band between lo and hi (the upper edge first, the fill down to it), shown
+    in the legend as ``name``."""
     where = {} if row is None else {"row": row, "col": 1}
     edge = {"mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
-    fig.add_trace(go.Scatter(x=x, y=hi, showlegend=False, name="band upper", **edge), **where)
-    fig.add_trace(
-        go.Scatter(x=x, y=lo, fill="tonexty", fillcolor=BAND_FILL, name="95% band", **edge), **where
-    )
+    upper = go.Scatter(x=x, y=hi, showlegend=False, name=f"{name} upper", **edge)
+    fig.add_trace(upper, **where)
+    fig.add_trace(go.Scatter(x=x, y=lo, fill="tonexty", fillcolor=fill, name=name, **edge), **where)
 
 
 def _add_points(
@@ -197,15 +205,22 @@ def fit_figure(
     l_inf: float | None = None,
     entropy: float | None = None,
     x_max_seen: float | None = None,
+    band_name: str = "95% band",
+    prediction_band: tuple[np.ndarray, np.ndarray] | None = None,
+    prediction_name: str = "95% prediction band",
 ) -> go.Figure:
-    """Data points, the fitted curve and its extrapolation band, on log-log axes.
+    """Data points, the fitted curve and its bands, on log-log axes: ``band`` (the
+    confidence band of the law, named ``band_name``) and ``prediction_band`` (where a new
+    observation should fall), each named in the legend.
 
     `held_out` marks points kept out of the fit (the extrapolation test). The fitted
     irreducible loss and the source's true entropy, when known, are horizontal lines.
     """
     fig = go.Figure()
+    if prediction_band is not None:
+        add_band(fig, grid, *prediction_band, name=prediction_name, fill=PREDICTION_FILL)
     if band is not None:
-        add_band(fig, grid, *band)
+        add_band(fig, grid, *band, name=band_name)
     fig.add_trace(
         go.Scatter(
             x=grid,
@@ -338,9 +353,13 @@ def schedule_figure(
     *,
     log_y: bool = False,
     band: tuple[np.ndarray, np.ndarray] | None = None,
+    prediction_band: tuple[np.ndarray, np.ndarray] | None = None,
+    band_name: str = "95% band",
+    prediction_name: str = "95% prediction band",
 ) -> go.Figure:
     """An LR schedule (top) and the loss curve predicted for it (bottom), beside the
-    observed curves the fit was trained on (`observed`: run, step, loss)."""
+    observed curves the fit was trained on (`observed`: run, step, loss), with the
+    confidence band (``band``) and the prediction band, each named."""
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.3, 0.7], vertical_spacing=0.05
     )
@@ -362,8 +381,10 @@ def schedule_figure(
                 row=2,
                 col=1,
             )
+    if prediction_band is not None:
+        add_band(fig, steps, *prediction_band, row=2, name=prediction_name, fill=PREDICTION_FILL)
     if band is not None:
-        add_band(fig, steps, *band, row=2)
+        add_band(fig, steps, *band, row=2, name=band_name)
     if predicted is not None:
         fig.add_trace(
             go.Scatter(

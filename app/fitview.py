@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app import figures
+from fitting.result import beyond_text
 
 if TYPE_CHECKING:
     from fitting.laws import Law
@@ -46,20 +47,54 @@ def main_x(result: Any, data: pd.DataFrame) -> str:
 
 
 def params_table(result: Any) -> pd.DataFrame:
-    """One row per parameter: value, standard error, interval."""
+    """One row per parameter: value, standard error, interval (all from the fit's method,
+    `method_caption`) and the flags beside them; an undetermined parameter's interval is
+    left empty, its flag says why."""
     rows = []
+    pct = f"{100 * float(getattr(result, 'level', 0.95)):g}%"
+    undetermined = set((result.checks or {}).get("undetermined") or [])
     for name, value in result.params.items():
         lo, hi = (result.intervals or {}).get(name, (np.nan, np.nan))
+        if name in undetermined:
+            lo = hi = np.nan
         rows.append(
             {
                 "parameter": name,
                 "value": float(value),
                 "stderr": float((result.stderr or {}).get(name, np.nan)),
-                "lower 95%": float(lo),
-                "upper 95%": float(hi),
+                f"lower {pct}": float(lo),
+                f"upper {pct}": float(hi),
+                "flags": ", ".join(flags_of(result, name)),
             }
         )
     return pd.DataFrame(rows)
+
+
+def flags_of(result: Any, name: str) -> list[str]:
+    """The marks beside a parameter (at a bound, undetermined, interval clipped...)."""
+    return list(result.flags(name)) if hasattr(result, "flags") else []
+
+
+def method_caption(result: Any) -> str:
+    """How the fit's standard errors, intervals and bands were computed, in words."""
+    text = result.method_text() if hasattr(result, "method_text") else "curvature"
+    return (
+        f"Standard errors and intervals: {text}. Bands: the confidence band is the law's; "
+        "the prediction band is where a new observation should fall (it adds the residual "
+        "scale and, for loss-curve laws, the error on a run left out of the fit)."
+    )
+
+
+def bands(result: Any, grid: pd.DataFrame, level: float = 0.95) -> dict[str, Any]:
+    """Both bands on a grid, each None where the fit cannot give it."""
+    out: dict[str, Any] = {"confidence": None, "prediction": None}
+    for kind in out:
+        try:
+            lo, hi = result.predict_band(grid, level=level, kind=kind)
+            out[kind] = (np.asarray(lo, dtype=float), np.asarray(hi, dtype=float))
+        except Exception:  # an older fit without what the band needs still draws
+            pass
+    return out
 
 
 def irreducible(result: Any) -> float | None:
@@ -139,16 +174,17 @@ def point_fit_figure(
     x = main_x(result, data)
     grid = extrapolation_grid(data, x)
     pred = np.asarray(result.predict(grid), dtype=float)
-    try:
-        band = tuple(np.asarray(b, dtype=float) for b in result.predict_band(grid, level=level))
-    except Exception:  # a band needs the bootstrap; a fit without it still draws
-        band = None
+    both = bands(result, grid, level)
+    pct = f"{100 * level:g}%"
     return figures.fit_figure(
         pd.to_numeric(data[x]).to_numpy(float),
         data["loss"].to_numpy(float),
         grid[x].to_numpy(float),
         pred,
-        band,
+        both["confidence"],
+        band_name=f"{pct} confidence band (the law)",
+        prediction_band=both["prediction"],
+        prediction_name=f"{pct} prediction band (a new run)",
         x_name=x,
         labels=data["run"].astype(str).tolist() if "run" in data else None,
         held_out=held_out,
@@ -209,15 +245,22 @@ def history_frame(fits: pd.DataFrame, at: pd.DataFrame | None = None) -> pd.Data
             "fit_id": rec["id"],
             "created_at": rec["created_at"],
             "n_points": getattr(result, "n_points", None),
+            "method": result.method,
+            "flags": ", ".join(result.flag_names()),
         }
         for name, value in result.params.items():
             lo, hi = (result.intervals or {}).get(name, (np.nan, np.nan))
             row.update({name: value, f"{name} lo": lo, f"{name} hi": hi})
+            row[f"{name} flags"] = ", ".join(flags_of(result, name))
         if at is not None:
             try:
                 row["prediction"] = float(np.asarray(result.predict(at))[0])
-                lo, hi = result.predict_band(at)
+                both = result.bands(at)
+                lo, hi = both["confidence"]
                 row["prediction lo"], row["prediction hi"] = float(lo[0]), float(hi[0])
+                lo, hi = both["prediction"]
+                row["prediction band lo"], row["prediction band hi"] = float(lo[0]), float(hi[0])
+                row["prediction flags"] = beyond_text(result.beyond_data(at))
             except Exception:  # an older fit may lack what the band needs
                 pass
         rows.append(row)

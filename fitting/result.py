@@ -152,6 +152,9 @@ class FitResult:
             preds = law.predict(np.asarray(self.bootstrap_samples, dtype=float), prep)
             tail = 50.0 * (1.0 - level)
             lo, hi = np.percentile(preds, tail, axis=0), np.percentile(preds, 100 - tail, axis=0)
+            if self.checks.get("undetermined"):  # refits cannot vouch for a flat direction
+                free = np.isfinite(self._delta_band(law, prep, level)[0])
+                lo, hi = np.where(free, lo, -np.inf), np.where(free, hi, np.inf)
         else:
             lo, hi = self._delta_band(law, prep, level)
         if kind == "confidence":
@@ -185,7 +188,8 @@ class FitResult:
             if u.get("residuals", self.options.get("residuals", "log")) == "log":
                 down = np.where(lo > 0, np.log(pred / lo), np.inf)
                 up = np.log(hi / pred)
-                return pred * np.exp(-np.hypot(down, extra)), pred * np.exp(np.hypot(up, extra))
+                p_lo = np.where(np.isneginf(lo), lo, pred * np.exp(-np.hypot(down, extra)))
+                return p_lo, pred * np.exp(np.hypot(up, extra))
             return pred - np.hypot(pred - lo, extra), pred + np.hypot(hi - pred, extra)
 
     def beyond_data(self, data: pd.DataFrame | dict[str, Any]) -> dict[str, float]:
