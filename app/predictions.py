@@ -43,16 +43,34 @@ def offers(result: Any, analysis: str) -> bool:
     return supports(result.law, analysis)
 
 
-def loss_at(result: Any, point: dict[str, float], level: float = 0.95) -> dict[str, float]:
-    """Predicted loss at one point, with its band when the fit has one."""
+def loss_at(result: Any, point: dict[str, float], level: float = 0.95) -> dict[str, Any]:
+    """Predicted loss at one point with both bands (``lower``/``upper``: the law's
+    confidence band; ``pred_lower``/``pred_upper``: the prediction band for a new run) and
+    ``beyond``, the flag of a point past the fitted data (empty when within it)."""
+    from fitting.result import beyond_text
+
     frame = pd.DataFrame({k: [float(v)] for k, v in point.items()})
-    out = {"loss": float(np.asarray(result.predict(frame), dtype=float)[0])}
-    try:
-        lo, hi = result.predict_band(frame, level=level)
-        out["lower"], out["upper"] = float(np.asarray(lo)[0]), float(np.asarray(hi)[0])
-    except Exception:  # no bootstrap in this fit: the point estimate alone
-        pass
+    out: dict[str, Any] = {"loss": float(np.asarray(result.predict(frame), dtype=float)[0])}
+    for kind, (lo_key, hi_key) in (
+        ("confidence", ("lower", "upper")),
+        ("prediction", ("pred_lower", "pred_upper")),
+    ):
+        try:
+            lo, hi = result.predict_band(frame, level=level, kind=kind)
+            out[lo_key], out[hi_key] = float(np.asarray(lo)[0]), float(np.asarray(hi)[0])
+        except Exception:  # an older fit without what the band needs: the estimate alone
+            pass
+    out["beyond"] = beyond_text(result.beyond_data(frame)) if hasattr(result, "beyond_data") else ""
     return out
+
+
+def fit_notes(result: Any) -> list[str]:
+    """What the page says about a fit before any answer: the method of its intervals and
+    bands, and one line per doubt (the flags the fit carries)."""
+    lines = []
+    if hasattr(result, "method_text"):
+        lines.append(f"Intervals and bands: {result.method_text()}.")
+    return lines + [f"warning: {d}" for d in (result.doubts() if hasattr(result, "doubts") else [])]
 
 
 def one_row(out: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +92,10 @@ def one_row(out: dict[str, Any]) -> dict[str, Any]:
 
 def compute_optimal(result: Any, flops: float) -> dict[str, Any]:
     from fitting import analyses
+    from fitting.result import beyond_text
 
-    return one_row(analyses.compute_optimal(result, flops))
+    out = analyses.compute_optimal(result, flops)
+    return {**one_row(out), "flags": beyond_text(out.get("flags", {}).get("beyond_data") or {})}
 
 
 def size_for_reducible_loss(result: Any, target: float) -> dict[str, Any]:

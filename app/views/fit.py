@@ -10,6 +10,13 @@ from app import data, figures, fitview
 from store.errors import ScalinglabError
 
 X_OPTIONS = {"params": "parameters N", "tokens": "tokens D", "flops": "FLOPs C", "step": "step"}
+INTERVALS = {
+    "auto": "auto (bootstrap, or sandwich for curves)",
+    "bootstrap": "bootstrap",
+    "sandwich": "robust sandwich",
+    "profile": "profile likelihood",
+    "curvature": "curvature (undercovers)",
+}
 
 
 def law_picker() -> tuple[str, Any]:
@@ -64,14 +71,42 @@ def option_controls(law: Any) -> dict[str, Any]:
             horizontal=True,
             key="fit-x",
         )
-    options["bootstrap"] = int(
-        c2.number_input("Bootstrap resamples", 0, 2000, 200, 50, key="fit-boot")
+    options["intervals"] = c2.selectbox(
+        "Intervals",
+        list(INTERVALS),
+        key="fit-intervals",
+        format_func=INTERVALS.get,
+        help="auto covers at its nominal level on known-truth data (BENCHMARKS.md)",
     )
+    resamples = int(
+        c2.number_input(
+            "Bootstrap resamples",
+            0,
+            5000,
+            400,
+            50,
+            key="fit-boot",
+            help="For the bootstrap (auto uses it for laws of final losses; 0: the robust "
+            "sandwich instead). Curve laws under auto use the sandwich: a bootstrap of "
+            "loss curves takes minutes.",
+        )
+    )
+    if options["intervals"] == "bootstrap" or (
+        options["intervals"] == "auto" and law.kind == "points"
+    ):
+        options["bootstrap"] = resamples
     options["loss"] = c3.selectbox(
         "Objective",
         ["huber", "ls"],
         key="fit-obj",
-        format_func={"huber": "Huber on log residuals", "ls": "least squares"}.get,
+        format_func={"huber": "Huber", "ls": "least squares"}.get,
+    )
+    if options["loss"] == "huber":
+        options["delta"] = float(
+            c3.number_input("Huber delta", 1e-5, 1.0, 1e-3, 1e-4, format="%.0e", key="fit-delta")
+        )
+    options["residuals"] = c1.radio(
+        "Residuals", ["log", "linear"], horizontal=True, key="fit-residuals"
     )
     return options
 
@@ -132,10 +167,15 @@ def show_result(fit: dict[str, Any]) -> None:
     table = fitview.params_table(result)
     st.markdown(
         " · ".join(
-            f"**{r.parameter}** = {r.value:.5g} ± {r.stderr:.2g}" for r in table.itertuples()
+            f"**{r.parameter}** = {r.value:.5g} ± {r.stderr:.2g}"
+            + (f" ({r.flags})" if r.flags else "")
+            for r in table.itertuples()
         )
     )
+    st.caption(fitview.method_caption(result))
     st.dataframe(table, hide_index=True, width="stretch")
+    for doubt in result.doubts():
+        st.warning(doubt)
     st.caption(
         f"{result.n_points} points · objective {result.objective:.4g} · "
         f"AIC {result.aic:.2f} · {getattr(result, 'duration_s', 0.0):.2f} s"

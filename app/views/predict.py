@@ -51,10 +51,18 @@ def bigger(result: Any, seen: pd.DataFrame) -> None:
             name, min_value=1.0, value=default, format="%.4g", key=f"pred-{name}"
         )
     out = predictions.loss_at(result, point)
-    band = f" (95% band {out['lower']:.4f} – {out['upper']:.4f})" if "lower" in out else ""
+    band = ""
+    if "lower" in out:
+        band += f" · 95% confidence band (the law) {out['lower']:.4f} – {out['upper']:.4f}"
+    if "pred_lower" in out:
+        band += (
+            f" · 95% prediction band (a new run) {out['pred_lower']:.4f} – {out['pred_upper']:.4f}"
+        )
     c1, c2, c3 = st.columns(3)
     c1.metric("Predicted loss (nats/token)", f"{out['loss']:.4f}")
     st.caption(f"at {', '.join(f'{k} = {v:.3g}' for k, v in point.items())}{band}")
+    if out.get("beyond"):
+        st.warning(out["beyond"])
     try:  # How far from the data's entropy: L = S (irreducible) + KL (reducible).
         kl = predictions.kl_decomposition(result, point)
     except ScalinglabError:
@@ -74,9 +82,15 @@ def compute_optimal(result: Any) -> None:
     )
     out = predictions.compute_optimal(result, flops)
     c1, c2, c3 = st.columns(3)
-    c1.metric("N_opt (parameters)", f"{out['N_opt']:.4g}")
-    c2.metric("D_opt (tokens)", f"{out['D_opt']:.4g}")
-    c3.metric("tokens per parameter", f"{out['tokens_per_param']:.3g}")
+    for col, key, label, fmt in (
+        (c1, "N_opt", "N_opt (parameters)", ".4g"),
+        (c2, "D_opt", "D_opt (tokens)", ".4g"),
+        (c3, "tokens_per_param", "tokens per parameter", ".3g"),
+    ):
+        col.metric(label, f"{out[key]:{fmt}}")
+        col.caption(f"95% interval {out[f'{key}_lo']:{fmt}} – {out[f'{key}_hi']:{fmt}}")
+    if out.get("flags"):
+        st.warning(out["flags"])
     st.dataframe(pd.DataFrame([out]), hide_index=True, width="stretch")
 
 
@@ -138,13 +152,23 @@ def schedule_designer(result: Any, record: dict[str, Any]) -> None:
         kind, total=total, warmup=warmup, peak=peak, final=final, decay=decay, shape=shape
     )
     curve = predictions.schedule_curve(result, spec)
-    band = None
+    band = pred_band = None
     if {"lo", "hi"} <= set(curve.columns) and np.isfinite(curve[["lo", "hi"]].to_numpy()).all():
         band = (curve["lo"].to_numpy(), curve["hi"].to_numpy())
+    pred_cols = ["pred_lo", "pred_hi"]
+    if set(pred_cols) <= set(curve.columns) and np.isfinite(curve[pred_cols].to_numpy()).all():
+        pred_band = (curve["pred_lo"].to_numpy(), curve["pred_hi"].to_numpy())
     seen = observed(record, reduce="all")
     seen = seen[["run", "step", "loss"]].dropna() if {"run", "step", "loss"} <= set(seen) else None
     fig = figures.schedule_figure(
-        curve["step"].to_numpy(), curve["lr"].to_numpy(), curve["loss"].to_numpy(), seen, band=band
+        curve["step"].to_numpy(),
+        curve["lr"].to_numpy(),
+        curve["loss"].to_numpy(),
+        seen,
+        band=band,
+        prediction_band=pred_band,
+        band_name="95% confidence band (the law)",
+        prediction_name="95% prediction band (a new run)",
     )
     st.plotly_chart(fig, key="pred-schedule")
     st.metric("Predicted final loss", f"{float(curve['loss'].iloc[-1]):.4f}")
@@ -184,6 +208,8 @@ def main() -> None:
 
     law_obj = fitting.LAWS.get(result.law)
     st.code(f"{result.law}: {law_obj.formula}" if law_obj else result.law, language=None)
+    for note in predictions.fit_notes(result):
+        (st.warning if note.startswith("warning: ") else st.caption)(note.removeprefix("warning: "))
     # One section per question the fit's law can answer (the law says which).
     sections = []
     if predictions.offers(result, "schedule_curve"):
