@@ -73,8 +73,8 @@ def keep_replicates(
         "CREATE OR REPLACE TEMP TABLE _rep_keys AS SELECT p.run, p.split, p.step "
         "FROM _points p JOIN _raw r ON r.rowid = p._rec GROUP BY p.run, p.split, p.step "
         f"HAVING count(*) > 1 AND count(DISTINCT {same}) = 1"
-    )
-    (n_keys,) = con.execute("SELECT count(*) FROM _rep_keys").fetchone() or (0,)
+    ).fetchall()
+    (n_keys,) = con.execute("SELECT count(*) FROM _rep_keys").fetchall()[0]
     if not n_keys:
         return [], []
     con.execute(
@@ -83,7 +83,7 @@ def keep_replicates(
         "SELECT p.*, row_number() OVER (PARTITION BY p.run, p.split, p.step ORDER BY p._rec) "
         "AS _k, k.run IS NOT NULL AS _rep FROM _points p LEFT JOIN _rep_keys k "
         "ON p.run = k.run AND p.split = k.split AND p.step = k.step) ORDER BY _rec"
-    )
+    ).fetchall()
     pairs = con.execute(
         "SELECT DISTINCT regexp_replace(run, ' rep[0-9]+$', '') AS base, run, "
         "CAST(regexp_extract(run, ' rep([0-9]+)$', 1) AS BIGINT) AS k FROM _with_reps "
@@ -91,18 +91,18 @@ def keep_replicates(
     ).fetchall()
     (moved,) = con.execute(
         "SELECT count(*) FROM _with_reps WHERE run NOT IN (SELECT run FROM _points)"
-    ).fetchone() or (0,)
-    con.execute("CREATE OR REPLACE TEMP VIEW _points AS SELECT * FROM _with_reps")
+    ).fetchall()[0]
+    con.execute("CREATE OR REPLACE TEMP VIEW _points AS SELECT * FROM _with_reps").fetchall()
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rep_runs AS SELECT * FROM (VALUES "
         + ", ".join("(?, ?)" for _ in pairs)
         + ") t(base, rep)",
         [v for base, rep, _ in pairs for v in (base, rep)],
-    )
+    ).fetchall()
     con.execute(
         "INSERT INTO _runs SELECT r.* REPLACE (x.rep AS run) FROM _runs r "
         "JOIN _rep_runs x ON r.run = x.base"
-    )
+    ).fetchall()
     facts: list[tuple[str, str, object]] = []
     for base in dict.fromkeys(base for base, _, _ in pairs):
         facts.append((base, "replicate", 1))

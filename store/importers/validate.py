@@ -113,9 +113,10 @@ def check_unique(
     `table` has the canonical columns and `_rec` (record index in the file).
     """
     key = ", ".join(keys)
+    # fetchall: a result left half-read blocks the connection's next query.
     n_rows, n_keys = con.execute(
         f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {table})) FROM {table}"
-    ).fetchone() or (0, 0)
+    ).fetchall()[0]
     if n_rows == n_keys:
         return False
     # Per column, so rows that complement each other (loss here, lr there) still merge.
