@@ -82,8 +82,9 @@ def is_wandb(header: list[str]) -> bool:
     return wandb_x(header) is not None
 
 
-def detect(header: list[str], file: str) -> str:
-    """The format of a file with this header, or a clear error naming what is missing."""
+def detect(header: list[str], file: str, line: int = 1) -> str:
+    """The format of a file with this header, or a clear error naming what is missing
+    (at ``line``, the header's line: after any leading '#' lines)."""
     if is_tensorboard(header):
         return "tensorboard"
     if is_wandb(header):
@@ -95,7 +96,7 @@ def detect(header: list[str], file: str) -> str:
             "'train/loss'), a W&B export ('Step' and '<run> - <metric>' columns) or a "
             f"TensorBoard export ('Wall time, Step, Value'); found {header}",
             file=file,
-            line=1,
+            line=line,
         )
     if "step" in targets:
         return "long"
@@ -103,7 +104,8 @@ def detect(header: list[str], file: str) -> str:
         return "table"
     raise BadInputError(
         "cannot tell the format: a curve needs a 'step' column, a table of final losses "
-        f"needs 'params', 'tokens' or 'flops'; found {header}",
+        f"a size column ('params', 'tokens', 'flops', 'encoder_params' or "
+        f"'decoder_params'); found {header}",
         file=file,
-        line=1,
+        line=line,
     )

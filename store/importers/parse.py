@@ -119,7 +119,7 @@ def parse_scanned(
         # The W&B shape is told by the names as W&B writes them (a `--map` may send
         # one of its series to loss); the others by the names as the mapping renames them.
         renamed = [(mapping or {}).get(h, h) for h in scanned.named]
-        fmt = "wandb" if is_wandb(scanned.named) else detect(renamed, name)
+        fmt = "wandb" if is_wandb(scanned.named) else detect(renamed, name, scanned.header_lines)
     else:
         fmt = format
     try:

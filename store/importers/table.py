@@ -19,11 +19,15 @@ from store.importers.long import TEXT_COLUMNS, column_or_null, require
 from store.importers.scan import ScannedFile
 from store.importers.validate import check_blank_loss, check_numbers, quote, run_name_sql
 
+SIZE_COLUMNS = ("params", "tokens", "flops", "encoder_params", "decoder_params")
+
 
 def _name_sql(inv: dict[str, str]) -> str:
     """A run name from the row's size columns, e.g. N=1.2e+08,D=2.4e+09."""
     parts = []
-    for canon, label in (("params", "N"), ("tokens", "D"), ("flops", "C")):
+    labels = (("params", "N"), ("tokens", "D"), ("flops", "C"))
+    labels += (("encoder_params", "Ne"), ("decoder_params", "Nd"))
+    for canon, label in labels:
         if canon in inv:
             parts.append(f"'{label}=' || coalesce(printf('%.4g', {quote(inv[canon])}), '?')")
     return " || ',' || ".join(parts)
@@ -41,10 +45,12 @@ def parse_table(
     del run_name  # each row is its own run
     inv = {canon: src for src, canon in mapping.items()}
     require(inv, ("loss",), scanned, "table")
-    if not {"params", "tokens", "flops"} & set(inv):
+    # A table needs the sizes of the law it is fitted with, whichever they are (an
+    # encoder/decoder table needs no params); the law's own check names what it lacks.
+    if not set(SIZE_COLUMNS) & set(inv):
         raise BadInputError(
-            f"a table of final losses needs a 'params', 'tokens' or 'flops' column; found "
-            f"{scanned.header}",
+            f"a table of final losses needs a size column ({', '.join(SIZE_COLUMNS)}); "
+            f"found {scanned.header}",
             file=scanned.path.name,
             line=scanned.header_lines,
         )
