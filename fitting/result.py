@@ -159,7 +159,8 @@ class FitResult:
             lo, hi = self._delta_band(law, prep, level)
         if kind == "confidence":
             return lo, hi
-        return self._widen(law.predict(self.theta()[None, :], prep)[0], lo, hi, level)
+        pred = law.predict(self.theta()[None, :], prep)[0]
+        return self._widen(pred, lo, hi, level, np.asarray(prep.scale, dtype=float))
 
     def bands(
         self, data: pd.DataFrame | dict[str, Any], level: float = 0.95
@@ -175,15 +176,21 @@ class FitResult:
         return max(residual, between)  # = hypot(residual, the between-run excess)
 
     def _widen(
-        self, pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float
+        self, pred: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float, scale: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The confidence band widened by a new observation's error, in the residuals'
-        units (log loss by default), each side separately."""
+        units (log loss by default), each side separately; for curve laws the error grows
+        past the largest fitted step (``beyond_sd_per_log``)."""
         from fitting.uncertainty import quantile
 
         u = self.uncertainty
         q = quantile(level, u.get("df", max(self.n_points - len(self.free), 1)))
-        extra = q * self.prediction_sd()
+        sd = np.full(pred.shape, self.prediction_sd())
+        if u.get("beyond_sd_per_log") and u.get("scale_max"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                past = np.maximum(np.log(scale / float(u["scale_max"])), 0.0)
+            sd = np.hypot(sd, float(u["beyond_sd_per_log"]) * np.nan_to_num(past))
+        extra = q * sd
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if u.get("residuals", self.options.get("residuals", "log")) == "log":
                 down = np.where(lo > 0, np.log(pred / lo), np.inf)

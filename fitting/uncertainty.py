@@ -28,7 +28,9 @@ direction of the objective) gets an infinite standard error and the interval (-i
 Bands (`FitResult.bands`): the confidence band of the law comes from the same method; the
 prediction band for a new observation adds the residual scale (``residual_sd``, in the
 residuals' units: log loss by default) and, for curve laws, the between-run error
-``between_run_sd`` estimated by refitting with each run left out and scoring it.
+``between_run_sd`` estimated by refitting with each run left out and scoring it, and past
+the largest fitted step an error growing as ``beyond_sd_per_log * log(step / last step)``
+(measured by refitting every run's first half and scoring its second half).
 """
 
 from __future__ import annotations
@@ -321,6 +323,26 @@ def between_run_sd(problem: Problem, z: NDArray) -> float | None:
     return float(np.sqrt(np.mean(ms)))
 
 
+def beyond_slope(problem: Problem, z: NDArray) -> float | None:
+    """For curve laws: how fast a prediction's error grows past the fitted steps, as the
+    RMS error per unit of log(step / last fitted step). Measured by refitting on the first
+    half of every run (from the optimum) and scoring the second half; None otherwise."""
+    if problem.law.kind != "curves":
+        return None
+    scale = np.asarray(problem.prep.scale, dtype=float)[problem.rows]
+    groups = problem.prep.groups[problem.rows]
+    cut = np.empty_like(scale)
+    for g in np.unique(groups):
+        cut[groups == g] = 0.5 * scale[groups == g].max()
+    held = (scale > cut) & (cut > 0)
+    if held.sum() < 2 or (~held).sum() <= problem.n_free:
+        return None
+    zk, _, _ = batched_lm(problem, z[None, :], (~held).astype(float)[None, :], max_iter=100)
+    r = problem.residuals(zk)[0][held]
+    d = np.log(scale[held] / cut[held])
+    return float(np.sqrt(np.mean(r * r) / max(float(np.mean(d * d)), 1e-12)))
+
+
 @dataclass
 class Uncertainty:
     """Everything a fit reports about its uncertainty, over the free parameters."""
@@ -363,6 +385,10 @@ def estimate(
     between = between_run_sd(problem, z)
     if between is not None:
         info["between_run_sd"] = between
+    slope = beyond_slope(problem, z)
+    if slope is not None:  # the prediction band widens past the largest fitted step
+        info["beyond_sd_per_log"] = slope
+        info["scale_max"] = float(np.max(np.asarray(problem.prep.scale)[problem.rows]))
     samples = None
     if method == "bootstrap":
         n = DEFAULT_RESAMPLES if not n_boot else int(n_boot)
