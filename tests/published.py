@@ -19,3 +19,11 @@ CHINCHILLA = EXAMPLES / "chinchilla_besiroglu2024.csv"
 LUO_25M = EXAMPLES / "luo2025_25m"
 # Gadre et al. 2024: the 34 models trained on C4, each on its 8 validation sets.
 GADRE_C4 = DATA / "gadre2024_c4_original.csv"
+# Gadre et al. 2024: the 104 models of the three training corpora (c4_original, rpj,
+# rw_original) on 3 of the 8 validation sets (c4_val, paloma_c4_en, de-en).
+GADRE_THREE = DATA / "gadre2024_three_corpora.csv"
+# Gordon, Duh, Kaplan 2021: the NMT summary table, whole (tab-separated, '#' lines first).
+GORDON_NMT = DATA / "gordon2021_nmt.tsv"
+# Li, Kudugunta, Zettlemoyer 2025: one sweep of the 17M model, checkpoints included; 15 of
+# its rows repeat a run's point with another loss (replicates).
+LI_17M = DATA / "li2025_misfitting_17m_sweep.csv"
