@@ -109,9 +109,55 @@ def test_clean_example_fits_have_no_doubts(name: str) -> None:
     _, frame = fitting.LAWS[name].example(np.random.default_rng(0))
     result = fitting.fit(name, frame)
     assert result.converged is True
-    doubts = {"at_bound", "undetermined", "rises_with", "constant_inputs", "excluded_runs"}
+    doubts = set(fitting.result.DOUBT_KEYS)
     assert not doubts & set(result.checks), result.checks
+    assert result.flag_names() == []
     assert not [line for line in result.report().splitlines() if line.startswith("warning")]
+
+
+def test_one_tokens_per_parameter_ratio_is_flagged_as_confounded() -> None:
+    """Every run at D = 20 N: alpha and beta trade off; E ends on its bound. The answer is
+    still given, with its flags."""
+    n = np.geomspace(1e7, 1e10, 10)
+    loss = (1.8 + 482 / n**0.35 + 2085 / (20 * n) ** 0.37) * np.random.default_rng(0).lognormal(
+        0, 0.005, 10
+    )
+    result = fitting.fit("chinchilla", pd.DataFrame({"params": n, "tokens": 20 * n, "loss": loss}))
+    pair = result.checks["confounded_inputs"][0]
+    assert pair["columns"] == ["params", "tokens"] and pair["ratio"] == pytest.approx(20.0)
+    assert result.checks["at_bound"]["E"] == "lower" and result.converged is False
+    assert "tokens and params are always scaled together (tokens/params = 20" in result.report()
+    assert {"confounded_inputs", "at_bound"} <= set(result.flag_names())
+
+
+def test_encoder_and_decoder_grown_in_step_are_confounded() -> None:
+    n = np.geomspace(1e7, 1e9, 8)
+    loss = 2.0 + 0.5 * (1e8 / n) ** 0.3 * (1e8 / (2 * n)) ** 0.2
+    frame = pd.DataFrame({"encoder_params": n, "decoder_params": 2 * n, "loss": loss})
+    result = fitting.fit("nmt", frame)
+    pair = result.checks["confounded_inputs"][0]
+    assert pair["columns"] == ["encoder_params", "decoder_params"]
+    assert pair["ratio"] == pytest.approx(2.0)
+
+
+def test_within_one_percent_of_a_log_bound_is_at_the_bound() -> None:
+    from fitting.checks import at_bounds
+    from fitting.engine import get_law, make_problem
+
+    _, frame = fitting.LAWS["chinchilla"].example(np.random.default_rng(0))
+    problem, _, _ = make_problem(get_law("chinchilla"), frame, {})
+    theta = np.array([[1.1e-4, 480.0, 2000.0, 0.35, 0.37]])  # E 10% above its 1e-4 bound
+    assert at_bounds(problem, problem.to_z(theta)[0]) == {"E": "lower"}
+    theta[0, 0] = 2e-4  # a factor 2 away: 5% of the log span, not at the bound
+    assert at_bounds(problem, problem.to_z(theta)[0]) == {}
+
+
+def test_an_undetermined_parameter_prints_undetermined_not_an_infinite_interval() -> None:
+    result = fitting.fit("power_law", rising_frame())
+    for name in ("x0", "alpha"):
+        line = next(s for s in result.report().splitlines() if s.startswith(name))
+        assert "undetermined" in line and "inf" not in line.split()[3:]
+        assert result.interval_text(name) == "undetermined"
 
 
 # --- diverged runs -------------------------------------------------------------------------
