@@ -64,11 +64,23 @@ def _parse_mapping(items: list[str]) -> dict[str, str] | None:
 
 
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="CSV files to import.", show_default=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV files, or folders of tracker runs (TensorBoard event files, W&B "
+            "offline runs) to import.",
+            show_default=False,
+        ),
+    ],
     project: Annotated[str, typer.Option("--project", "-p", help="Project name.")] = "default",
     format: Annotated[
         str,
-        typer.Option("--format", "-f", help="auto, long, wandb, tensorboard or table."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="auto, long, wandb, tensorboard or table (CSV exports); tensorboard-events "
+            "or wandb-offline (run folders; a folder is detected).",
+        ),
     ] = "auto",
     bits: Annotated[
         bool, typer.Option("--bits", help="The loss column is in bits: convert to nats.")
@@ -90,6 +102,16 @@ def import_(
             "runs (seeds), kept as replicates '<run> rep<k>' of the run.",
         ),
     ] = "refuse",
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            metavar="TAG[=ROLE]",
+            help="Tracker runs: read this tag (repeatable; instead of the detected loss, "
+            "eval and LR tags), as ROLE: lr, tokens, flops or a split (train, eval).",
+            show_default=False,
+        ),
+    ] = None,
     schedule: Annotated[
         str | None,
         typer.Option(
@@ -105,6 +127,7 @@ def import_(
     """Import loss curves or final-loss tables from CSV (all files, or none on bad input).
     Columns no canonical name claims are kept as run facts when constant within a run."""
     from store.importers import import_files
+    from store.trackers.tags import parse_tag_options
 
     with user_errors():
         mapping = _parse_mapping(map_ or [])
@@ -120,6 +143,7 @@ def import_(
             bits=bits,
             mapping=mapping,
             replicates=replicates,
+            tags=parse_tag_options(tag),
             schedule=schedule,
         )
     if as_json:

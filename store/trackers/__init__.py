@@ -1,0 +1,120 @@
+"""Curves from where they already live: tracker run folders read into the store.
+
+One module per tracker (`tensorboard_events`, `wandb_offline`); each turns its files into
+`store.trackers.series.TrackerRun`s, made canonical by `series.to_parsed` and written by
+`write` in one transaction. The tracker packages are optional extras, imported only
+inside the readers. `store.importers.import_files` sends folders and tracker files here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from store.errors import BadInputError
+
+if TYPE_CHECKING:
+    from store.core import Store
+    from store.importers.write import ImportReport
+    from store.trackers.series import TrackerRun
+
+TENSORBOARD = "tensorboard-events"
+WANDB = "wandb-offline"
+TRACKER_FORMATS = (TENSORBOARD, WANDB)
+
+
+def detect(path: Path) -> str | None:
+    """The tracker format of a folder or file, or None when it is not a tracker's."""
+    from store.trackers import tensorboard_events, wandb_offline
+
+    if tensorboard_events.has_event_files(path):
+        return TENSORBOARD
+    if wandb_offline.has_runs(path):
+        return WANDB
+    return None
+
+
+def is_tracker_input(path: str | os.PathLike[str], format: str) -> bool:
+    """Whether `path` goes to a tracker reader (a folder always does)."""
+    if format in TRACKER_FORMATS:
+        return True
+    p = Path(path)
+    return p.is_dir() or (format in ("auto", "tensorboard") and detect(p) is not None)
+
+
+def read_source(path: Path, format: str) -> list[TrackerRun]:
+    from store.trackers import tensorboard_events, wandb_offline
+
+    if format == TENSORBOARD:
+        return tensorboard_events.read_runs(path)
+    return wandb_offline.read_runs(path)
+
+
+def source_files(path: Path, format: str) -> list[Path]:
+    from store.trackers import tensorboard_events, wandb_offline
+
+    if format == TENSORBOARD:
+        return tensorboard_events.event_files(path)
+    return wandb_offline.run_files(path)
+
+
+def resolve_format(path: Path, format: str) -> str:
+    """The tracker format to read `path` with, or a located error."""
+    if not path.exists():
+        raise BadInputError("no such file or folder", file=str(path))
+    if format == "tensorboard" and path.is_dir():
+        return TENSORBOARD  # the CSV export is one file: a folder means its event files
+    if format in TRACKER_FORMATS:
+        return format
+    found = detect(path)
+    if found is None or format not in ("auto", found):
+        raise BadInputError(
+            "expected TensorBoard event files (events.out.tfevents.*) or W&B offline runs "
+            "(wandb/offline-run-*/run-*.wandb) here"
+            + ("" if format == "auto" else f" for --format {format}"),
+            file=str(path),
+        )
+    return found
+
+
+def import_runs(
+    store: Store,
+    paths: list[str | os.PathLike[str]],
+    *,
+    project: str = "default",
+    format: str = "auto",
+    tags: dict[str, str | None] | None = None,
+    bits: bool = False,
+    schedule: str | None = None,
+) -> ImportReport:
+    """Import tracker run folders into `project`: every source, or (on bad input) none."""
+    from store.trackers import series, write
+
+    if not paths:
+        raise BadInputError("no folders to import")
+    if not project or not project.strip():
+        raise BadInputError("the project name must not be empty")
+    sources = [(Path(p), resolve_format(Path(p), format)) for p in paths]
+    listed = [(p, fmt, source_files(p, fmt)) for p, fmt in sources]
+    hashes = [write.source_hash(p, files) for p, _, files in listed]
+    options = write.options_key("tracker", {"tags": tags, "bits": bits, "schedule": schedule})
+    done = write.already_imported(store, project, options, hashes)
+    report = write.report_for(project)
+    todo = []
+    for (path, fmt, _), sha in zip(listed, hashes, strict=True):
+        if sha in done:
+            from store.importers.write import FileReport
+
+            report.files.append(FileReport(str(path), fmt, sha, skipped=True))
+            continue
+        runs = read_source(path, fmt)
+        if schedule:
+            for run in runs:
+                run.facts["schedule"] = schedule
+        parsed = series.to_parsed(runs, path=path, format=fmt, sha256=sha, tags=tags, bits=bits)
+        todo.append(parsed)
+        report.files.append(write.file_report(path, parsed))
+    if todo:
+        write.write_parsed(store, project, options, todo)
+    return report
