@@ -205,7 +205,7 @@ def test_a_missing_extra_names_what_to_install() -> None:
 
 def test_store_and_app_do_not_import_the_trackers_or_torch() -> None:
     code = (
-        "import sys, store.trackers, store.importers, app.cli\n"
+        "import sys, store.trackers, store.importers, app.cli, scalinglab\n"
         "bad = [m for m in ('tensorboard', 'wandb', 'mlflow', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
