@@ -124,8 +124,8 @@ def _texts(value: Any, key: str) -> tuple[str, ...]:
 
 
 def _names(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = value.split(",")
+    # Kept as given: a run name may hold commas (`N=1e8,D=2e9`); `_exclude` splits an
+    # item on commas only when it is not a run's name itself.
     return _texts(value, key)
 
 
@@ -274,14 +274,31 @@ def _exclude(frame: pd.DataFrame, sel: Selection, ledger: _Ledger) -> pd.DataFra
         raise BadInputError("--exclude names runs, but the data has no run column")
     runs = frame["run"].astype(str)
     known = set(runs)
-    missing = [r for r in sel.exclude if r not in known]
+    names = [name for item in sel.exclude for name in _run_names(item, known)]
+    missing = [r for r in names if r not in known]
     if missing:
         close = [r for r in sorted(known) if missing[0].lower() in r.lower()][:5]
         hint = f"; runs like it: {', '.join(close)}" if close else ""
         raise BadInputError(f"--exclude: no run {missing[0]!r} in the data{hint}")
-    gone = runs.isin(sel.exclude)
+    gone = runs.isin(names)
     ledger.drop(frame.index[gone], "--exclude")
     return frame[~gone]
+
+
+def _run_names(item: str, known: set[str]) -> list[str]:
+    """The runs an --exclude item names: itself when it is a run, else its comma-separated
+    parts, a run whose name holds commas (``N=1e8,D=2e9``) taken whole."""
+    if item in known:
+        return [item]
+    out, current = [], ""
+    for piece in item.split(","):
+        current = f"{current},{piece}" if current else piece.strip()
+        if current in known:
+            out.append(current)
+            current = ""
+    if current:
+        out.append(current)  # not a run: `_exclude` names it in its error
+    return out
 
 
 def _splits_with_loss(frame: pd.DataFrame) -> list[str]:

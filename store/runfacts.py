@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # Names a fact cannot take: they are a point's own columns, or the run's bookkeeping.
 RESERVED = frozenset(
     {*POINT_COLUMNS, *RUN_SUMMARY_COLUMNS, "project", "run", "created_at", "updated_at"}
-) - {"tokens", "flops"}
+) - {"tokens", "flops", *RUN_FACT_COLUMNS}
 MAX_NAME = 200
 
 

@@ -164,7 +164,7 @@ def _selection_from(
 ) -> Any:
     from fitting.selection import Selection
 
-    names = [n.strip() for item in exclude or [] for n in item.split(",") if n.strip()]
+    names = [item.strip() for item in exclude or [] if item.strip()]
     return Selection(
         split=split,
         where=tuple(where or ()),
