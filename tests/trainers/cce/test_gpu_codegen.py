@@ -116,8 +116,9 @@ def test_tuning_candidates_fit_hopper(version: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("version", [p for p in _versions() if p.values[0] == "3.6"])
 def test_cpu_suite_passes_under_triton_36(version: str) -> None:
-    """The rest of this folder under Triton 3.6 with this machine's numpy: what cannot run
-    (the interpreter, with numpy >= 2.4) skips, everything else passes."""
+    """This folder's Triton-touching modules under Triton 3.6 with this machine's numpy:
+    what cannot run (the interpreter, with numpy >= 2.4) skips, everything else passes.
+    (The torch-path and benchmark-script modules use no kernel: not rerun, for time.)"""
     if os.environ.get("SCALINGLAB_TRITON36_SUITE"):
         pytest.skip("already inside the Triton 3.6 run")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TRITON_36), os.getcwd()]))
@@ -125,7 +126,8 @@ def test_cpu_suite_passes_under_triton_36(version: str) -> None:
     here = Path(__file__).resolve().parent
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout=600",
-         str(here), f"--ignore={here / 'test_gpu_codegen.py'}"],
+         str(here), *(f"--ignore={here / name}" for name in
+                      ("test_gpu_codegen.py", "test_torch_path.py", "test_bench_smoke.py"))],
         capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
