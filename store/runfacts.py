@@ -118,15 +118,27 @@ def set_facts(store: Store, project: str, facts: Mapping[str, Mapping[str, Any]]
     checked = {str(run): split_facts(values) for run, values in facts.items()}
     if not checked:
         raise BadInputError("no facts to set")
+    from store.queries import list_runs
+
+    listed = list_runs(store, project=project)  # inbox runs not yet ingested included
+    everywhere = set(listed["run"].astype(str)) if not listed.empty else set()
     with store.transaction() as con:
-        known = {
+        stored = {
             r[0]
             for r in con.execute("SELECT run FROM runs WHERE project = ?", [project]).fetchall()
         }
-        missing = [run for run in checked if run not in known]
+        missing = [run for run in checked if run not in stored | everywhere]
         if missing:
             raise BadInputError(
                 f"project {project!r} has no run {missing[0]!r}; facts are set on stored runs"
+            )
+        pending = [
+            run for run, (canonical, _) in checked.items() if canonical and run not in stored
+        ]
+        if pending:
+            raise BadInputError(
+                f"run {pending[0]!r} is still in the inbox: `scalinglab ingest` it before "
+                "setting its params, family or schedule"
             )
         count = 0
         for run, (canonical, other) in checked.items():

@@ -132,3 +132,38 @@ def test_curve_laws_get_every_row() -> None:
         assert len(select_for_law(law, frame)) == 3
     with pytest.raises(FitError, match="no data"):
         select_for_law(fitting.LAWS["chinchilla"], frame.iloc[:0])
+
+
+def test_run_facts_join_the_frame_and_select_rows(store: Store) -> None:
+    from fitting.selection import select
+    from store.runfacts import facts_frame, set_facts
+
+    facts = {f"r{i}": {"corpus": "c4" if i % 2 else "rpj", "width": 64 * (i + 1)} for i in range(6)}
+    assert set_facts(store, "sweep", facts) == 12
+    assert set(facts_frame(store, "sweep")["corpus"]) == {"c4", "rpj"}
+    frame = load_project(store, "sweep")
+    assert frame.groupby("run")["width"].first().to_dict() == {
+        f"r{i}": 64 * (i + 1) for i in range(6)
+    }
+    picked = select(fitting.LAWS["chinchilla"], frame, {"where": "corpus == 'c4' and width > 128"})
+    assert sorted(picked.frame["run"]) == ["r3", "r5"]
+    assert picked.report.dropped == {
+        "not a run's final loss": len(frame) - 6,
+        "--where \"corpus == 'c4' and width > 128\" is false": 4,
+    }
+    grouped = select(fitting.LAWS["chinchilla"], frame, {"group_by": "corpus"})
+    assert grouped.report.groups == {"c4": 3, "rpj": 3}
+    with pytest.raises(FitError, match="project 'sweep' has no run 'r9'"):
+        set_facts(store, "sweep", {"r9": {"corpus": "x"}})
+    listed = load_project(store, "sweep")
+    assert "r9" not in set(listed["run"])  # nothing written by the refused call
+
+
+def test_a_saved_fit_keeps_its_selection(store: Store) -> None:
+    frame = load_project(store, "sweep")
+    result = fitting.fit("power_law", frame, x="params", where="params > 3e6")
+    assert result.selection["where"] == ["params > 3e6"]
+    assert result.selection["report"]["rows_used"] == 5
+    fit_id = save_result(store, result, "sweep")
+    back = load_result(store, fit_id)
+    assert back.selection == result.selection
