@@ -13,6 +13,7 @@ from fitting.data import load_project, read_file, select_for_law
 from fitting.errors import FitError
 from fitting.persist import load_result, save_result
 from store.core import Store
+from store.errors import BadInputError
 from store.inbox import InboxWriter
 
 SIZES = [2e6, 5e6, 1.2e7, 3e7, 8e7, 2e8]
@@ -153,7 +154,7 @@ def test_run_facts_join_the_frame_and_select_rows(store: Store) -> None:
     }
     grouped = select(fitting.LAWS["chinchilla"], frame, {"group_by": "corpus"})
     assert grouped.report.groups == {"c4": 3, "rpj": 3}
-    with pytest.raises(FitError, match="project 'sweep' has no run 'r9'"):
+    with pytest.raises(BadInputError, match="project 'sweep' has no run 'r9'"):
         set_facts(store, "sweep", {"r9": {"corpus": "x"}})
     listed = load_project(store, "sweep")
     assert "r9" not in set(listed["run"])  # nothing written by the refused call
