@@ -211,8 +211,20 @@ def fit_selection(
         data = select_data(store, project, selection)
     if data.empty:
         raise NotEnoughDataError(f"no data to fit in project {project!r} for this selection")
+    from fitting.engine import get_law, split_options
+    from fitting.selection import select
+
     engine_selection = _engine_selection({**DEFAULT_SELECTION, **(selection or {})})
-    return fitting.fit(law, data, **(options or {}), **engine_selection), data
+    # Selected here (not inside `fitting.fit`) so the caller gets the rows the fit saw,
+    # and the saved fit states the rows used and dropped, whatever the selection.
+    opts = dict(options or {})
+    _, law_side = split_options(opts)
+    law_side = {k: v for k, v in law_side.items() if k not in ("group_by", "share", "groups")}
+    picked = select(get_law(law), data, engine_selection, **law_side)
+    opts.update({k: v for k, v in picked.law_options.items() if k not in opts})
+    result = fitting.fit(law, picked.frame, **opts)
+    result.selection = {**picked.selection.to_dict(), "report": picked.report.to_dict()}
+    return result, picked.frame
 
 
 def run_job(store: Any, job_id: int) -> int:

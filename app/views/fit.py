@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app import data, figures, fitview
@@ -30,33 +32,110 @@ def law_picker() -> tuple[str, Any]:
     return name, law
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _splits_and_facts(root: str, project: str, data_version: str) -> tuple[list[str], list[str]]:
+    """The project's splits and the run facts a fit can filter or group by."""
+    from store import Store
+    from store.runfacts import facts_frame
+
+    store = Store(root)
+    with store.connect(read_only=True) as con:
+        splits = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT split FROM series WHERE project = ? ORDER BY split", [project]
+            ).fetchall()
+        ]
+    facts = [c for c in facts_frame(store, project).columns if c != "run"]
+    return splits, ["family", *facts]
+
+
 def selection_controls(project: str, law: Any) -> dict[str, Any]:
+    """The fit's selection in the vocabulary of `scalinglab fit` (fitting.selection)."""
     runs = data.runs(data.store_root(), project)
     names = list(runs["run"].astype(str))
+    root = data.store_root()
+    splits, _ = _splits_and_facts(root, project, data.version(root, project))
     chosen = st.multiselect("Runs (empty = all runs of the project)", names, key="fit-runs")
     curve_law = law.kind == "curves"
     c1, c2 = st.columns(2)
+    auto = "auto (eval, else train)"
+    choices = [auto, *splits]
     # Curve laws fit the dense train curve; point laws prefer held-out (eval) losses.
+    default = choices.index("train") if curve_law and "train" in choices else 0
     split = c1.selectbox(
-        "Loss from",
-        ["auto (eval, else train)", "eval", "train"],
-        index=2 if curve_law else 0,
+        "Split",
+        choices,
+        index=default,
         key=f"fit-split-{curve_law}",
+        help="Several eval sets: choose one (the fit refuses to pick one silently).",
     )
     reduce = c2.radio(
         "Points",
-        ["final", "all"],
-        index=1 if curve_law else 0,
+        ["final", "best", "all"],
+        index=2 if curve_law else 0,
         horizontal=True,
         key=f"fit-reduce-{curve_law}",
-        help="final: each run's last loss; all: every step",
+        help="final: each run's last loss; best: the lowest final loss among runs of the "
+        "same N and D (an LR sweep); all: every step",
     )
-    return {
+    where = st.text_input(
+        "Filter (--where)",
+        key="fit-where",
+        placeholder="e.g. loss < 4.5 and tokens >= 5*params and train_dataset == 'c4'",
+    )
+    excluded = st.multiselect(
+        "Leave out runs (or click points / table rows below)",
+        names,
+        default=[r for r in st.session_state.get("fit-excluded", []) if r in names],
+        key="fit-exclude",
+    )
+    st.session_state["fit-excluded"] = list(excluded)
+    checkpoints = (
+        False
+        if curve_law
+        else st.checkbox("Checkpoints as (N, D so far) points", key="fit-checkpoints")
+    )
+    selection: dict[str, Any] = {
         "runs": chosen or None,
-        "splits": None if split.startswith("auto") else [split],
-        "reduce": reduce,
+        "splits": None,
+        "reduce": "all" if checkpoints else reduce,
         "finished": not st.checkbox("Include running runs", key="fit-running"),
     }
+    if not split.startswith("auto"):
+        selection["split"] = split
+    if where.strip():
+        selection["where"] = [where.strip()]
+    if excluded:
+        selection["exclude"] = list(excluded)
+    if checkpoints:
+        selection["checkpoints"] = True
+    return selection
+
+
+def group_controls(project: str, law: Any) -> dict[str, Any]:
+    """One law per group (a run fact), parameters shared across groups, tied parameters."""
+    root = data.store_root()
+    _, facts = _splits_and_facts(root, project, data.version(root, project))
+    options: dict[str, Any] = {}
+    c1, c2, c3 = st.columns(3)
+    group_by = c1.selectbox("One fit per", ["(none)", *facts], key="fit-group")
+    try:
+        names = [p.name for p in law.parameters(None)]
+    except (
+        ScalinglabError,
+        TypeError,
+        ValueError,
+        KeyError,
+    ):  # parameters from the data (one set per family): no choice here
+        names = []
+    if group_by != "(none)":
+        options["group_by"] = group_by
+        options["share"] = c2.multiselect("Shared by the groups", names, key="fit-share")
+    tie = c3.text_input("Tie (e.g. alpha=beta)", key="fit-tie")
+    if tie.strip():
+        options["tie"] = [t.strip() for t in tie.split(",") if t.strip()]
+    return options
 
 
 def option_controls(law: Any) -> dict[str, Any]:
@@ -133,7 +212,9 @@ def run_fit(
         "result": result,
         "data": frame,
         "project": project,
-        "selection": selection,
+        "selection": {**selection, **(result.selection or {})},
+        "law": law_name,
+        "options": options,
     }
 
 
@@ -161,8 +242,76 @@ def extrapolation(fit: dict[str, Any]) -> None:
     )
 
 
+def _exclude_and_refit(fit: dict[str, Any], runs: list[str]) -> None:
+    """Leave ``runs`` out (a click on a point or a table row) and fit again."""
+    excluded = list(dict.fromkeys([*st.session_state.get("fit-excluded", []), *runs]))
+    st.session_state["fit-excluded"] = excluded
+    st.session_state.pop("fit-exclude", None)  # the multiselect shows the new list
+    selection = {k: v for k, v in fit["selection"].items() if k != "report"}
+    selection["exclude"] = excluded
+    run_fit(fit["project"], fit["law"], selection, fit["options"])
+    st.rerun()
+
+
+def _clicked_runs(event: Any, frame: pd.DataFrame, x: str) -> list[str]:
+    """The runs of the points selected on the fit plot (matched by their x and loss)."""
+    points = (getattr(event, "selection", None) or {}).get("points") or []
+    if not points or "run" not in frame.columns:
+        return []
+    xs = pd.to_numeric(frame[x], errors="coerce").to_numpy(float)
+    ys = pd.to_numeric(frame["loss"], errors="coerce").to_numpy(float)
+    out = []
+    for point in points:
+        px, py = point.get("x"), point.get("y")
+        if px is None or py is None:
+            continue
+        close = np.isclose(xs, float(px), rtol=1e-9) & np.isclose(ys, float(py), rtol=1e-9)
+        out += frame.loc[close, "run"].astype(str).tolist()
+    return list(dict.fromkeys(out))
+
+
+def selection_summary(fit: dict[str, Any]) -> None:
+    """The rows the fit used and dropped and why, as every output states them."""
+    from fitting.selection import SelectionReport
+
+    report = (fit["selection"] or {}).get("report")
+    if not report:
+        return
+    lines = SelectionReport(**report).lines()
+    st.caption(lines[0] + "".join(f" · {line.strip()}" for line in lines[1:]))
+
+
+def points_table(fit: dict[str, Any]) -> None:
+    """The fit's points; selecting rows and pressing the button leaves those runs out."""
+    frame = fit["data"]
+    if "run" not in frame.columns:
+        return
+    cols = [c for c in ("run", "split", "params", "tokens", "flops", "loss") if c in frame]
+    shown = frame.dropna(subset=["loss"])[cols].reset_index(drop=True)
+    event = st.dataframe(
+        shown,
+        hide_index=True,
+        key="fit-points",
+        on_select="rerun",
+        selection_mode="multi-row",
+        width="stretch",
+    )
+    rows = list(getattr(event, "selection", {}).get("rows", []))
+    if rows and st.button(f"Leave out {len(rows)} selected run(s) and refit", key="fit-drop"):
+        _exclude_and_refit(fit, shown.loc[rows, "run"].astype(str).tolist())
+
+
 def show_result(fit: dict[str, Any]) -> None:
     result, frame = fit["result"], fit["data"]
+    selection_summary(fit)
+    if result.options.get("group_by"):
+        from fitting.constraints import group_table
+
+        _, rows = group_table(result)
+        st.subheader(f"One fit per {result.options['group_by']}")
+        shared = ", ".join(result.options.get("share") or []) or "none"
+        st.caption(f"shared parameters: {shared}")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="fit-groups")
     st.subheader("Parameters")
     table = fitview.params_table(result)
     st.markdown(
@@ -182,9 +331,18 @@ def show_result(fit: dict[str, Any]) -> None:
     )
     if fitview.is_curve_fit(result):
         st.plotly_chart(fitview.curve_fit_figure(result, frame), key="fit-curves")
-    else:
+    elif not result.options.get("group_by"):  # a grouped fit: its table above
         held = fitview.held_out_mask(result, frame, fit.get("extrapolation"))
-        st.plotly_chart(fitview.point_fit_figure(result, frame, held_out=held), key="fit-plot")
+        event = st.plotly_chart(
+            fitview.point_fit_figure(result, frame, held_out=held),
+            key="fit-plot",
+            on_select="rerun",
+            selection_mode="points",
+        )
+        clicked = _clicked_runs(event, frame, fitview.main_x(result, frame))
+        if clicked and st.button(f"Leave out {', '.join(clicked)} and refit", key="fit-drop-point"):
+            _exclude_and_refit(fit, clicked)
+    points_table(fit)
     l_inf, entropy = fitview.irreducible(result), fitview.true_entropy(frame)
     if l_inf is not None and entropy is not None:
         st.metric(
@@ -222,7 +380,7 @@ def main() -> None:
         return
     law_name, law = law_picker()
     selection = selection_controls(project, law)
-    options = option_controls(law)
+    options = {**option_controls(law), **group_controls(project, law)}
     if st.button("Fit", type="primary", key="fit-go"):
         run_fit(project, law_name, selection, options)
     fit = st.session_state.get("fit")
