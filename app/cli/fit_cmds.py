@@ -248,6 +248,7 @@ def fit(
         str | None,
         typer.Option(
             "--split",
+            metavar="NAME",
             help="The split to fit (exact name, a /-part of it, or a unique part), "
             "required when the data hold several.",
         ),
@@ -270,6 +271,7 @@ def fit(
         str | None,
         typer.Option(
             "--reduce",
+            metavar="final|best|all",
             help="final (each run's final loss; default for laws of final losses), best "
             "(the lowest final loss among runs of the same N and D) or all (every point).",
         ),
