@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from app import childproc
+from app import childproc, staging
 from app.scheduler import DEFAULT_JOB_TIMEOUT_S, Scheduler
 from store.errors import ScalinglabError
 
@@ -56,26 +56,56 @@ DEFAULT_FLAGS = {"server.maxUploadSize": "200"}
 # Always: no browser, no usage statistics, and no Streamlit welcome banner. `serve`
 # prints the one URL itself; the banner's External URL lookup needs the internet and,
 # without it, prints "Did not auto detect external IP", which reads as an error.
+# No traceback in the browser either, whatever config file is found (app/pageerrors.py
+# shows a short message and an id instead).
 ALWAYS_FLAGS = {
     "server.headless": "true",
     "browser.gatherUsageStats": "false",
     "logger.hideWelcomeMessage": "true",
+    "client.showErrorDetails": "none",
 }
+# Without --host this machine alone can reach the dashboard (there is no sign-in by
+# default): sharing it is a choice, `--host 0.0.0.0`.
+DEFAULT_ADDRESS = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def bound_address(address: str | None) -> str:
+    """The address the dashboard listens on: `address`, else the loopback default."""
+    return DEFAULT_ADDRESS if address is None else address
+
+
+def address_line(address: str, port: int, root: Path) -> str:
+    """What serve prints once the dashboard answers: the URL and which address is bound."""
+    if address in WILDCARDS:
+        where = f"bound to {address or '0.0.0.0'}: every network interface"
+        host = "localhost"
+    elif address.startswith("127.") or address == "::1":
+        where = f"bound to {address}: this machine only; --host 0.0.0.0 shares it"
+        host = address
+    else:
+        where = f"bound to {address}"
+        host = address
+    shown = f"[{host}]" if ":" in host else host
+    return f"scalinglab dashboard: http://{shown}:{port}  ({where})  (store: {root})"
 
 
 def streamlit_command(port: int, address: str | None = None) -> list[str]:
-    """The child command line: headless, on `port`, optionally bound to `address`."""
+    """The child command line: headless, on `port`, bound to `address` (default loopback;
+    "" or 0.0.0.0 for every interface)."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), "--server.port", str(port)]
     flags = {**ALWAYS_FLAGS, **(DEFAULT_FLAGS if config_dir() is None else {})}
     for key, value in flags.items():
         cmd += [f"--{key}", value]
-    if address:
-        cmd += ["--server.address", address]
+    bound = bound_address(address)
+    if bound:
+        cmd += ["--server.address", bound]
     return cmd
 
 
 def health_url(port: int, host: str = "127.0.0.1") -> str:
-    return f"http://{host}:{port}/_stcore/health"
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/_stcore/health"
 
 
 def check_port(port: int, address: str | None = None) -> None:
@@ -118,15 +148,16 @@ def wait_healthy(
     timeout: float = 60.0,
     proc: subprocess.Popen[Any] | None = None,
     stop: threading.Event | None = None,
+    host: str = "127.0.0.1",
 ) -> bool:
-    """Poll the health endpoint until it answers 'ok' (False on timeout, child exit or
-    `stop`)."""
+    """Poll the health endpoint on `host` until it answers 'ok' (False on timeout, child
+    exit or `stop`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (proc is not None and proc.poll() is not None) or (stop is not None and stop.is_set()):
             return False
         try:
-            with urllib.request.urlopen(health_url(port), timeout=2) as resp:
+            with urllib.request.urlopen(health_url(port, host), timeout=2) as resp:
                 if resp.status == 200:
                     return proc is None or proc.poll() is None
         except OSError:
@@ -185,8 +216,11 @@ def serve(
     `children` are extra processes (the demo sweep, started by `app.childproc.start`)
     to stop on the way out: SIGINT first, so a trainer closes its run.
     """
+    address = bound_address(address)
     check_port(port, address)
     root = Path(store.root)
+    with suppress(Exception):  # uploads left staged by closed browser tabs
+        staging.sweep_stale(root)
     stop = stop or threading.Event()
     with stop_signals(lambda _sig: stop.set()):
         lock = scheduler_lock(root) if scheduler else None
@@ -202,9 +236,9 @@ def serve(
                 sched = Scheduler(store, poll_seconds=poll_seconds, job_timeout_s=job_timeout_s)
                 sched.start()
             proc = start_dashboard(root, port, address, scheduler)
-            if wait_healthy(port, proc=proc, stop=stop):
-                shown = address if address and address not in ("0.0.0.0", "::") else "localhost"
-                print(f"scalinglab dashboard: http://{shown}:{port}  (store: {root})", flush=True)
+            probe = "127.0.0.1" if address in WILDCARDS else address
+            if wait_healthy(port, proc=proc, stop=stop, host=probe):
+                print(address_line(address, port, root), flush=True)
             elif proc.poll() is not None and not stop.is_set():
                 print(
                     f"error: the dashboard did not start (exit code {proc.returncode}; "

@@ -14,7 +14,11 @@ PortOption = Annotated[int, typer.Option("--port", help="Dashboard port.")]
 AddressOption = Annotated[
     str | None,
     typer.Option(
-        "--address", help="Interface to bind (0.0.0.0 in a container).", show_default=False
+        "--host",
+        "--address",
+        help="Address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 shares "
+        "the dashboard with the network, as in a container).",
+        show_default=False,
     ),
 ]
 
@@ -82,11 +86,11 @@ def demo(
     import threading
 
     from app import demo as demo_mod
-    from app.serve import check_port
+    from app.serve import bound_address, check_port
     from app.serve import serve as run_serve
 
     try:
-        check_port(port, address)  # before the demo job or a second sweep exist
+        check_port(port, bound_address(address))  # before the demo job or a sweep exist
         st = _store(store)
         job_id = demo_mod.ensure_demo_job(st)
         print(f"demo job {job_id}: {demo_mod.DEMO_JOB_NAME}")

@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import data, figures, fitview
+from app import data, figures, fitview, pageerrors
+from app.safetext import md
 from store.errors import ScalinglabError
 from store.jobs import SUMMARY_COLUMNS
 
@@ -67,7 +68,7 @@ def create_form() -> None:
             selection={"reduce": reduce, "finished": reduce == "final"},
         )
     except ScalinglabError as err:
-        st.error(str(err))
+        st.error(md(err))
         return
     data.invalidate()
     st.success(f"Job {job_id} created.")
@@ -159,9 +160,9 @@ def job_list() -> None:
     job = frame[frame["id"] == jid].to_dict("records")[0]
     if isinstance(job.get("last_error"), str) and job["last_error"]:
         if job.get("status") == "waiting":
-            st.info(f"Waiting for data: {job['last_error']}")
+            st.info(f"Waiting for data: {md(job['last_error'])}")
         else:
-            st.error(f"Last error: {job['last_error']}")
+            st.error(f"Last error: {md(job['last_error'])}")
     actions(job)
     history(job)
 
@@ -174,7 +175,7 @@ def main() -> None:
     )
     with st.expander("Create a job", expanded=False):
         create_form()
-    st.fragment(job_list, run_every=REFRESH_S)()
+    st.fragment(pageerrors.guarded(job_list), run_every=REFRESH_S)()
 
 
 main()

@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import data, figures
+from app import data, figures, pageerrors
+from app.safetext import md
 
 X_CHOICES = {"step": "step", "tokens": "tokens (D)", "flops": "FLOPs (C)"}
 REFRESH_S = 3.0
@@ -98,7 +99,7 @@ def _export(project: str, chosen: list[str]) -> None:
     if "export" in st.session_state:
         name, payload = st.session_state["export"]
         mime = "text/csv" if name.endswith(".csv") else "application/octet-stream"
-        st.download_button(f"Download {name}", payload, file_name=name, mime=mime)
+        st.download_button(f"Download {md(name)}", payload, file_name=name, mime=mime)
 
 
 def _wait_for_runs(root: str, project: str | None) -> None:
@@ -182,7 +183,7 @@ def main() -> None:
             "The store is empty. Upload CSV files on the Upload page, or run "
             "`scalinglab demo` to train a small model family live."
         )
-        st.fragment(_wait_for_runs, run_every=REFRESH_S)(root, project)
+        st.fragment(pageerrors.guarded(_wait_for_runs), run_every=REFRESH_S)(root, project)
         return
     search = st.sidebar.text_input("Search runs", key="runs-search")
     statuses = st.sidebar.multiselect(
@@ -191,11 +192,11 @@ def main() -> None:
     live = bool(all_runs["status"].eq("running").any())
     # Live runs redraw themselves (new points, new runs); finished ones do not poll.
     every = REFRESH_S if live else None
-    st.fragment(_table, run_every=every)(root, project, search, statuses, live)
+    st.fragment(pageerrors.guarded(_table), run_every=every)(root, project, search, statuses, live)
     if project is None:
         st.info("Pick a project in the sidebar to plot its runs.")
         return
-    st.fragment(_panel, run_every=every)(root, project, search, statuses)
+    st.fragment(pageerrors.guarded(_panel), run_every=every)(root, project, search, statuses)
 
 
 main()

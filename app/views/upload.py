@@ -1,16 +1,20 @@
 """Upload: drop CSV files, see the detected format and a preview, map unknown columns,
-and import only when the user confirms. Nothing is written before that."""
+and import only when the user confirms. Nothing is written before that.
+
+Each file waits in a private folder of the store (`app.staging`) and is imported only if
+it still holds the bytes reviewed; every text from a file (its name, cells quoted in an
+error, warnings) is shown through `safetext.md`, never as Markdown.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from app import data
+from app import data, staging
+from app.safetext import md
 from store.errors import ScalinglabError
 from store.importers import FORMATS as IMPORT_FORMATS
 from store.importers.aliases import ALIASES
@@ -18,18 +22,32 @@ from store.importers.aliases import ALIASES
 FORMATS = ["auto", *IMPORT_FORMATS]
 IGNORE = "(ignore)"
 CANONICAL = [IGNORE, *ALIASES]  # exactly the columns the importer can map onto
-STAGING = Path(tempfile.gettempdir()) / "scalinglab-upload-staging"
+STAGED_KEY = "upload-staged"  # session state: uploader file id -> staging.Staged
+
+Reviewed = tuple[staging.Staged, dict[str, str], bool]
 
 
-def stage(uploaded: Any) -> Path:
-    """Write an uploaded file to a private staging folder (not the store) under its name."""
-    payload = uploaded.getvalue()
-    folder = STAGING / hashlib.sha256(payload).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / Path(uploaded.name).name
-    if not path.exists():
-        path.write_bytes(payload)
-    return path
+def staged_files() -> dict[str, staging.Staged]:
+    return st.session_state.setdefault(STAGED_KEY, {})
+
+
+def stage(uploaded: Any) -> staging.Staged:
+    """The upload's staged copy: written once per uploaded file, reused on reruns."""
+    staged = staged_files()
+    key = str(getattr(uploaded, "file_id", "") or uploaded.name)
+    found = staged.get(key)
+    if found is None or not found.path.exists():
+        found = staging.stage(data.store_root(), uploaded.name, uploaded.getvalue())
+        staged[key] = found
+    return found
+
+
+def drop_unlisted(files: list[Any]) -> None:
+    """Remove the staged copies of files no longer in the uploader."""
+    listed = {str(getattr(f, "file_id", "") or f.name) for f in files}
+    staged = staged_files()
+    for key in [k for k in staged if k not in listed]:
+        staging.discard(staged.pop(key))
 
 
 def raw_columns(path: Path) -> list[str]:
@@ -70,7 +88,7 @@ def mapping_editor(path: Path, parsed: Any, key: str) -> dict[str, str]:
     cols = st.columns(min(4, len(columns)))
     for i, (column, preset) in enumerate(columns):
         target = cols[i % len(cols)].selectbox(
-            column, CANONICAL, index=CANONICAL.index(preset), key=f"{key}-map-{column}"
+            md(column), CANONICAL, index=CANONICAL.index(preset), key=f"{key}-map-{column}"
         )
         if target not in (IGNORE, preset):
             out[column] = target
@@ -83,7 +101,7 @@ def show_parsed(parsed: Any) -> None:
         f"Detected format: **{parsed.format}** · {len(runs)} run(s), {len(points):,} point(s)"
     )
     for warning in getattr(parsed, "warnings", []) or []:
-        st.warning(warning)
+        st.warning(md(warning))
     tab_points, tab_runs = st.tabs(["Points preview", "Runs"])
     tab_points.dataframe(points.head(50), hide_index=True, width="stretch")
     tab_runs.dataframe(runs, hide_index=True, width="stretch")
@@ -95,11 +113,12 @@ def parse_one(path: Path, fmt: str, bits: bool, mapping: dict[str, str] | None) 
     return parse_file(path, format=fmt, bits=bits, mapping=mapping or None)
 
 
-def review(uploaded: Any, fmt: str, bits: bool) -> tuple[Path, dict[str, str], bool]:
-    """Parse one file, show what was found; returns (path, mapping, ok)."""
-    path = stage(uploaded)
-    key = f"up-{path.parent.name}"
-    st.subheader(uploaded.name)
+def review(uploaded: Any, fmt: str, bits: bool) -> Reviewed:
+    """Parse the staged copy of one file, show what was found; (staged, mapping, ok)."""
+    staged = stage(uploaded)
+    path = staged.path
+    key = f"up-{staged.sha256[:16]}"
+    st.subheader(md(uploaded.name))
     parsed, error = None, None
     try:
         parsed = parse_one(path, fmt, bits, None)
@@ -112,10 +131,10 @@ def review(uploaded: Any, fmt: str, bits: bool) -> tuple[Path, dict[str, str], b
         except ScalinglabError as err:
             parsed, error = None, err
     if error is not None:
-        st.error(f"Cannot import: {error}")
-        return path, mapping, False
+        st.error(f"Cannot import: {md(error)}")
+        return staged, mapping, False
     show_parsed(parsed)
-    return path, mapping, True
+    return staged, mapping, True
 
 
 def main() -> None:
@@ -133,6 +152,7 @@ def main() -> None:
     bits = c3.checkbox(
         "Loss in bits", key="upload-bits", help="Convert bits/token to nats/token on import."
     )
+    drop_unlisted(files or [])
     if not files:
         return
     reviewed = [review(f, fmt, bits) for f in files]
@@ -144,32 +164,41 @@ def main() -> None:
         st.info("Fix the errors above (or remove those files) to import.")
         return
     if st.button(
-        f"Import {len(reviewed)} file(s) into project '{project}'",
+        f"Import {len(reviewed)} file(s) into project '{md(project)}'",
         type="primary",
         key="upload-confirm",
     ):
         do_import(project, fmt, bits, reviewed)
 
 
-def do_import(
-    project: str, fmt: str, bits: bool, reviewed: list[tuple[Path, dict[str, str], bool]]
-) -> None:
+def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> None:
+    """Import each reviewed file from its staged copy, after checking it still holds the
+    bytes reviewed; a staged copy is removed once imported."""
     from store.importers import import_files
 
     store = data.get_store()
     total_runs = total_points = 0
     try:
-        for path, mapping, _ in reviewed:
+        for staged, _, _ in reviewed:  # every file as reviewed, before any is imported
+            staging.verify(staged)
+        for staged, mapping, _ in reviewed:
             report = import_files(
-                store, [path], project=project, format=fmt, bits=bits, mapping=mapping or None
+                store,
+                [staged.path],
+                project=project,
+                format=fmt,
+                bits=bits,
+                mapping=mapping or None,
             )
             total_runs += int(report.runs)
             total_points += int(report.points)
+            staging.discard(staged)
     except ScalinglabError as err:
-        st.error(f"Import failed, nothing from that file was written: {err}")
+        st.error(f"Import failed, nothing from that file was written: {md(err)}")
         return
-    data.invalidate()
-    st.success(f"Imported into '{project}': {total_runs} run(s), {total_points:,} point(s).")
+    finally:
+        data.invalidate()
+    st.success(f"Imported into '{md(project)}': {total_runs} run(s), {total_points:,} point(s).")
 
 
 main()
