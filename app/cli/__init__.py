@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import allocate_cmds, fit_cmds, fits_cmds, serve_cmds, store_cmds, train_cmds
+from app.cli import (
+    allocate_cmds,
+    fit_cmds,
+    fits_cmds,
+    serve_cmds,
+    store_cmds,
+    tracker_cmds,
+    train_cmds,
+)
 from app.cli.common import plain_help
 from store.errors import ScalinglabError
 
@@ -16,7 +24,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (store_cmds, fit_cmds, fits_cmds, allocate_cmds, train_cmds, serve_cmds):
+for _module in (
+    store_cmds,
+    fit_cmds,
+    fits_cmds,
+    allocate_cmds,
+    train_cmds,
+    serve_cmds,
+    tracker_cmds,
+):
     _module.register(app)
 plain_help(app)  # after every verb is registered: one help style for all of them
 

@@ -65,6 +65,7 @@ class RunState:
     config: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # new rows since last taken
     exit_code: int | None = None
+    has_run: bool = False  # the run record (name, config) has been read
 
 
 class RunFileReader:
@@ -94,6 +95,7 @@ class RunFileReader:
         kind = record.WhichOneof("record_type")
         state = self.state
         if kind == "run":
+            state.has_run = True
             state.run_id = record.run.run_id or state.run_id
             state.name = record.run.display_name or state.name
             _update(state.config, record.run.config.update, self.file)
