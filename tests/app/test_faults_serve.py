@@ -285,7 +285,7 @@ def test_a_bad_cron_in_the_store_neither_stops_serve_nor_the_other_jobs(
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0
     out = server.output()
-    assert f"scalinglab dashboard: http://localhost:{server.port}" in out
+    assert f"scalinglab dashboard: http://127.0.0.1:{server.port}  (bound to 127.0.0.1" in out
     assert "Did not auto detect external IP" not in out and "Traceback" not in out, out
     wait_until(lambda: not running(children), 30, "the children")
 
