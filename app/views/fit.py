@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import data, figures, fitview
+from app.safetext import md
 from store.errors import ScalinglabError
 
 X_OPTIONS = {"params": "parameters N", "tokens": "tokens D", "flops": "FLOPs C", "step": "step"}
@@ -206,7 +207,7 @@ def run_fit(
             status.update(label=f"Fitted {law_name} on {len(frame)} points", state="complete")
         except ScalinglabError as err:
             status.update(label="Fit failed", state="error")
-            st.error(str(err))
+            st.error(md(err))
             return
     st.session_state["fit"] = {
         "result": result,
@@ -228,7 +229,7 @@ def extrapolation(fit: dict[str, Any]) -> None:
         try:
             test = fitview.extrapolation_test(fit["result"], fit["data"])
         except ScalinglabError as err:
-            st.error(str(err))
+            st.error(md(err))
             return
         fit["extrapolation"] = test
         st.rerun()  # redraw the fit plot with the held-out points marked
@@ -278,7 +279,7 @@ def selection_summary(fit: dict[str, Any]) -> None:
     if not report:
         return
     lines = SelectionReport(**report).lines()
-    st.caption(lines[0] + "".join(f" · {line.strip()}" for line in lines[1:]))
+    st.caption(md(lines[0] + "".join(f" · {line.strip()}" for line in lines[1:])))
 
 
 def points_table(fit: dict[str, Any]) -> None:
@@ -308,9 +309,9 @@ def show_result(fit: dict[str, Any]) -> None:
         from fitting.constraints import group_table
 
         _, rows = group_table(result)
-        st.subheader(f"One fit per {result.options['group_by']}")
+        st.subheader(f"One fit per {md(result.options['group_by'])}")
         shared = ", ".join(result.options.get("share") or []) or "none"
-        st.caption(f"shared parameters: {shared}")
+        st.caption(f"shared parameters: {md(shared)}")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="fit-groups")
     st.subheader("Parameters")
     table = fitview.params_table(result)
@@ -324,7 +325,7 @@ def show_result(fit: dict[str, Any]) -> None:
     st.caption(fitview.method_caption(result))
     st.dataframe(table, hide_index=True, width="stretch")
     for doubt in result.doubts():
-        st.warning(doubt)
+        st.warning(md(doubt))
     st.caption(
         f"{result.n_points} points · objective {result.objective:.4g} · "
         f"AIC {result.aic:.2f} · {getattr(result, 'duration_s', 0.0):.2f} s"

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import data, figures, predictions
+from app.safetext import md
 from store.errors import ScalinglabError
 
 
@@ -100,7 +101,7 @@ def allocation(result: Any, record: dict[str, Any]) -> None:
     try:
         budgets = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        st.error(f"not a list of numbers: {text!r}")
+        st.error(f"not a list of numbers: {md(repr(text))}")
         return
     if not st.button("Compare the approaches", key="pred-alloc-run"):
         st.caption(
@@ -209,7 +210,8 @@ def main() -> None:
     law_obj = fitting.LAWS.get(result.law)
     st.code(f"{result.law}: {law_obj.formula}" if law_obj else result.law, language=None)
     for note in predictions.fit_notes(result):
-        (st.warning if note.startswith("warning: ") else st.caption)(note.removeprefix("warning: "))
+        show = st.warning if note.startswith("warning: ") else st.caption
+        show(md(note.removeprefix("warning: ")))  # notes name runs
     # One section per question the fit's law can answer (the law says which).
     sections = []
     if predictions.offers(result, "schedule_curve"):
@@ -231,7 +233,7 @@ def main() -> None:
         try:
             section()
         except (ScalinglabError, ValueError, KeyError) as err:
-            st.error(str(err))
+            st.error(md(err))
 
 
 main()
