@@ -22,10 +22,10 @@ SCRIPT = textwrap.dedent(
                     "max_tokens": 2e9, "optimizer": "adamw"},
         )
         for step in range(steps):
-            metrics = {"train/loss": 4.0 - step / 100 + shift, "train/lr": 3e-4,
+            metrics = {"train/loss": max(4.0 - step / 100 + shift, 1.0), "train/lr": 3e-4,
                        "grad_norm": 1.0}
             if step % 10 == 0:
-                metrics["eval/loss"] = 4.5 - step / 100
+                metrics["eval/loss"] = max(4.5 - step / 100, 1.0)
             run.log(metrics, step=step)
         if finish:
             run.finish()
