@@ -2,6 +2,9 @@
 
 Never imports torch, triton, fitting, trainers or app. Heavy modules (duckdb, pyarrow)
 load on first use so that `import store` stays cheap for every dashboard page.
+
+store/README.md maps the modules: the write path, the read path, the speed-ups, and the
+temporary tables the write steps hand each other.
 """
 
 from __future__ import annotations

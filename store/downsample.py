@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from store import tiles
 from store.errors import BadInputError
-from store.pending import Pending, pending, points_source, sql_list, with_inbox_retry
+from store.pending import Pending, pending, points_source, with_inbox_retry
+from store.sql import quote_list
 
 if TYPE_CHECKING:
     import duckdb
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
     from store.core import Store
 
-X_COLUMNS = ("step", "tokens", "flops")
 SPACINGS = ("log", "linear")
 
 
@@ -92,8 +92,8 @@ def curve(
     Columns: run, split, step, the x column when it is not step, loss. Rows without a
     loss (LR-only rows) or without an x value are skipped.
     """
-    if x not in X_COLUMNS:
-        raise BadInputError(f"x must be one of {X_COLUMNS}, got {x!r}")
+    if x not in tiles.XKINDS:
+        raise BadInputError(f"x must be one of {tiles.XKINDS}, got {x!r}")
     if spacing not in SPACINGS:
         raise BadInputError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     if max_points < 4:
@@ -202,7 +202,7 @@ def _read_tiles(
     sources = [f"SELECT {cols} FROM {stored}"]
     params = [*base, x]
     if p.point_files:
-        shards = f"read_parquet({sql_list(p.point_files)}, union_by_name = true)"
+        shards = f"read_parquet({quote_list(p.point_files)}, union_by_name = true)"
         pending_tiles = tiles.aggregate_sql(shards, where, (x,), key="run, split")
         sources.append(f"SELECT {cols} FROM ({pending_tiles})")
         params += base

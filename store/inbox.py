@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from store import shardmeta, shards
 from store.errors import BadInputError
-from store.schema import JSON_FACTS, POINT_COLUMNS, RUN_FACT_COLUMNS, RUN_STATUSES
+from store.schema import JSON_FACTS, POINT_COLUMNS, POINT_FIELDS, RUN_FACT_COLUMNS, RUN_STATUSES
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from store.core import Store
 
-_ROW_FIELDS = ("split", "step", "tokens", "flops", "lr", "loss", "family", "sampling_ratio")
+_ROW_FIELDS = tuple(c for c in POINT_FIELDS if c != "run")
 _FLOAT_FIELDS = ("tokens", "flops", "lr", "loss", "sampling_ratio")
 
 

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from store import quarantine, series, shardcheck, shardmeta, shards
-from store.pending import merge_fact_rows, sql_list
+from store.pending import merge_fact_rows
 from store.schema import POINT_COLUMNS, RUN_FACT_COLUMNS
-from store.summary import refresh_summaries, replace_points
+from store.sql import quote_list
 from store.uniq import keys_unique
+from store.writes import refresh_summaries, replace_points
 
 if TYPE_CHECKING:
     from store.core import Store
@@ -142,7 +143,7 @@ def _ingest_points(
     """Upsert the shards' rows straight from Parquet (last write wins within the batch)."""
     cols = ", ".join(POINT_COLUMNS)
     paths = [str(p) for p in files]
-    names = sql_list(paths)
+    names = quote_list(paths)
     con.execute(f"CREATE OR REPLACE TEMP VIEW _shards AS SELECT {cols} FROM read_parquet({names})")
     summary = shardmeta.summarise(con, paths, footers)
     if summary is not None:
@@ -187,7 +188,7 @@ def _rows_by_series(
     }
     numbers = ", ".join(c for c in series.STAGED_COLUMNS if c != "series")
     return " UNION ALL ".join(
-        f"SELECT {int(ids[key])}::INTEGER AS series, {numbers} FROM read_parquet({sql_list(files)})"
+        f"SELECT {int(ids[key])}::INTEGER AS series, {numbers} FROM read_parquet({quote_list(files)})"
         for key, files in files_by_series.items()
     )
 

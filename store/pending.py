@@ -116,11 +116,6 @@ def register_pending_facts(con: duckdb.DuckDBPyConnection, p: Pending) -> str:
     )
 
 
-def sql_list(paths: list[str]) -> str:
-    """A SQL list literal of paths (for SQL that repeats a source or lives in a view)."""
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def with_inbox_retry(read: Callable[[], T], attempts: int = 5) -> T:
     """Run a read again when an ingest deleted a shard between listing and reading it,
     or when a shard whose footer passed its check turned out unreadable (it is then

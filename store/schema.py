@@ -27,6 +27,9 @@ POINT_COLUMNS: dict[str, str] = {
     "sampling_ratio": "DOUBLE",
 }
 
+# A point as writers and importers hand it over: the point columns but the project.
+POINT_FIELDS = tuple(c for c in POINT_COLUMNS if c != "project")
+
 # What `point_values` stores per point: the series id, then the numbers.
 POINT_VALUE_COLUMNS: dict[str, str] = {
     "series": "INTEGER NOT NULL",
@@ -85,21 +88,35 @@ RUN_SUMMARY_COLUMNS: dict[str, str] = {
 }
 
 
-def _columns(spec: dict[str, str]) -> str:
-    return ",\n  ".join(f"{name} {sql_type}" for name, sql_type in spec.items())
-
-
+# Migrations are frozen: each spells its columns out, so editing a column list above
+# never rewrites what an old store was migrated with. A new column is a new migration.
 _V1 = [
     """CREATE TABLE projects (
   project VARCHAR PRIMARY KEY,
   description VARCHAR,
   created_at TIMESTAMP DEFAULT current_timestamp
 )""",
-    f"""CREATE TABLE runs (
+    """CREATE TABLE runs (
   project VARCHAR NOT NULL,
   run VARCHAR NOT NULL,
-  {_columns(RUN_FACT_COLUMNS)},
-  {_columns(RUN_SUMMARY_COLUMNS)},
+  params BIGINT,
+  params_non_embedding BIGINT,
+  encoder_params BIGINT,
+  decoder_params BIGINT,
+  family VARCHAR,
+  sampling_ratio DOUBLE,
+  schedule VARCHAR,
+  config VARCHAR,
+  source VARCHAR,
+  entropy DOUBLE,
+  seed BIGINT,
+  code_version VARCHAR,
+  status VARCHAR,
+  n_points BIGINT,
+  last_step BIGINT,
+  last_loss DOUBLE,
+  last_tokens DOUBLE,
+  last_flops DOUBLE,
   created_at TIMESTAMP DEFAULT current_timestamp,
   updated_at TIMESTAMP DEFAULT current_timestamp,
   PRIMARY KEY (project, run)
@@ -107,8 +124,17 @@ _V1 = [
     # No primary key on points: an ART index over millions of rows makes bulk ingest slow;
     # every write path deletes the keys it replaces first, which keeps (project, run,
     # split, step) unique.
-    f"""CREATE TABLE points (
-  {_columns(POINT_COLUMNS)}
+    """CREATE TABLE points (
+  project VARCHAR,
+  run VARCHAR,
+  split VARCHAR,
+  step BIGINT,
+  tokens DOUBLE,
+  flops DOUBLE,
+  lr DOUBLE,
+  loss DOUBLE,
+  family VARCHAR,
+  sampling_ratio DOUBLE
 )""",
     "CREATE SEQUENCE fits_id_seq START 1",
     """CREATE TABLE fits (
@@ -195,13 +221,24 @@ _V2 = [
 # and sampling ratio belong to its series: every writer sets them per series.
 _V3 = [
     "CREATE SEQUENCE series_id_seq START 1",
-    f"""CREATE TABLE series (
-  {_columns(SERIES_COLUMNS)},
+    """CREATE TABLE series (
+  id INTEGER DEFAULT nextval('series_id_seq'),
+  project VARCHAR NOT NULL,
+  run VARCHAR NOT NULL,
+  split VARCHAR NOT NULL,
+  family VARCHAR,
+  sampling_ratio DOUBLE,
+  last_step BIGINT,
   PRIMARY KEY (id),
   UNIQUE (project, run, split)
 )""",
-    f"""CREATE TABLE point_values (
-  {_columns(POINT_VALUE_COLUMNS)}
+    """CREATE TABLE point_values (
+  series INTEGER NOT NULL,
+  step BIGINT NOT NULL,
+  tokens DOUBLE,
+  flops DOUBLE,
+  lr DOUBLE,
+  loss DOUBLE
 )""",
     "INSERT INTO series (project, run, split, family, sampling_ratio, last_step) "
     "SELECT project, run, coalesce(split, 'train') AS split, "

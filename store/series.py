@@ -2,7 +2,7 @@
 
 Points live in `point_values` keyed by that id (the `points` view joins the names back),
 so a bulk write appends numbers only. A write first names its series (`assign`), then
-hands its rows to `store.summary.replace_points`, which swaps names for ids
+hands its rows to `store.writes.replace_points`, which swaps names for ids
 (`with_ids_sql`), staging the rows first when they may replace stored ones.
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from store.schema import POINT_VALUE_COLUMNS
+
 if TYPE_CHECKING:
     import duckdb
 
 # The columns a staged batch has: exactly those of `point_values`.
-STAGED_COLUMNS = ("series", "step", "tokens", "flops", "lr", "loss")
+STAGED_COLUMNS = tuple(POINT_VALUE_COLUMNS)
 
 
 def assign(con: duckdb.DuckDBPyConnection, keys: str) -> None:

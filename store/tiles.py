@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
+# The columns a curve can be plotted against (and tiled by), the step first.
 XKINDS = ("step", "tokens", "flops")
 TILES_PER_OCTAVE = 32
 PICKS = ("f", "l", "lo", "hi")

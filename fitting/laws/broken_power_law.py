@@ -17,8 +17,7 @@ import pandas as pd
 
 from fitting.errors import FitError
 from fitting.laws.base import Law, Parameter, Prepared, group_ids, loss_column, positive_column
-
-X_COLUMNS = ("params", "tokens", "flops", "step")
+from fitting.laws.power_law import X_COLUMNS
 
 
 class BrokenPowerLaw(Law):

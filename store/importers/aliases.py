@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from store.schema import RUN_FACT_COLUMNS
+
 # canonical name -> aliases (normalised). The canonical name itself always matches.
 ALIASES: dict[str, tuple[str, ...]] = {
     "run": ("run", "run_name", "name", "model", "model_name", "experiment", "exp"),
@@ -108,6 +110,8 @@ NUMERIC = frozenset(
     }
 )
 TEXT = frozenset({"run", "split", "family"})
+# The run facts a file's columns can carry (the rest of store.schema.RUN_FACT_COLUMNS are
+# the store's own: status, source, schedule...).
 RUN_FACTS = (
     "params",
     "params_non_embedding",
@@ -116,7 +120,7 @@ RUN_FACTS = (
     "family",
     "sampling_ratio",
 )
-INTEGER_FACTS = frozenset({"params", "params_non_embedding", "encoder_params", "decoder_params"})
+INTEGER_FACTS = frozenset(f for f in RUN_FACTS if RUN_FACT_COLUMNS[f] == "BIGINT")
 
 _LOOKUP = {alias: canon for canon, names in ALIASES.items() for alias in (canon, *names)}
 

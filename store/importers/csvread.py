@@ -13,6 +13,7 @@ import duckdb
 
 from store.errors import BadInputError
 from store.importers.scan import MAX_LINE_BYTES, Record, ScannedFile, find_record
+from store.sql import quote_ident
 
 
 def read_typed(
@@ -70,9 +71,8 @@ def _check_empty(
 ) -> None:
     """A column without a name may stay only while it holds no values."""
     from store.importers.scan import record_location
-    from store.importers.validate import quote
 
-    q = quote(column)
+    q = quote_ident(column)
     row = con.execute(f"SELECT min(rowid) FROM {table} WHERE trim({q}) <> ''").fetchone()
     if row is None or row[0] is None:
         return

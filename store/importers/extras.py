@@ -21,8 +21,8 @@ import duckdb
 
 from store.importers.aliases import normalise
 from store.importers.scan import ScannedFile
-from store.importers.validate import quote
 from store.runfacts import RESERVED, parse_value
+from store.sql import quote_ident
 
 REPLICATE_CHOICES = ("refuse", "keep")
 
@@ -43,7 +43,7 @@ def extra_facts(
     for column in columns:
         if column not in present or column.strip() in RESERVED or not column.strip():
             continue
-        col = f"CAST(r.{quote(column)} AS VARCHAR)"
+        col = f"CAST(r.{quote_ident(column)} AS VARCHAR)"
         stats = con.execute(
             f"SELECT p.run, count(DISTINCT {col}) AS n, any_value({col}) AS v "
             "FROM _points p JOIN _raw r ON r.rowid = p._rec GROUP BY p.run"
@@ -68,7 +68,11 @@ def keep_replicates(
     loss_like = {src for src, canon in mapping.items() if canon == "loss"}
     loss_like |= {c for c in scanned.header if "loss" in normalise(c)}
     others = [c for c in _raw_columns(con) if c not in loss_like and c != "_k"]
-    same = "struct_pack(" + ", ".join(f"c{i} := r.{quote(c)}" for i, c in enumerate(others)) + ")"
+    same = (
+        "struct_pack("
+        + ", ".join(f"c{i} := r.{quote_ident(c)}" for i, c in enumerate(others))
+        + ")"
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rep_keys AS SELECT p.run, p.split, p.step "
         "FROM _points p JOIN _raw r ON r.rowid = p._rec GROUP BY p.run, p.split, p.step "

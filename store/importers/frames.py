@@ -13,16 +13,16 @@ import duckdb
 from store.errors import BadInputError
 from store.importers.aliases import INTEGER_FACTS, RUN_FACTS
 from store.importers.scan import ScannedFile, record_location
-from store.importers.validate import check_unique, quote
+from store.importers.validate import check_unique
+from store.sql import quote_ident
 
 LN2 = math.log(2.0)
-POINT_FIELDS = ("run", "split", "step", "tokens", "flops", "lr", "loss", "family", "sampling_ratio")
 _VALUES = ("tokens", "flops", "lr", "loss", "family", "sampling_ratio")
 
 
 def loss_expr(column: str, bits: bool) -> str:
     """The loss in nats: bits are multiplied by ln 2."""
-    return f"({quote(column)} * {LN2!r})" if bits else quote(column)
+    return f"({quote_ident(column)} * {LN2!r})" if bits else quote_ident(column)
 
 
 def create_points(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
@@ -94,12 +94,12 @@ def create_runs(
     for fact, column in facts.items():
         bad = con.execute(
             f"SELECT {run_sql} AS r FROM _raw GROUP BY r "
-            f"HAVING count(DISTINCT {quote(column)}) > 1 LIMIT 1"
+            f"HAVING count(DISTINCT {quote_ident(column)}) > 1 LIMIT 1"
         ).fetchone()
         if bad is not None:
             row = con.execute(
-                f"SELECT min(rowid) FROM _raw WHERE {run_sql} = ? AND {quote(column)} IS "
-                f"DISTINCT FROM (SELECT {quote(column)} FROM _raw WHERE {run_sql} = ? "
+                f"SELECT min(rowid) FROM _raw WHERE {run_sql} = ? AND {quote_ident(column)} IS "
+                f"DISTINCT FROM (SELECT {quote_ident(column)} FROM _raw WHERE {run_sql} = ? "
                 "ORDER BY rowid LIMIT 1)",
                 [bad[0], bad[0]],
             ).fetchone()
@@ -116,7 +116,7 @@ def create_runs(
             kind = (
                 "BIGINT" if fact in INTEGER_FACTS else ("VARCHAR" if fact == "family" else "DOUBLE")
             )
-            parts.append(f"CAST(any_value({quote(facts[fact])}) AS {kind}) AS {fact}")
+            parts.append(f"CAST(any_value({quote_ident(facts[fact])}) AS {kind}) AS {fact}")
         else:
             parts.append(f"NULL AS {fact}")
     con.execute(

@@ -14,24 +14,15 @@ from store.importers.aliases import RUN_FACTS, is_eval_loss
 from store.importers.csvread import read_typed
 from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.scan import ScannedFile
-from store.importers.validate import (
-    check_blank_loss,
-    check_numbers,
-    name_sql,
-    quote,
-    run_name_sql,
-)
+from store.importers.validate import check_blank_loss, check_numbers, name_sql, run_name_sql
+from store.sql import quote_ident, quote_text
 
 # Read as VARCHAR: names, and steps (checked exactly by `store.importers.steps`).
 TEXT_COLUMNS = ("run", "split", "family", "step")
 
 
-def sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def column_or_null(inv: dict[str, str], name: str, cast: str = "DOUBLE") -> str:
-    return f"CAST({quote(inv[name])} AS {cast})" if name in inv else f"NULL::{cast}"
+    return f"CAST({quote_ident(inv[name])} AS {cast})" if name in inv else f"NULL::{cast}"
 
 
 def require(inv: dict[str, str], names: tuple[str, ...], scanned: ScannedFile, fmt: str) -> None:
@@ -63,7 +54,7 @@ def parse_long(
     warnings = []
     run_sql = run_name_sql(con, scanned, mapping)
     if run_sql is None:
-        run_sql = sql_text(run_name)
+        run_sql = quote_text(run_name)
         warnings.append(f"no run column: all rows are run {run_name!r}")
     default_split = "eval" if is_eval_loss(inv["loss"]) else "train"
     split_sql = (
@@ -74,7 +65,7 @@ def parse_long(
     create_points(
         con,
         f"""SELECT {run_sql} AS run, {split_sql} AS split,
-            CAST({quote(inv["step"])} AS BIGINT) AS step,
+            CAST({quote_ident(inv["step"])} AS BIGINT) AS step,
             {column_or_null(inv, "tokens")} AS tokens, {column_or_null(inv, "flops")} AS flops,
             {column_or_null(inv, "lr")} AS lr, {loss_expr(inv["loss"], bits)} AS loss,
             {column_or_null(inv, "family", "VARCHAR")} AS family,

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from store.errors import BadInputError
 from store.importers.aliases import map_columns
 from store.importers.detect import FORMATS, detect, is_wandb
-from store.importers.frames import POINT_FIELDS, check_series_facts, dedupe_points
+from store.importers.frames import check_series_facts, dedupe_points
 from store.importers.scan import ScannedFile, scan
+from store.schema import POINT_FIELDS
 from store.uniq import arrow_keys_unique, consecutive_series_unique
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ import duckdb
 
 from store.errors import BadInputError
 from store.importers.scan import ScannedFile, record_location
-from store.importers.validate import first_where, quote
+from store.importers.validate import first_where
+from store.sql import quote_ident
 
 BIGINT_LIMIT = 2**63
 NON_NEGATIVE = "a non-negative integer"
@@ -44,7 +45,7 @@ def check_steps(
     of the BIGINT range, or blank where SQL condition `required` holds (a W&B run's own
     `_step` is blank on rows where that run logged nothing).
     """
-    q = quote(column)
+    q = quote_ident(column)
     fast = f"TRY_CAST({q} AS BIGINT)"
     odd = f"{q} IS NOT NULL AND CAST({fast} AS VARCHAR) IS DISTINCT FROM {q}"
     # One pass for the common case: the first blank or negative step, and whether any
@@ -90,7 +91,7 @@ def _fail(scanned: ScannedFile, rowid: int, column: str) -> None:
 
 def _rewrite(con: duckdb.DuckDBPyConnection, column: str, exact: dict[str, int]) -> None:
     """Replace the column by its exact BIGINT values (record order kept: rowids matter)."""
-    q = quote(column)
+    q = quote_ident(column)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _step_text AS SELECT unnest(?) AS text, "
         "unnest(?)::BIGINT AS step",

@@ -17,7 +17,8 @@ from store.importers.csvread import read_typed
 from store.importers.frames import create_points, create_runs, loss_expr
 from store.importers.long import TEXT_COLUMNS, column_or_null, require
 from store.importers.scan import ScannedFile
-from store.importers.validate import check_blank_loss, check_numbers, quote, run_name_sql
+from store.importers.validate import check_blank_loss, check_numbers, run_name_sql
+from store.sql import quote_ident
 
 SIZE_COLUMNS = ("params", "tokens", "flops", "encoder_params", "decoder_params")
 
@@ -29,7 +30,7 @@ def _name_sql(inv: dict[str, str]) -> str:
     labels += (("encoder_params", "Ne"), ("decoder_params", "Nd"))
     for canon, label in labels:
         if canon in inv:
-            parts.append(f"'{label}=' || coalesce(printf('%.4g', {quote(inv[canon])}), '?')")
+            parts.append(f"'{label}=' || coalesce(printf('%.4g', {quote_ident(inv[canon])}), '?')")
     return " || ',' || ".join(parts)
 
 
@@ -71,14 +72,14 @@ def parse_table(
         warnings.append("no run column: runs named from their size (N=params, D=tokens, C=flops)")
     tokens = column_or_null(inv, "tokens")
     if "tokens" not in inv and {"flops", "params"} <= set(inv):
-        tokens = f"({quote(inv['flops'])} / (6.0 * {quote(inv['params'])}))"
+        tokens = f"({quote_ident(inv['flops'])} / (6.0 * {quote_ident(inv['params'])}))"
         warnings.append("tokens computed as flops / (6 params)")
     split_sql = (
-        f"coalesce(nullif(trim({quote(inv['split'])}), ''), 'train')"
+        f"coalesce(nullif(trim({quote_ident(inv['split'])}), ''), 'train')"
         if "split" in inv
         else "'train'"
     )
-    step = f"CAST({quote(inv['step'])} AS BIGINT)" if "step" in inv else "0::BIGINT"
+    step = f"CAST({quote_ident(inv['step'])} AS BIGINT)" if "step" in inv else "0::BIGINT"
     create_points(
         con,
         f"""SELECT {run_sql} AS run, {split_sql} AS split, {step} AS step,

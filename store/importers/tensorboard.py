@@ -14,9 +14,9 @@ import duckdb
 from store.importers.aliases import canonical, is_eval_loss
 from store.importers.csvread import read_typed
 from store.importers.frames import create_points, create_runs, loss_expr
-from store.importers.long import sql_text
 from store.importers.scan import ScannedFile
-from store.importers.validate import check, check_numbers, quote
+from store.importers.validate import check, check_numbers
+from store.sql import quote_ident, quote_text
 
 TB_NAME = re.compile(r"^run[-_](?P<run>.+?)[-_]tag[-_](?P<tag>.+)$")
 
@@ -47,14 +47,14 @@ def parse_tensorboard(
     check_numbers(con, scanned, used)
     check(con, scanned, value, "col IS NULL", "a number")
     loss = "NULL::DOUBLE" if is_lr else loss_expr(value, bits)
-    lr = quote(value) if is_lr else "NULL::DOUBLE"
+    lr = quote_ident(value) if is_lr else "NULL::DOUBLE"
     create_points(
         con,
-        f"SELECT {sql_text(run)} AS run, '{split}' AS split, "
-        f"CAST({quote(step_col)} AS BIGINT) AS step, NULL::DOUBLE AS tokens, "
+        f"SELECT {quote_text(run)} AS run, '{split}' AS split, "
+        f"CAST({quote_ident(step_col)} AS BIGINT) AS step, NULL::DOUBLE AS tokens, "
         f"NULL::DOUBLE AS flops, {lr} AS lr, {loss} AS loss, NULL::VARCHAR AS family, "
         "NULL::DOUBLE AS sampling_ratio, rowid AS _rec FROM _raw",
     )
-    create_runs(con, scanned, sql_text(run), {})
+    create_runs(con, scanned, quote_text(run), {})
     note = f"TensorBoard export: run {run!r}, tag {tag!r} as {'lr' if is_lr else 'loss'}"
     return [note], step_col

@@ -13,11 +13,7 @@ import duckdb
 
 from store.errors import BadInputError
 from store.importers.scan import ScannedFile, record_location
-
-
-def quote(name: str) -> str:
-    """A column name as a DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
+from store.sql import quote_ident
 
 
 def fail_at(scanned: ScannedFile, rowid: int, column: str, expected: str) -> None:
@@ -42,7 +38,7 @@ def check(
     table: str = "_raw",
 ) -> None:
     """Fail on the first record where `condition` (SQL over `col`) holds."""
-    rowid = first_where(con, table, condition.replace("col", quote(column)))
+    rowid = first_where(con, table, condition.replace("col", quote_ident(column)))
     if rowid is not None:
         fail_at(scanned, rowid, column, expected)
 
@@ -95,7 +91,9 @@ def check_blank_loss(
     if lr_column is None:
         check(con, scanned, loss_column, "col IS NULL", "a number")
         return
-    rowid = first_where(con, "_raw", f"{quote(loss_column)} IS NULL AND {quote(lr_column)} IS NULL")
+    rowid = first_where(
+        con, "_raw", f"{quote_ident(loss_column)} IS NULL AND {quote_ident(lr_column)} IS NULL"
+    )
     if rowid is not None:
         fail_at(scanned, rowid, loss_column, "a number (a loss may be blank only where lr is set)")
 
@@ -146,7 +144,7 @@ def name_sql(con: duckdb.DuckDBPyConnection, column: str) -> str:
     Checked on the distinct values, which costs less than trimming millions of cells
     in every later statement.
     """
-    q = quote(column)
+    q = quote_ident(column)
     row = con.execute(f"SELECT bool_or({q} <> trim({q})) FROM (SELECT DISTINCT {q} FROM _raw)")
     needs = row.fetchone()
     return f"trim({q})" if needs and needs[0] else q

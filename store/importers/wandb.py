@@ -28,10 +28,10 @@ from store.importers.aliases import canonical
 from store.importers.csvread import read_typed
 from store.importers.detect import metric_kind, split_wandb, wandb_x
 from store.importers.frames import create_points, create_runs, loss_expr
-from store.importers.long import sql_text
 from store.importers.scan import ScannedFile
 from store.importers.steps import check_steps
-from store.importers.validate import check_numbers, quote
+from store.importers.validate import check_numbers
+from store.sql import quote_ident, quote_text
 
 GROUP_PREFIX = "Group: "
 GROUPED = "mean of its runs"
@@ -192,19 +192,19 @@ def parse_wandb(
     check_numbers(con, scanned, {c: f for c, f in used.items() if c not in lay.steps.values()})
     for run, column in lay.steps.items():
         values = [c for (r, _), slot in lay.series.items() if r == run for c in slot.values()]
-        logged = " OR ".join(f"{quote(c)} IS NOT NULL" for c in values) or "FALSE"
+        logged = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in values) or "FALSE"
         check_steps(con, scanned, column, required=logged)
     selects = []
     for (run, split), slot in lay.series.items():
         step = lay.x if lay.x_as == "step" else lay.steps[run]
         loss = loss_expr(slot["loss"], bits) if "loss" in slot else "NULL::DOUBLE"
-        lr = quote(slot["lr"]) if "lr" in slot else "NULL::DOUBLE"
-        tokens = quote(lay.x) if lay.x_as == "tokens" else "NULL::DOUBLE"
-        flops = quote(lay.x) if lay.x_as == "flops" else "NULL::DOUBLE"
-        present = " OR ".join(f"{quote(c)} IS NOT NULL" for c in slot.values())
+        lr = quote_ident(slot["lr"]) if "lr" in slot else "NULL::DOUBLE"
+        tokens = quote_ident(lay.x) if lay.x_as == "tokens" else "NULL::DOUBLE"
+        flops = quote_ident(lay.x) if lay.x_as == "flops" else "NULL::DOUBLE"
+        present = " OR ".join(f"{quote_ident(c)} IS NOT NULL" for c in slot.values())
         selects.append(
-            f"SELECT {sql_text(run)} AS run, {sql_text(split)} AS split, "
-            f"CAST({quote(step)} AS BIGINT) AS step, {tokens} AS tokens, "
+            f"SELECT {quote_text(run)} AS run, {quote_text(split)} AS split, "
+            f"CAST({quote_ident(step)} AS BIGINT) AS step, {tokens} AS tokens, "
             f"{flops} AS flops, {lr} AS lr, {loss} AS loss, NULL::VARCHAR AS family, "
             f"NULL::DOUBLE AS sampling_ratio, rowid AS _rec FROM _raw WHERE {present}"
         )

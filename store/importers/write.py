@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from store import series
 from store.errors import BadInputError
 from store.importers.aliases import RUN_FACTS
-from store.importers.long import sql_text
 from store.importers.parse import ParsedFile, parse_scanned
 from store.importers.scan import scan
 from store.importers.wandb import GROUPED
 from store.runfacts import write_extra
-from store.summary import ensure_runs, refresh_summaries, replace_points
+from store.sql import quote_text
+from store.writes import ensure_runs, refresh_summaries, replace_points
 
 if TYPE_CHECKING:
     import duckdb
@@ -246,14 +246,14 @@ def _write_one(con: duckdb.DuckDBPyConnection, project: str, parsed: ParsedFile)
     )
     con.register("_series_in", parsed.series_table)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT {sql_text(project)} AS project, run, "
+        f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT {quote_text(project)} AS project, run, "
         "split, family, sampling_ratio FROM _series_in"
     )
     con.unregister("_series_in")
     series.assign(con, "_keys")
     replace_points(
         con,
-        f"SELECT {sql_text(project)} AS project, run, split, step, tokens, flops, lr, loss "
+        f"SELECT {quote_text(project)} AS project, run, split, step, tokens, flops, lr, loss "
         "FROM _points_in",
         status="imported",
     )

@@ -135,3 +135,26 @@ def test_v2_store_moves_points_to_series_ids(tmp_path: Path) -> None:
     assert after == before
     assert last_steps == (2999, 6)
     assert stored == rebuilt and sum(row[3] for row in stored if row[1] == "step") == 3000
+
+
+def test_migrated_tables_have_the_schema_column_lists(store: Store) -> None:
+    """The migrations spell their columns out (frozen); the lists in store.schema must still
+    describe the tables they build, so a new column needs a migration, not only a new entry."""
+    from store import schema
+
+    def columns(con, table: str) -> dict[str, str]:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        return dict(rows)
+
+    with store.connect(read_only=True) as con:
+        runs = columns(con, "runs")
+        for name, sql_type in {**schema.RUN_FACT_COLUMNS, **schema.RUN_SUMMARY_COLUMNS}.items():
+            assert runs.get(name) == sql_type.split()[0], name
+        values = columns(con, "point_values")
+        assert list(values) == list(schema.POINT_VALUE_COLUMNS)
+        assert list(columns(con, "points")) == list(schema.POINT_COLUMNS)
+    assert schema.POINT_FIELDS == tuple(c for c in schema.POINT_COLUMNS if c != "project")
