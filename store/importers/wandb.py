@@ -209,7 +209,14 @@ def parse_wandb(
             f"NULL::DOUBLE AS sampling_ratio, rowid AS _rec FROM _raw WHERE {present}"
         )
     create_points(con, " UNION ALL ".join(selects))
-    con.execute("CREATE OR REPLACE TEMP TABLE _run_names AS SELECT DISTINCT run FROM _points")
+    # Runs in the file's column order (DISTINCT alone would follow DuckDB's threads).
+    order = list(dict.fromkeys(run for run, _ in lay.series))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _run_names AS SELECT run FROM "
+        "(SELECT unnest($names) AS run, generate_subscripts($names, 1) AS i) "
+        "WHERE run IN (SELECT run FROM _points) ORDER BY i",
+        {"names": order},
+    )
     create_runs(con, scanned, "run", {}, source="_run_names")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _runs AS SELECT *, starts_with(run, ?) AS grouped "

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
+from app.safetext import md
 from store import Store, queries
 
 from .conftest import table_contents
@@ -265,4 +266,4 @@ def test_upload_page_previews_each_shape(
         assert list(run_table["grouped"]) == [True, True]
     boxes = {s.label for s in at.selectbox if s.key and "-map-" in s.key}
     # Only a metric the import leaves out is offered for mapping (no bands, no steps).
-    assert boxes == ({"r - train/grad_norm"} if name == "metrics.csv" else set())
+    assert boxes == ({md("r - train/grad_norm")} if name == "metrics.csv" else set())
