@@ -1,4 +1,4 @@
-"""The `scalinglab` command. Each verb group lives in its own module with `register(app)`."""
+"""The `scalinglab` command. Each verb group lives in its own module with `register(cli)`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.cli import (
 from app.cli.common import plain_help
 from store.errors import ScalinglabError
 
-app = typer.Typer(
+cli = typer.Typer(
     name="scalinglab",
     help="Train model families, store their loss curves, fit scaling laws, and explore them.",
     no_args_is_help=True,
@@ -33,8 +33,8 @@ for _module in (
     serve_cmds,
     tracker_cmds,
 ):
-    _module.register(app)
-plain_help(app)  # after every verb is registered: one help style for all of them
+    _module.register(cli)
+plain_help(cli)  # after every verb is registered: one help style for all of them
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     import sys
 
     try:
-        app()
+        cli()
     except ScalinglabError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

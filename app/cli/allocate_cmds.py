@@ -154,5 +154,5 @@ def _reflowed(text: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
 
 
-def register(app: typer.Typer) -> None:
-    app.command("allocate", help=_reflowed(HELP))(allocate)
+def register(cli: typer.Typer) -> None:
+    cli.command("allocate", help=_reflowed(HELP))(allocate)

@@ -92,16 +92,16 @@ def with_late_help(**texts: Callable[[], str]) -> type[PlainCommand]:
     return type("PlainCommandWithLateHelp", (PlainCommand,), {"late_help": texts})
 
 
-def plain_help(app: typer.Typer) -> None:
-    """Give every command and group of ``app`` (sub-apps included) the plain help style,
+def plain_help(cli: typer.Typer) -> None:
+    """Give every command and group of ``cli`` (sub-apps included) the plain help style,
     unless a verb chose its own class."""
     # Typer fills in its own base classes (or a placeholder) where a verb chose none.
-    if not app.info.cls or app.info.cls is TyperGroup:
-        app.info.cls = PlainGroup
-    for command in app.registered_commands:
+    if not cli.info.cls or cli.info.cls is TyperGroup:
+        cli.info.cls = PlainGroup
+    for command in cli.registered_commands:
         if not command.cls or command.cls is TyperCommand:
             command.cls = PlainCommand
-    for group in app.registered_groups:
+    for group in cli.registered_groups:
         if not group.cls or group.cls is TyperGroup:
             group.cls = PlainGroup
         if group.typer_instance is not None:

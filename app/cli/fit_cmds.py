@@ -640,8 +640,8 @@ def _print_prediction(out: dict[str, Any]) -> None:
         typer.echo(f"warning: {flags}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add `laws`, `fit` and `predict` to the app."""
-    app.command("laws")(laws)
-    app.command("fit", cls=with_late_help(x=_x_help, fix=_fix_help))(fit)
-    app.command("predict", cls=with_late_help(at=_at_help, schedule=_schedule_help))(predict)
+def register(cli: typer.Typer) -> None:
+    """Add `laws`, `fit` and `predict` to the command."""
+    cli.command("laws")(laws)
+    cli.command("fit", cls=with_late_help(x=_x_help, fix=_fix_help))(fit)
+    cli.command("predict", cls=with_late_help(at=_at_help, schedule=_schedule_help))(predict)

@@ -90,6 +90,6 @@ def fits(
     typer.echo(text_table(headers, table, numeric=("id",)))
 
 
-def register(app: typer.Typer) -> None:
-    """Add `fits` to the app."""
-    app.command("fits")(fits)
+def register(cli: typer.Typer) -> None:
+    """Add `fits` to the command."""
+    cli.command("fits")(fits)

@@ -59,7 +59,7 @@ def serve(
 ) -> None:
     """Run the dashboard and the job scheduler (Ctrl-C stops both). Exits 2, before
     starting anything, when the port is taken."""
-    from app.serve import serve as run_serve
+    from app.server.serve import serve as run_serve
 
     try:
         code = run_serve(
@@ -85,9 +85,9 @@ def demo(
     Never opens a browser: open the printed URL."""
     import threading
 
-    from app import demo as demo_mod
-    from app.serve import bound_address, check_port
-    from app.serve import serve as run_serve
+    from app.server import demo as demo_mod
+    from app.server.serve import bound_address, check_port
+    from app.server.serve import serve as run_serve
 
     try:
         check_port(port, bound_address(address))  # before the demo job or a sweep exist
@@ -311,8 +311,8 @@ def jobs_delete(job_id: JobIdArgument, store: StoreOption = None) -> None:
     print(f"job {job_id} deleted")
 
 
-def register(app: typer.Typer) -> None:
-    """Add `serve`, `demo` and `jobs` to the app."""
-    app.command("serve")(serve)
-    app.command("demo")(demo)
-    app.add_typer(jobs_app, name="jobs")
+def register(cli: typer.Typer) -> None:
+    """Add `serve`, `demo` and `jobs` to the command."""
+    cli.command("serve")(serve)
+    cli.command("demo")(demo)
+    cli.add_typer(jobs_app, name="jobs")

@@ -366,10 +366,10 @@ def ingest(store: StoreOption = None, as_json: JsonOption = False) -> None:
             )
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's verbs to the app."""
-    app.command("import")(import_)
-    app.add_typer(runs_app, name="runs")
-    app.command("export")(export)
-    app.command("info")(info)
-    app.command("ingest")(ingest)
+def register(cli: typer.Typer) -> None:
+    """Add this module's verbs to the command."""
+    cli.command("import")(import_)
+    cli.add_typer(runs_app, name="runs")
+    cli.command("export")(export)
+    cli.command("info")(info)
+    cli.command("ingest")(ingest)

@@ -80,6 +80,6 @@ def watch(
     typer.echo(f"project {project!r}: {len(watcher.runs)} runs followed")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's verbs to the app."""
-    app.command("watch")(watch)
+def register(cli: typer.Typer) -> None:
+    """Add this module's verbs to the command."""
+    cli.command("watch")(watch)

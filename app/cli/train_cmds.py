@@ -228,7 +228,7 @@ def _sweep_help() -> str:
     return "\n".join(lines)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `train` and `sweep` to the app."""
-    app.command("train")(train_cmd)
-    app.command("sweep", help=_sweep_help())(sweep_cmd)
+def register(cli: typer.Typer) -> None:
+    """Add `train` and `sweep` to the command."""
+    cli.command("train")(train_cmd)
+    cli.command("sweep", help=_sweep_help())(sweep_cmd)

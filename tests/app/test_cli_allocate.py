@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli import cli
 from store.errors import BadInputError
 from tests.published import CHINCHILLA
 
@@ -33,7 +33,7 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def chinchilla_json() -> dict:
     args = ["allocate", "--csv", str(CHINCHILLA), "--drop-highest", "5", *FAST, "--json"]
-    result = runner.invoke(app, [*args, "--budget", "1e21", "--budget", "5.76e23"])
+    result = runner.invoke(cli, [*args, "--budget", "1e21", "--budget", "5.76e23"])
     assert result.exit_code == 0, (result.output, result.exception)
     return json.loads(result.output)
 
@@ -61,7 +61,7 @@ def test_json_has_every_approach_with_intervals(chinchilla_json: dict) -> None:
 
 def test_text_report(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["allocate", "--csv", str(CHINCHILLA), "--drop-highest", "5", *FAST]
+        cli, ["allocate", "--csv", str(CHINCHILLA), "--drop-highest", "5", *FAST]
     )
     assert result.exit_code == 0, result.output
     text = result.output
@@ -74,10 +74,10 @@ def test_text_report(tmp_path: Path) -> None:
 
 def test_stored_project(tmp_path: Path) -> None:
     store = ["--store", str(tmp_path / "store")]
-    imported = runner.invoke(app, ["import", str(CHINCHILLA), "--project", "chin", *store])
+    imported = runner.invoke(cli, ["import", str(CHINCHILLA), "--project", "chin", *store])
     assert imported.exit_code == 0, imported.output
     args = ["allocate", "--project", "chin", "--budget", "1e21", *FAST, "--json", *store]
-    result = runner.invoke(app, args)
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, (result.output, result.exception)
     report = json.loads(result.output)
     assert report["selection"] == {"project": "chin"}
@@ -86,7 +86,7 @@ def test_stored_project(tmp_path: Path) -> None:
 
 
 def test_help_explains_the_approaches() -> None:
-    text = runner.invoke(app, ["allocate", "--help"]).output
+    text = runner.invoke(cli, ["allocate", "--help"]).output
     for words in ("envelope", "IsoFLOP", "parametric", "--budget", "--flops", "--grouping"):
         assert words in text
     assert "a = 0.50, 0.49, 0.46" in text
@@ -105,7 +105,7 @@ def test_help_explains_the_approaches() -> None:
 )
 def test_bad_input_is_refused(args: list[str], message: str) -> None:
     data = [] if not args else ["--csv", str(CHINCHILLA)]
-    result = runner.invoke(app, ["allocate", *data, *args])
+    result = runner.invoke(cli, ["allocate", *data, *args])
     assert isinstance(result.exception, BadInputError), result.output
     assert message in str(result.exception)
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import fitting
-from app.cli import app
+from app.cli import cli
 from store.errors import BadInputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _json(args: list[str]) -> dict:
-    result = runner.invoke(app, args)
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, (result.output, result.exception)
     return json.loads(result.output)
 
@@ -39,7 +39,7 @@ def test_laws_lists_every_law() -> None:
     assert [d["name"] for d in listed] == list(fitting.LAWS)
     chin = next(d for d in listed if d["name"] == "chinchilla")
     assert chin["parameters"] == ["E", "A", "B", "alpha", "beta"]
-    text = runner.invoke(app, ["laws"]).output
+    text = runner.invoke(cli, ["laws"]).output
     assert "L = E + A / N^alpha + B / D^beta" in text
 
 
@@ -69,7 +69,7 @@ def test_fit_save_then_predict(table: Path, tmp_path: Path) -> None:
     co = optimal["compute_optimal"]
     assert 6 * co["N_opt"][0] * co["D_opt"][0] == pytest.approx(1e21)
     text = runner.invoke(
-        app, ["predict", str(fit_id), "--at", "params=1e9", "--at", "tokens=2e10", *store]
+        cli, ["predict", str(fit_id), "--at", "params=1e9", "--at", "tokens=2e10", *store]
     ).output
     assert "loss" in text
 
@@ -125,7 +125,7 @@ def test_fit_from_a_stored_project(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_a_clear_error(args: list[str], message: str, table: Path) -> None:
-    result = runner.invoke(app, [a.replace("{table}", str(table)) for a in args])
+    result = runner.invoke(cli, [a.replace("{table}", str(table)) for a in args])
     assert result.exit_code != 0
     assert isinstance(result.exception, BadInputError), result.exception
     assert message in str(result.exception)
@@ -187,7 +187,7 @@ def test_predict_a_new_schedule(tmp_path: Path) -> None:
     assert curve["step"] == [500, 1000, 2000]
     assert all(np.isfinite(curve["loss"]))
     assert curve["loss"][2] < curve["loss"][0]  # the loss falls as the LR anneals
-    text = runner.invoke(app, ["predict", str(path), "--schedule", spec])
+    text = runner.invoke(cli, ["predict", str(path), "--schedule", spec])
     assert text.exit_code == 0 and "step" in text.output
 
 
@@ -356,7 +356,7 @@ def _help(args: list[str], raw: bool = False) -> str:
     """The help of a verb; by default its words only (boxes and line breaks removed)."""
     import re
 
-    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "100"})
+    result = runner.invoke(cli, [*args, "--help"], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     return result.output if raw else re.sub(r"[│╭╮╰╯─\s]+", " ", result.output)
 
@@ -365,7 +365,7 @@ def test_every_verb_has_plain_help() -> None:
     """No `<bool>` beside a flag and no `{law}` in a usage line, on any verb."""
     import typer.main
 
-    verbs = _commands(typer.main.get_command(app))
+    verbs = _commands(typer.main.get_command(cli))
     assert ("fit",) in verbs and ("jobs", "run") in verbs
     for verb in [(), *verbs]:
         text = _help(list(verb), raw=True)

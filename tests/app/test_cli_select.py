@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app, main
+from app.cli import cli, main
 from store.errors import ScalinglabError
 from tests.published import CHINCHILLA, GADRE_C4, GADRE_THREE, GORDON_NMT, LI_17M, LUO_25M
 
@@ -24,7 +24,7 @@ runner = CliRunner()
 def _run(args: list[str], code: int = 0) -> str:
     """Run the CLI in-process; a user error is exit 2 with its message, as `main()` maps
     it (the real entry point is checked in the first test)."""
-    result = runner.invoke(app, args)
+    result = runner.invoke(cli, args)
     exit_code, output = result.exit_code, result.output
     if isinstance(result.exception, ScalinglabError):
         exit_code, output = 2, f"{output}error: {result.exception}\n"

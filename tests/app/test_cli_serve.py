@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app import demo
-from app.cli import app
+from app.cli import cli as command
+from app.server import demo
 from tests.app.builders import build_store
 from tests.e2e.harness import ROOT, free_port, wait_health
 
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 def cli(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
+    result = runner.invoke(command, list(args))
     return result.exit_code, result.output
 
 
@@ -170,7 +170,7 @@ def test_demo_serves_the_store_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_only_one_scheduler_per_store(tmp_path: Path) -> None:
-    from app.serve import scheduler_lock
+    from app.server.serve import scheduler_lock
 
     first = scheduler_lock(tmp_path / "store")
     assert first is not None
@@ -199,7 +199,7 @@ def test_every_serve_and_jobs_option_has_help() -> None:
         ("demo",): ["progress"],
     }
     for verb, texts in expect.items():
-        result = runner.invoke(app, [*verb, "--help"], terminal_width=200)
+        result = runner.invoke(command, [*verb, "--help"], terminal_width=200)
         text = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", result.output))
         assert result.exit_code == 0, verb
         for wanted in texts:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli import cli as command
 from store import schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 def cli(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
+    result = runner.invoke(command, list(args))
     return result.exit_code, result.stdout, result.stderr
 
 

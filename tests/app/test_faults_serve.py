@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from app import childproc, demo
-from app.serve import shutdown
+from app.server import childproc, demo
+from app.server.serve import shutdown
 from tests.app.builders import build_store
 from tests.e2e.harness import ROOT, free_port, wait_health
 
@@ -338,7 +338,7 @@ def test_stopping_serve_closes_the_sweeps_run_instead_of_leaving_it_running(
 
 PARENT = """
 import signal, sys, time
-from app import childproc
+from app.server import childproc
 child = childproc.start([sys.executable, "-c", sys.argv[1], sys.argv[2]],
                         death_signal=signal.SIGINT)
 print(child.pid, flush=True)

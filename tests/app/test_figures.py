@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import figures
+from app.dashboard import figures
 
 
 def _curves() -> pd.DataFrame:

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.published import CHINCHILLA
 
-ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "streamlit_app.py")
 
 
 def test_predict_page_compares_the_three_approaches(

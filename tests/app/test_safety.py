@@ -21,11 +21,12 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from app import safetext, serve, staging
+from app.dashboard import safetext, staging
+from app.server import serve
 from tests.app.builders import build_store
 from tests.e2e.harness import ROOT, free_port, wait_health
 
-ENTRY = str(ROOT / "app" / "streamlit_app.py")
+ENTRY = str(ROOT / "app" / "dashboard" / "streamlit_app.py")
 TRACKER = "![x](http://127.0.0.1:9/track)"
 HOSTILE = f"{TRACKER}<img src=http://127.0.0.1:9/img> [link](http://127.0.0.1:9/) :red[x] $x$"
 
@@ -177,7 +178,7 @@ def test_config_turns_error_details_off() -> None:
 
 
 def _failing_page() -> None:
-    from app import pageerrors
+    from app.dashboard import pageerrors
 
     def page() -> None:
         raise ZeroDivisionError("secret detail /srv/store/path")
@@ -186,7 +187,7 @@ def _failing_page() -> None:
 
 
 def test_a_page_error_shows_an_id_that_the_log_carries(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import pageerrors
+    from app.dashboard import pageerrors
 
     monkeypatch.setattr(pageerrors, "propagate", lambda: False)  # as on a server
     records: list[logging.LogRecord] = []

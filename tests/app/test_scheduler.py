@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("fitting.persist", reason="fitting.persist has not landed yet")
 
-from app.scheduler import ON_NEW_DATA, Scheduler, is_due, next_cron_run, validate_schedule
+from app.server.scheduler import ON_NEW_DATA, Scheduler, is_due, next_cron_run, validate_schedule
 from store.errors import BadInputError
 from tests.app.builders import build_store
 
@@ -264,7 +264,7 @@ def _wait_for_process(
     sched: Scheduler, job_id: int, timeout: float = 120
 ) -> tuple[int, int | None]:
     """The job's fit process: (pid, start time), which name it even if pids wrap."""
-    from app.childproc import start_time
+    from app.server.childproc import start_time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -276,7 +276,7 @@ def _wait_for_process(
 
 
 def test_a_hung_fit_is_stopped_at_the_timeout_and_the_next_job_runs(store: object) -> None:
-    from app.childproc import wait_gone
+    from app.server.childproc import wait_gone
     from store import jobs
 
     hang = _add(store, name="hang", schedule=ON_NEW_DATA)
@@ -315,7 +315,7 @@ def test_a_fit_process_that_dies_is_recorded(store: object) -> None:
 
 
 def test_stop_interrupts_a_running_fit_and_leaves_no_process(store: object) -> None:
-    from app.childproc import wait_gone
+    from app.server.childproc import wait_gone
     from store import jobs
 
     hang = _add(store, name="hang", schedule=ON_NEW_DATA)

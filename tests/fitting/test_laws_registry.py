@@ -265,7 +265,7 @@ def test_each_analysis_runs_exactly_on_the_laws_that_declare_it(
 
 LAW_NAMED = re.compile(r"[\"'](" + "|".join(map(re.escape, LAW_NAMES)) + r")[\"']")
 # The demo fits one particular law with that law's options: a choice, not a capability.
-MAY_NAME_A_LAW = {"app/demo.py"}
+MAY_NAME_A_LAW = {"app/server/demo.py"}
 
 
 def test_no_law_is_named_outside_its_own_module() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli import cli as command
 from store import Store, queries
 from store.errors import StoreBusyError
 from store.importers import import_files
@@ -42,7 +42,7 @@ def snapshot(store: Store) -> tuple[dict[str, list[tuple]], list[str]]:
 
 
 def cli(store: Store, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, [*args, "--store", str(store.root)])
+    result = runner.invoke(command, [*args, "--store", str(store.root)])
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -415,7 +415,9 @@ def upload_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[st
     monkeypatch.delenv("SCALINGLAB_SCHEDULER", raising=False)
 
     def drop(name: str, payload: bytes) -> Any:
-        at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=60).run()
+        at = AppTest.from_file(
+            str(REPO / "app" / "dashboard" / "streamlit_app.py"), default_timeout=60
+        ).run()
         at.switch_page("views/upload.py").run()
         at.file_uploader(key="upload-files").set_value((name, payload, "text/csv")).run()
         assert not at.exception, at.exception

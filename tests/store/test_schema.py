@@ -157,4 +157,4 @@ def test_migrated_tables_have_the_schema_column_lists(store: Store) -> None:
         values = columns(con, "point_values")
         assert list(values) == list(schema.POINT_VALUE_COLUMNS)
         assert list(columns(con, "points")) == list(schema.POINT_COLUMNS)
-    assert schema.POINT_FIELDS == tuple(c for c in schema.POINT_COLUMNS if c != "project")
+    assert tuple(c for c in schema.POINT_COLUMNS if c != "project") == schema.POINT_FIELDS

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
-from app.safetext import md
+from app.cli import cli as command
+from app.dashboard.safetext import md
 from store import Store, queries
 
 from .conftest import table_contents
@@ -65,7 +65,7 @@ METRICS = wandb_csv(
 
 
 def cli(store: Store, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, [*args, "--store", str(store.root)])
+    result = runner.invoke(command, [*args, "--store", str(store.root)])
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -233,7 +233,9 @@ def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("SCALINGLAB_SCHEDULER", raising=False)
 
     def drop(name: str, text: str) -> Any:
-        at = AppTest.from_file(str(REPO / "app" / "streamlit_app.py"), default_timeout=60).run()
+        at = AppTest.from_file(
+            str(REPO / "app" / "dashboard" / "streamlit_app.py"), default_timeout=60
+        ).run()
         at.switch_page("views/upload.py").run()
         at.file_uploader(key="upload-files").set_value((name, text.encode(), "text/csv")).run()
         assert not at.exception, at.exception

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli import cli as command
 from store import Store
 
 runner = CliRunner()
@@ -21,7 +21,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def cli(store: Store, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, [*args, "--store", str(store.root)])
+    result = runner.invoke(command, [*args, "--store", str(store.root)])
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import data, figures, pageerrors
-from app.safetext import md
+from app.dashboard import data, figures, pageerrors
+from app.dashboard.safetext import md
 
 X_CHOICES = {"step": "step", "tokens": "tokens (D)", "flops": "FLOPs (C)"}
 REFRESH_S = 3.0

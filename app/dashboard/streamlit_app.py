@@ -1,6 +1,6 @@
-"""The scalinglab dashboard: `streamlit run app/streamlit_app.py` (or `scalinglab serve`).
+"""The scalinglab dashboard: `streamlit run app/dashboard/streamlit_app.py` (or `scalinglab serve`).
 
-The store comes from `$SCALINGLAB_STORE`; each page is a script under `app/views/`
+The store comes from `$SCALINGLAB_STORE`; each page is a script under `app/dashboard/views/`
 (not `pages/`: Streamlit would list that folder itself before `st.navigation` runs).
 """
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
-# `streamlit run` puts app/ on sys.path, not the project root the packages live in.
-_ROOT = str(Path(__file__).resolve().parent.parent)
+# `streamlit run` puts app/dashboard/ on sys.path, not the project root the packages live in.
+_ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from app import data, pageerrors, safetext  # noqa: E402
+from app.dashboard import data, pageerrors, safetext  # noqa: E402
 
 PAGES = [
     st.Page("views/runs.py", title="Runs", icon=":material/show_chart:", default=True),

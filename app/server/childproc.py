@@ -6,7 +6,7 @@ Each child is started in a process group of its own, so a Ctrl-C in the terminal
 KeyboardInterrupt traceback of its own). On Linux each child also asks the kernel for a
 signal when its parent dies (`prctl(PR_SET_PDEATHSIG)`), so a `kill -9` of `serve`
 leaves no dashboard or fit holding the port or the store. The setting survives `exec`,
-hence the launcher: `python -m app.childproc SIGNAL PARENT_PID -- COMMAND...`.
+hence the launcher: `python -m app.server.childproc SIGNAL PARENT_PID -- COMMAND...`.
 
 This module imports nothing heavy: it runs before every child.
 """
@@ -50,7 +50,7 @@ def guarded(command: Sequence[str], death_signal: int = signal.SIGTERM) -> list[
     return [
         sys.executable,
         "-m",
-        "app.childproc",
+        "app.server.childproc",
         str(int(death_signal)),
         str(os.getpid()),
         "--",
@@ -142,7 +142,7 @@ def alive(pid: int, started: int | None = None) -> bool:
 def _main(argv: list[str]) -> None:
     """The launcher: arm the death signal, then become the command."""
     if len(argv) < 4 or argv[2] != "--":
-        sys.exit("usage: python -m app.childproc SIGNAL PARENT_PID -- COMMAND...")
+        sys.exit("usage: python -m app.server.childproc SIGNAL PARENT_PID -- COMMAND...")
     die_with_parent(int(argv[0]), int(argv[1]))
     command = argv[3:]
     os.execvp(command[0], command)

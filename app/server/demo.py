@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from app import childproc
+from app.server import childproc
 
 DEMO_PROJECT = "demo"
 DEMO_JOB_NAME = "demo: power law in N, every minute"
@@ -74,7 +74,7 @@ def trainers_available() -> bool:
 def sweep_file() -> Path | None:
     """The demo sweep's TOML, from the source tree or the installed trainers package."""
     spec = importlib.util.find_spec("trainers")
-    roots = [Path(__file__).resolve().parent.parent, Path.cwd()]
+    roots = [Path(__file__).resolve().parents[2], Path.cwd()]
     if spec is not None and spec.submodule_search_locations:
         roots += [Path(p).parent for p in spec.submodule_search_locations]
     for root in roots:
@@ -119,7 +119,7 @@ def start_sweep(store: Any) -> tuple[subprocess.Popen[bytes] | None, str]:
             death_signal=signal.SIGINT,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
         )
     return proc, f"demo sweep started (pid {proc.pid}); its log: {root / 'demo-sweep.log'}"
 

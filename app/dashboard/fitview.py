@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app import figures
+from app.dashboard import figures
 from fitting.result import beyond_text
 
 if TYPE_CHECKING:

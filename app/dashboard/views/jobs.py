@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import data, figures, fitview, pageerrors
-from app.safetext import md
+from app.dashboard import data, figures, fitview, pageerrors
+from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 from store.jobs import SUMMARY_COLUMNS
 

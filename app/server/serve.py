@@ -6,7 +6,7 @@ on the UI's script threads. Both talk to the same store through short-lived conn
 
 Before it says anything `serve` checks that the port is free (`PortInUseError`, exit 2):
 an answer on the health endpoint could otherwise come from another server. Its children
-(`app.childproc`) live in process groups of their own and die with it, even on
+(`app.server.childproc`) live in process groups of their own and die with it, even on
 `kill -9`; SIGINT, SIGTERM and SIGHUP stop everything in order, without a traceback.
 """
 
@@ -27,13 +27,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from app import childproc, staging
-from app.scheduler import DEFAULT_JOB_TIMEOUT_S, Scheduler
+from app.dashboard import staging
+from app.server import childproc
+from app.server.scheduler import DEFAULT_JOB_TIMEOUT_S, Scheduler
 from store.errors import ScalinglabError
 
-APP_DIR = Path(__file__).resolve().parent
+APP_DIR = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = APP_DIR.parent
-ENTRY = APP_DIR / "streamlit_app.py"
+ENTRY = APP_DIR / "dashboard" / "streamlit_app.py"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -213,7 +214,7 @@ def serve(
     exit code: 0 when stopped, else the dashboard's. PortInUseError before anything
     starts when the port is taken.
 
-    `children` are extra processes (the demo sweep, started by `app.childproc.start`)
+    `children` are extra processes (the demo sweep, started by `app.server.childproc.start`)
     to stop on the way out: SIGINT first, so a trainer closes its run.
     """
     address = bound_address(address)

@@ -114,7 +114,7 @@ def _job_main(
     """A fit process: its own process group (a terminal's Ctrl-C is not for it, and a
     kill of the group takes the fit's own bootstrap workers too), ending with the
     scheduler's process or with its parent, the forkserver."""
-    from app.childproc import die_with_parent, start_time
+    from app.server.childproc import die_with_parent, start_time
 
     forkserver = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -150,7 +150,7 @@ def _job_main(
 
 def _end_with(pid: int, started: int | None, end: Callable[[], None], every_s: float = 0.5) -> None:
     """Call `end` once process `pid` (started at `started`) is gone."""
-    from app.childproc import alive
+    from app.server.childproc import alive
 
     while alive(pid, started):
         time.sleep(every_s)
@@ -453,7 +453,13 @@ class Scheduler:
 
 # What every fit imports, loaded once in the forkserver: a job's process then starts in
 # milliseconds instead of importing pandas, DuckDB and SciPy again.
-_PRELOAD = ["app.childproc", "app.scheduler", "fitting", "fitting.jobs", "fitting.persist"]
+_PRELOAD = [
+    "app.server.childproc",
+    "app.server.scheduler",
+    "fitting",
+    "fitting.jobs",
+    "fitting.persist",
+]
 
 
 def _fit_context() -> Any:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import data, figures, predictions
-from app.safetext import md
+from app.dashboard import data, figures, predictions
+from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 
 

@@ -1,7 +1,7 @@
 """Upload: drop CSV files, see the detected format and a preview, map unknown columns,
 and import only when the user confirms. Nothing is written before that.
 
-Each file waits in a private folder of the store (`app.staging`) and is imported only if
+Each file waits in a private folder of the store (`app.dashboard.staging`) and is imported only if
 it still holds the bytes reviewed; every text from a file (its name, cells quoted in an
 error, warnings) is shown through `safetext.md`, never as Markdown.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import streamlit as st
 
-from app import data, staging
-from app.safetext import md
+from app.dashboard import data, staging
+from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 from store.importers import FORMATS as IMPORT_FORMATS
 from store.importers.aliases import ALIASES
