@@ -48,9 +48,11 @@ sys.path.insert(0, str(ROOT))
 
 import fitting  # noqa: E402
 from fitting.analyses import compute_optimal  # noqa: E402
-from fitting.engine import _assemble, get_law, make_problem, start_grid  # noqa: E402
+from fitting.engine import _assemble, get_law, make_problem  # noqa: E402
 from fitting.optimize import multistart  # noqa: E402
+from fitting.starts import start_grid  # noqa: E402
 from fitting.uncertainty import estimate  # noqa: E402
+from tests.published import LUO_TEST, LUO_TRAIN  # noqa: E402
 
 METHODS = ("bootstrap", "sandwich", "profile", "curvature")
 FLOPS = 5.76e23
@@ -64,15 +66,6 @@ CASES: dict[str, dict[str, Any]] = {
     "chinchilla_2pct": {"law": "chinchilla", "sizes": 5, "noise": 0.02},
     "chinchilla_9": {"law": "chinchilla", "sizes": 3, "noise": 0.005},
 }
-LUO_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
-LUO_TEST = (
-    "constant_72000",
-    "cosine_72000",
-    "wsd_20000_24000",
-    "wsdld_20000_24000",
-    "wsdcon_3",
-    "wsdcon_18",
-)
 
 
 def synthetic(case: dict[str, Any], rng: np.random.Generator) -> tuple[dict, pd.DataFrame]:

@@ -41,26 +41,12 @@ from fitting.laws.curve_support import RunLR, exact_loss_drop, loss_drop_terms  
 from fitting.laws.lr_annealing import LrAnnealing  # noqa: E402
 from fitting.laws.multi_power import MultiPower  # noqa: E402
 from fitting.schedules import ScheduleSpec  # noqa: E402
+from tests.published import LUO_PUBLISHED_25M  # noqa: E402
+from tests.published import LUO_TEST as TEST  # noqa: E402
+from tests.published import LUO_TRAIN as TRAIN  # noqa: E402
 
 LUO = ROOT / "examples" / "luo2025_25m"
-TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
-TEST = (
-    "constant_72000",
-    "cosine_72000",
-    "wsd_20000_24000",
-    "wsdld_20000_24000",
-    "wsdcon_3",
-    "wsdcon_18",
-)
-PUBLISHED_25M = [
-    3.04045406,
-    0.52468604,
-    0.50786857,
-    363.78751622,
-    2.06560812,
-    0.58279013,
-    0.64142257,
-]
+PUBLISHED_25M = list(LUO_PUBLISHED_25M.values())
 
 
 def timed(fn: Callable[[], object], reps: int) -> tuple[float, object]:

@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
-TEST = (
-    "constant_72000",
-    "cosine_72000",
-    "wsd_20000_24000",
-    "wsdld_20000_24000",
-    "wsdcon_3",
-    "wsdcon_18",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
+
+from tests.published import LUO_TEST as TEST
+from tests.published import LUO_TRAIN as TRAIN
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multipowerlaw_luo2025"
 
 

@@ -25,6 +25,8 @@ import pandas as pd
 from fitting.errors import FitError
 from fitting.laws.base import Law
 from fitting.objective import Problem
+from fitting.optimize import multistart
+from fitting.starts import start_grid
 
 # A free parameter this close to a bound, relative to the bound's size (in optimiser space,
 # where both optimisers stop exactly on the bound they push against), is "at the bound".
@@ -52,13 +54,10 @@ def holdout_mask(problem: Problem, factor: float) -> np.ndarray:
     return scale >= np.nanmax(scale) / factor
 
 
-def extrapolation_test(
+def holdout_refit(
     problem: Problem, *, holdout_factor: float = 1.5, n_polish: int = 2
 ) -> dict[str, Any]:
     """Refit without the largest-scale rows and score the prediction on them."""
-    from fitting.engine import start_grid
-    from fitting.optimize import multistart
-
     held = holdout_mask(problem, holdout_factor)
     n_train = int((~held).sum())
     if n_train < problem.n_free + 1:

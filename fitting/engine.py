@@ -38,10 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fitting.checks import holdout_refit, refuse_flat_design
 from fitting.errors import FitError
 from fitting.laws.base import Law, Prepared
 from fitting.objective import Problem, build_problem
 from fitting.result import ENGINE_KEYS, FitResult
+from fitting.starts import start_grid
 
 DEFAULTS: dict[str, Any] = {
     "loss": "huber",
@@ -96,7 +98,6 @@ def make_problem(
     """Validate the data and options and bind them into an optimisation problem; FitError
     when the data cannot be fitted at all (too few points, absurd losses, one size)."""
     from fitting import constraints
-    from fitting.checks import refuse_flat_design
 
     data = as_frame(data)
     if data.empty:
@@ -137,7 +138,6 @@ def as_frame(data: Any) -> pd.DataFrame:
 
 def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
     """Fit ``law`` to ``data`` (canonical columns); see the module docstring for options."""
-    from fitting.checks import extrapolation_test
     from fitting.optimize import multistart
     from fitting.uncertainty import estimate
 
@@ -171,46 +171,11 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
     _add_doubts(result, problem, best.z, unc.stderr, data, law_opts)
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)
-        result.checks["extrapolation"] = extrapolation_test(
+        result.checks["extrapolation"] = holdout_refit(
             problem, holdout_factor=factor, n_polish=int(engine["n_polish"])
         )
     result.duration_s = time.perf_counter() - t0
     return result
-
-
-def start_grid(problem: Problem, extra: Any = None) -> np.ndarray:
-    """The law's grid plus its guess plus any user starts, fixed values filled in."""
-    law, prep = problem.law, problem.prep
-    guess = np.asarray(law.guess(prep), dtype=float)[None, :]
-    if isinstance(extra, str) and extra == "guess":
-        rows = [guess]
-    else:
-        rows = [guess, np.asarray(law.starts(prep), dtype=float)]
-        if extra is not None:
-            rows.append(_user_starts(problem, extra))
-    starts = np.vstack(rows)
-    fixed = np.setdiff1d(np.arange(len(problem.params)), problem.free)
-    starts[:, fixed] = problem.theta_fixed[fixed]
-    return starts
-
-
-def _user_starts(problem: Problem, extra: Any) -> np.ndarray:
-    names = problem.names
-    if isinstance(extra, dict):
-        extra = [extra]
-    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
-        base = problem.law.guess(problem.prep)
-        out = np.repeat(np.asarray(base, dtype=float)[None, :], len(extra), axis=0)
-        for i, row in enumerate(extra):
-            for key, value in row.items():
-                if key not in names:
-                    raise FitError(f"start names unknown parameter {key!r}")
-                out[i, names.index(key)] = float(value)
-        return out
-    arr = np.atleast_2d(np.asarray(extra, dtype=float))
-    if arr.shape[1] != len(names):
-        raise FitError(f"starts must have {len(names)} columns ({', '.join(names)})")
-    return arr
 
 
 def data_hash(prep: Prepared) -> str:

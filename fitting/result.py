@@ -227,6 +227,9 @@ class FitResult:
             grad[:, names.index(source)] += grad[:, names.index(dependent)]
         grad = grad[:, idx]
         grad = grad * np.array([theta[i] if names[i] in self.log_scale else 1.0 for i in idx])
+        if self.covariance is None or np.size(self.covariance) != len(idx) ** 2:
+            # A fit saved before covariances were kept, or with every parameter fixed.
+            raise FitError("this fit carries no covariance of its free parameters, so no band")
         cov = np.asarray(self.covariance, dtype=float).reshape(len(idx), len(idx))
         weak = ~np.isfinite(np.diag(cov))
         var = np.einsum("mf,fg,mg->m", grad, np.where(np.isfinite(cov), cov, 0.0), grad)

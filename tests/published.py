@@ -27,3 +27,24 @@ GORDON_NMT = DATA / "gordon2021_nmt.tsv"
 # Li, Kudugunta, Zettlemoyer 2025: one sweep of the 17M model, checkpoints included; 15 of
 # its rows repeat a run's point with another loss (replicates).
 LI_17M = DATA / "li2025_misfitting_17m_sweep.csv"
+
+# Luo et al. 2025's protocol: fit on these three schedules, score on the other six.
+LUO_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
+LUO_TEST = (
+    "constant_72000",
+    "cosine_72000",
+    "wsd_20000_24000",
+    "wsdld_20000_24000",
+    "wsdcon_3",
+    "wsdcon_18",
+)
+# Their published multi-power parameters for the 25M model, fitted on LUO_TRAIN.
+LUO_PUBLISHED_25M = {
+    "L0": 3.04045406,
+    "A": 0.52468604,
+    "alpha": 0.50786857,
+    "B": 363.78751622,
+    "C": 2.06560812,
+    "beta": 0.58279013,
+    "gamma": 0.64142257,
+}

@@ -171,9 +171,9 @@ def sweep_cmd(
 
         try:
             configs = sweep.load(spec, project=project, store=str(resolve_root(store)))
-        except (ValueError, FileNotFoundError, KeyError) as err:
+        except (ValueError, FileNotFoundError, KeyError) as err:  # TOMLDecodeError is a ValueError
             fail(str(err))
-        except Exception as err:  # tomllib.TOMLDecodeError and friends
+        except TypeError as err:  # a TOML value of the wrong kind for its key
             fail(f"{spec}: {err}")
         if dry_run:
             for c in configs:

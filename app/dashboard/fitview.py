@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from app.dashboard import figures
 from fitting.result import beyond_text
+from store.errors import ScalinglabError
 
 if TYPE_CHECKING:
     from fitting.laws import Law
@@ -92,7 +93,7 @@ def bands(result: Any, grid: pd.DataFrame, level: float = 0.95) -> dict[str, Any
         try:
             lo, hi = result.predict_band(grid, level=level, kind=kind)
             out[kind] = (np.asarray(lo, dtype=float), np.asarray(hi, dtype=float))
-        except Exception:  # an older fit without what the band needs still draws
+        except ScalinglabError:  # an older fit without what the band needs still draws
             pass
     return out
 
@@ -261,7 +262,7 @@ def history_frame(fits: pd.DataFrame, at: pd.DataFrame | None = None) -> pd.Data
                 lo, hi = both["prediction"]
                 row["prediction band lo"], row["prediction band hi"] = float(lo[0]), float(hi[0])
                 row["prediction flags"] = beyond_text(result.beyond_data(at))
-            except Exception:  # an older fit may lack what the band needs
+            except ScalinglabError:  # an older fit may lack what the band needs
                 pass
         rows.append(row)
     return pd.DataFrame(rows)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from store.errors import ScalinglabError
+
 
 def as_dict(value: Any) -> dict[str, Any]:
     """An analysis result (dataclass, mapping, or object) as a flat dict."""
@@ -58,7 +60,7 @@ def loss_at(result: Any, point: dict[str, float], level: float = 0.95) -> dict[s
         try:
             lo, hi = result.predict_band(frame, level=level, kind=kind)
             out[lo_key], out[hi_key] = float(np.asarray(lo)[0]), float(np.asarray(hi)[0])
-        except Exception:  # an older fit without what the band needs: the estimate alone
+        except ScalinglabError:  # an older fit without what the band needs: the estimate alone
             pass
     out["beyond"] = beyond_text(result.beyond_data(frame)) if hasattr(result, "beyond_data") else ""
     return out

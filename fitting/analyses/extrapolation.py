@@ -19,6 +19,6 @@ def extrapolation_test(
 
     law = get_law(law)
     problem, engine, _ = make_problem(law, data, options)
-    return checks.extrapolation_test(
+    return checks.holdout_refit(
         problem, holdout_factor=holdout_factor, n_polish=int(engine["n_polish"])
     )

@@ -30,25 +30,10 @@ from fitting.analyses.schedule_curve import schedule_curve
 from fitting.laws.multi_power import MultiPower
 from fitting.schedules import ScheduleSpec
 from tests.published import LUO_25M
+from tests.published import LUO_PUBLISHED_25M as PUBLISHED_25M
+from tests.published import LUO_TEST as TEST
+from tests.published import LUO_TRAIN as TRAIN
 
-TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
-TEST = (
-    "constant_72000",
-    "cosine_72000",
-    "wsd_20000_24000",
-    "wsdld_20000_24000",
-    "wsdcon_3",
-    "wsdcon_18",
-)
-PUBLISHED_25M = {
-    "L0": 3.04045406,
-    "A": 0.52468604,
-    "alpha": 0.50786857,
-    "B": 363.78751622,
-    "C": 2.06560812,
-    "beta": 0.58279013,
-    "gamma": 0.64142257,
-}
 PUBLISHED_METRICS = {
     "R2": 0.9988,
     "MAE": 0.00376,

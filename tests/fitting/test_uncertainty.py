@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 import fitting
-from fitting.engine import get_law, make_problem, start_grid
+from fitting.engine import get_law, make_problem
 from fitting.optimize import multistart
+from fitting.starts import start_grid
 from fitting.uncertainty import estimate
 from tests.fitting.test_chinchilla_data import BESIROGLU
 
