@@ -2,7 +2,7 @@
 
 A job (a row of the store's `jobs` table) names a project, a law, a selection and fit
 options. Running it loads the selection, fits, saves the result with the job's id and
-records status, duration and error on the job. The scheduler in `app.scheduler` decides
+records status, duration and error on the job. The scheduler in `app.server.scheduler` decides
 *when*; this module only knows *how*.
 
 Selection (JSON object, every key optional):
