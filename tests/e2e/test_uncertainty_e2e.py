@@ -33,9 +33,11 @@ def test_fit_and_predict_pages_name_the_method_the_bands_and_the_flags(
     wait_idle(pg)
     pg.get_by_role("button", name="Fit", exact=True).click()
     pg.get_by_text(re.compile(r"Standard errors and intervals: bootstrap")).wait_for(timeout=60_000)
-    pg.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
-    wait_idle(pg)
-    legend = pg.locator('[data-testid="stPlotlyChart"] .legend').first.inner_text()
+    wait_idle(pg, 60_000)
+    # Plotly draws its legend in SVG: one <text class="legendtext"> per entry.
+    entries = pg.locator('[data-testid="stPlotlyChart"]').first.locator(".legend .legendtext")
+    entries.first.wait_for()
+    legend = entries.all_text_contents()
     assert "95% confidence band (the law)" in legend, legend
     assert "95% prediction band (a new run)" in legend, legend
     assert "prediction band is where a new observation should fall" in pg.inner_text("body")
