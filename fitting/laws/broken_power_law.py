@@ -15,12 +15,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fitting.errors import FitError
-from fitting.laws.base import Law, Parameter, Prepared, group_ids, loss_column, positive_column
-from fitting.laws.power_law import X_COLUMNS
+from fitting.laws.base import Parameter, Prepared
+from fitting.laws.one_input import OneInputLaw
 
 
-class BrokenPowerLaw(Law):
+class BrokenPowerLaw(OneInputLaw):
     """A power law whose exponent changes smoothly once, at x = d1."""
 
     name: ClassVar[str] = "broken_power_law"
@@ -30,26 +29,8 @@ class BrokenPowerLaw(Law):
         "variable x: slope -c0 below the break d1, -(c0 + c1) above it, sharpness f1; a "
         "estimates the irreducible loss."
     )
-    inputs: ClassVar[tuple[str, ...]] = ("params",)  # or tokens, flops, step (option x)
     irreducible: ClassVar[str | None] = "a"
-    x_columns: ClassVar[tuple[str, ...]] = X_COLUMNS
     analyses: ClassVar[frozenset[str]] = frozenset({"kl_decomposition"})
-
-    def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
-        out = dict(options)
-        x = out.get("x")
-        if x is None:
-            present = [c for c in X_COLUMNS if c in data.columns and data[c].notna().any()]
-            if not present:
-                raise FitError(
-                    f"law {self.name!r} needs one of the columns {', '.join(X_COLUMNS)}; "
-                    f"the data has {', '.join(map(str, data.columns))}"
-                )
-            x = present[0]
-        if x not in X_COLUMNS:
-            raise FitError(f"{self.name}: x must be one of {', '.join(X_COLUMNS)}, not {x!r}")
-        out["x"] = x
-        return out
 
     def parameters(self, data: pd.DataFrame | None = None, **options: Any) -> list[Parameter]:
         return [
@@ -60,14 +41,6 @@ class BrokenPowerLaw(Law):
             Parameter("d1", 1e-30, 1e30, log=True, doc="where the break is"),
             Parameter("f1", 1e-3, 10.0, log=True, doc="sharpness of the break (smaller: sharper)"),
         ]
-
-    def prepare(self, data: pd.DataFrame, *, for_fit: bool = True, **options: Any) -> Prepared:
-        x_col = self.resolve(data, **options)["x"]
-        if x_col not in data.columns:
-            raise FitError(f"{self.name}: the data has no column {x_col!r}", column=x_col)
-        x = positive_column(data, x_col, self.name)
-        y, mask = loss_column(data, self.name, for_fit)
-        return Prepared(y, mask, group_ids(data), scale=x, extra={"logx": np.log(x)})
 
     def _terms(self, theta: np.ndarray, prep: Prepared) -> tuple[np.ndarray, ...]:
         a, b, c0, c1, d1, f1 = (np.atleast_2d(theta)[:, j, None] for j in range(6))

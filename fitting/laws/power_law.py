@@ -8,13 +8,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fitting.errors import FitError
-from fitting.laws.base import Law, Parameter, Prepared, group_ids, loss_column, positive_column
-
-X_COLUMNS = ("params", "tokens", "flops", "step")
+from fitting.laws.base import Parameter, Prepared
+from fitting.laws.one_input import OneInputLaw
 
 
-class PowerLaw(Law):
+class PowerLaw(OneInputLaw):
     """One size variable x (parameters, tokens, FLOPs or step); L_inf is the data's entropy."""
 
     name: ClassVar[str] = "power_law"
@@ -24,26 +22,8 @@ class PowerLaw(Law):
         "estimates the entropy of the data (irreducible loss), the power term the KL "
         "divergence (reducible loss)."
     )
-    inputs: ClassVar[tuple[str, ...]] = ("params",)  # or tokens, flops, step (option x)
     irreducible: ClassVar[str | None] = "L_inf"
-    x_columns: ClassVar[tuple[str, ...]] = X_COLUMNS
     analyses: ClassVar[frozenset[str]] = frozenset({"kl_decomposition", "size_for_reducible_loss"})
-
-    def resolve(self, data: pd.DataFrame, **options: Any) -> dict[str, Any]:
-        out = dict(options)
-        x = out.get("x")
-        if x is None:
-            present = [c for c in X_COLUMNS if c in data.columns and data[c].notna().any()]
-            if not present:
-                raise FitError(
-                    f"law 'power_law' needs one of the columns {', '.join(X_COLUMNS)}; "
-                    f"the data has {', '.join(map(str, data.columns))}"
-                )
-            x = present[0]
-        if x not in X_COLUMNS:
-            raise FitError(f"power_law: x must be one of {', '.join(X_COLUMNS)}, not {x!r}")
-        out["x"] = x
-        return out
 
     def parameters(self, data: pd.DataFrame | None = None, **options: Any) -> list[Parameter]:
         return [
@@ -51,14 +31,6 @@ class PowerLaw(Law):
             Parameter("x0", 1e-30, 1e30, log=True, doc="scale where the reducible loss is 1"),
             Parameter("alpha", 1e-4, 5.0, doc="exponent"),
         ]
-
-    def prepare(self, data: pd.DataFrame, *, for_fit: bool = True, **options: Any) -> Prepared:
-        x_col = self.resolve(data, **options)["x"]
-        if x_col not in data.columns:
-            raise FitError(f"power_law: the data has no column {x_col!r}", column=x_col)
-        x = positive_column(data, x_col, self.name)
-        y, mask = loss_column(data, self.name, for_fit)
-        return Prepared(y, mask, group_ids(data), scale=x, extra={"logx": np.log(x)})
 
     def predict(self, theta: np.ndarray, prep: Prepared) -> np.ndarray:
         l_inf, x0, alpha = (np.atleast_2d(theta)[:, j, None] for j in range(3))
