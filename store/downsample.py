@@ -77,7 +77,7 @@ def bucket_sql(source: str, x: str, spacing: str, with_splits: bool) -> str:
     return f"WITH m AS MATERIALIZED ({inner}) SELECT DISTINCT * FROM ({' UNION ALL '.join(unions)})"
 
 
-def curve(
+def downsampled_curve(
     store: Store,
     project: str,
     runs: Sequence[str],

@@ -234,6 +234,8 @@ def curve(
 ) -> pd.DataFrame:
     """A plot-ready curve: at most `max_points` points per (run, split), downsampled in
     DuckDB (see `store.downsample`); columns run, split, step, [x,] loss."""
-    from store.downsample import curve as _curve
+    from store.downsample import downsampled_curve
 
-    return _curve(store, project, runs, x=x, max_points=max_points, splits=splits, spacing=spacing)
+    return downsampled_curve(
+        store, project, runs, x=x, max_points=max_points, splits=splits, spacing=spacing
+    )

@@ -282,11 +282,11 @@ def _train(
     if threads > 0:
         torch.set_num_threads(threads)
     per_rank, micro, n_micro = batch_split(cfg, info.world)
-    run = build(cfg, dev)
-    source, model, optimizer, start = run.source, run.model, run.optimizer, run.start
-    lrs = run.schedule.lr(np.arange(cfg.steps))
+    built = build(cfg, dev)
+    source, model, optimizer, start = built.source, built.model, built.optimizer, built.start
+    lrs = built.schedule.lr(np.arange(cfg.steps))
     tokens_per_step = cfg.batch_size * cfg.seq_len  # target tokens, all ranks
-    flops_per_step = tokens_per_step * flops_per_token(run.model_cfg, run.counts)
+    flops_per_step = tokens_per_step * flops_per_token(built.model_cfg, built.counts)
 
     use_bf16 = dev.type == "cuda"
 
@@ -303,7 +303,7 @@ def _train(
         ids = [dev.index] if dev.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(loss_model, device_ids=ids)
 
-    facts = run_facts(cfg, run.model_cfg, source, run.counts, run.schedule)
+    facts = run_facts(cfg, built.model_cfg, source, built.counts, built.schedule)
     sink = sink if sink is not None else make_sink(cfg, info, facts, source)
     eval_sets = (
         source.eval_sets(cfg.eval_batches, cfg.batch_size, cfg.seq_len) if info.is_main else {}
@@ -315,11 +315,11 @@ def _train(
 
     def save_checkpoint(step: int) -> None:
         nonlocal saved_at
-        if info.is_main and run.ckpt_dir is not None and cfg.checkpoint_every > 0:
+        if info.is_main and built.ckpt_dir is not None and cfg.checkpoint_every > 0:
             # Every point up to this step reaches the inbox before the checkpoint that a
             # resume starts after: a kill between the two can leave no gap.
             flush_sink(sink)
-            checkpoint.save(run.ckpt_dir, model, optimizer, step)
+            checkpoint.save(built.ckpt_dir, model, optimizer, step)
             saved_at = step
 
     prefetch = ThreadPoolExecutor(max_workers=1)
@@ -393,7 +393,7 @@ def _train(
         start_step=start,
         train_loss=last_train,
         eval_loss={k[5:]: v for k, v in last_eval.items()},
-        counts=run.counts,
+        counts=built.counts,
         tokens=float((done_to + 1) * tokens_per_step),
         flops=float((done_to + 1) * flops_per_step),
         wall_s=wall,

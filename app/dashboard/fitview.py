@@ -156,7 +156,7 @@ def held_out_mask(
     return x >= float(test["scale_threshold"])
 
 
-def extrapolation_test(result: Any, data: pd.DataFrame) -> dict[str, Any]:
+def extrapolation_report(result: Any, data: pd.DataFrame) -> dict[str, Any]:
     """Refit without the largest-scale rows (the fit's own options) and score them."""
     from fitting import analyses
 

@@ -16,7 +16,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from app.dashboard import data, pageerrors, safetext  # noqa: E402
+from app.dashboard import pageerrors, safetext, store_access  # noqa: E402
 
 PAGES = [
     st.Page("views/runs.py", title="Runs", icon=":material/show_chart:", default=True),
@@ -28,6 +28,6 @@ PAGES = [
 
 st.set_page_config(page_title="scalinglab", page_icon=":material/trending_down:", layout="wide")
 page = st.navigation(PAGES)
-st.sidebar.caption(f"store: {safetext.code(data.store_root())}")
+st.sidebar.caption(f"store: {safetext.code(store_access.store_root())}")
 # No traceback reaches the browser: a short message and an id the server log carries.
 pageerrors.guard(page.run)

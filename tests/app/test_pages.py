@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.dashboard.data import LIVE_TTL_S
+from app.dashboard.store_access import LIVE_TTL_S
 from tests.app.builders import build_store
 
 ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "streamlit_app.py")
@@ -232,7 +232,7 @@ def test_fit_page_fits_a_curve_law_on_train_curves(store: object) -> None:
 
 
 def test_runs_page_shows_new_data_within_a_second(store: object, tmp_path: Path) -> None:
-    from app.dashboard.data import VERSION_TTL_S
+    from app.dashboard.store_access import VERSION_TTL_S
 
     at = open_page()
     assert len(at.dataframe[0].value) == 5

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import data, figures, fitview
+from app.dashboard import figures, fitview, store_access
 from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 
@@ -53,10 +53,10 @@ def _splits_and_facts(root: str, project: str, data_version: str) -> tuple[list[
 
 def selection_controls(project: str, law: Any) -> dict[str, Any]:
     """The fit's selection in the vocabulary of `scalinglab fit` (fitting.selection)."""
-    runs = data.runs(data.store_root(), project)
+    runs = store_access.runs(store_access.store_root(), project)
     names = list(runs["run"].astype(str))
-    root = data.store_root()
-    splits, _ = _splits_and_facts(root, project, data.version(root, project))
+    root = store_access.store_root()
+    splits, _ = _splits_and_facts(root, project, store_access.version(root, project))
     chosen = st.multiselect("Runs (empty = all runs of the project)", names, key="fit-runs")
     curve_law = law.kind == "curves"
     c1, c2 = st.columns(2)
@@ -116,8 +116,8 @@ def selection_controls(project: str, law: Any) -> dict[str, Any]:
 
 def group_controls(project: str, law: Any) -> dict[str, Any]:
     """One law per group (a run fact), parameters shared across groups, tied parameters."""
-    root = data.store_root()
-    _, facts = _splits_and_facts(root, project, data.version(root, project))
+    root = store_access.store_root()
+    _, facts = _splits_and_facts(root, project, store_access.version(root, project))
     options: dict[str, Any] = {}
     c1, c2, c3 = st.columns(3)
     group_by = c1.selectbox("One fit per", ["(none)", *facts], key="fit-group")
@@ -199,10 +199,10 @@ def run_fit(
     with st.status(f"Fitting {law_name}…", expanded=False) as status:
         try:
             status.write("loading the selection from the store")
-            frame = data.selection_frame(data.store_root(), project, selection)
+            frame = store_access.selection_frame(store_access.store_root(), project, selection)
             status.write(f"fitting {len(frame)} points, {options.get('bootstrap', 0)} resamples")
             result, frame = fit_selection(
-                data.get_store(), project, law_name, selection, options, data=frame
+                store_access.get_store(), project, law_name, selection, options, data=frame
             )
             status.update(label=f"Fitted {law_name} on {len(frame)} points", state="complete")
         except ScalinglabError as err:
@@ -227,7 +227,7 @@ def extrapolation(fit: dict[str, Any]) -> None:
         if not st.button("Run the extrapolation test", key="fit-ext-go"):
             return
         try:
-            test = fitview.extrapolation_test(fit["result"], fit["data"])
+            test = fitview.extrapolation_report(fit["result"], fit["data"])
         except ScalinglabError as err:
             st.error(md(err))
             return
@@ -368,14 +368,14 @@ def show_result(fit: dict[str, Any]) -> None:
     if st.button("Save fit", key="fit-save"):
         from fitting.persist import save_result
 
-        fit_id = save_result(data.get_store(), result, fit["project"], fit["selection"])
-        data.invalidate()
+        fit_id = save_result(store_access.get_store(), result, fit["project"], fit["selection"])
+        store_access.invalidate()
         st.success(f"Saved as fit {fit_id}: use it on the Predict page.")
 
 
 def main() -> None:
     st.title("Fit")
-    project = data.project_picker(key="fit-project")
+    project = store_access.project_picker(key="fit-project")
     if project is None:
         st.info("No data yet: upload CSV files or run `scalinglab demo`.")
         return

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import data, figures, fitview, pageerrors
+from app.dashboard import figures, fitview, pageerrors, store_access
 from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 from store.jobs import SUMMARY_COLUMNS
@@ -33,7 +33,7 @@ def create_form() -> None:
     from fitting.jobs import add_job
     from fitting.laws import DEFAULT_LAW
 
-    projects = data.projects(data.store_root())
+    projects = store_access.projects(store_access.store_root())
     with st.form("job-create", clear_on_submit=False):
         st.markdown("**New job**")
         c1, c2, c3 = st.columns(3)
@@ -59,7 +59,7 @@ def create_form() -> None:
             options["x"] = x
         # add_job checks the law, the option names, the schedule and the selection.
         job_id = add_job(
-            data.get_store(),
+            store_access.get_store(),
             name=name.strip() or f"{law} on {project}",
             project=project or "",
             law=law,
@@ -70,7 +70,7 @@ def create_form() -> None:
     except ScalinglabError as err:
         st.error(md(err))
         return
-    data.invalidate()
+    store_access.invalidate()
     st.success(f"Job {job_id} created.")
 
 
@@ -79,7 +79,7 @@ def run_now(job: dict[str, Any]) -> str:
     `streamlit run` a background thread does, never the UI's script thread."""
     from store import jobs
 
-    store = data.get_store()
+    store = store_access.get_store()
     if job.get("status") == "running":
         return "already running"
     # A paused job is not the scheduler's to run: run it here, as on a bare server.
@@ -106,18 +106,20 @@ def actions(job: dict[str, Any]) -> None:
         st.toast(f"Job {jid}: {run_now(job)}")
     paused = bool(job.get("paused"))
     if c2.button("Resume" if paused else "Pause", key=f"job-pause-{jid}"):
-        jobs.update_job(data.get_store(), jid, paused=not paused)
-        data.invalidate()
+        jobs.update_job(store_access.get_store(), jid, paused=not paused)
+        store_access.invalidate()
         st.rerun()
     if c3.button("Delete", key=f"job-delete-{jid}"):
-        jobs.delete_job(data.get_store(), jid)
-        data.invalidate()
+        jobs.delete_job(store_access.get_store(), jid)
+        store_access.invalidate()
         st.rerun()
 
 
 def history(job: dict[str, Any]) -> None:
     # Keyed by the job's last fit, so a fit that just landed shows at once.
-    fits = data.fits(data.store_root(), job_id=int(job["id"]), version=job.get("last_fit_id"))
+    fits = store_access.fits(
+        store_access.store_root(), job_id=int(job["id"]), version=job.get("last_fit_id")
+    )
     if fits is None or len(fits) == 0:
         st.info("No fits from this job yet.")
         return
@@ -138,8 +140,8 @@ def history(job: dict[str, Any]) -> None:
 
 def _prediction_point(job: dict[str, Any]) -> pd.DataFrame | None:
     """Where to track the job's prediction: 10x the largest run of its project."""
-    runs = data.runs(data.store_root(), job["project"])
-    x = data.json_field(job.get("options")).get("x", "params")
+    runs = store_access.runs(store_access.store_root(), job["project"])
+    x = store_access.json_field(job.get("options")).get("x", "params")
     if runs is None or len(runs) == 0 or x not in ("params", "tokens", "flops"):
         return None
     col = {"params": "params", "tokens": "last_tokens", "flops": "last_flops"}[x]
@@ -148,7 +150,7 @@ def _prediction_point(job: dict[str, Any]) -> pd.DataFrame | None:
 
 
 def job_list() -> None:
-    frame = data.jobs(data.store_root())
+    frame = store_access.jobs(store_access.store_root())
     if frame is None or len(frame) == 0:
         st.info("No jobs yet: create one above, or run `scalinglab demo`.")
         return

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import data, figures, predictions
+from app.dashboard import figures, predictions, store_access
 from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 
 
 def pick_fit() -> tuple[Any, dict[str, Any]] | None:
-    fits = data.fits(data.store_root())
+    fits = store_access.fits(store_access.store_root())
     if fits is None or len(fits) == 0:
         st.info("No saved fits yet: fit a law on the Fit page and save it.")
         return None
@@ -25,18 +25,18 @@ def pick_fit() -> tuple[Any, dict[str, Any]] | None:
     }
     fit_id = st.selectbox("Saved fit", list(labels), format_func=labels.get, key="pred-fit")
     record = next(r for r in records if int(r["id"]) == fit_id)
-    return data.load_result(fit_id), record
+    return store_access.load_result(fit_id), record
 
 
 def observed(record: dict[str, Any], reduce: str | None = None) -> pd.DataFrame:
     """The data the fit was trained on (re-read from the store by its selection)."""
     from fitting.jobs import select_data
 
-    selection = data.json_field(record.get("selection"))
+    selection = store_access.json_field(record.get("selection"))
     if reduce:
         selection["reduce"] = reduce
     try:
-        return select_data(data.get_store(), record["project"], selection)
+        return select_data(store_access.get_store(), record["project"], selection)
     except ScalinglabError:
         return pd.DataFrame()
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import data, figures, pageerrors
+from app.dashboard import figures, pageerrors, store_access
 from app.dashboard.safetext import md
 
 X_CHOICES = {"step": "step", "tokens": "tokens (D)", "flops": "FLOPs (C)"}
@@ -19,7 +19,7 @@ MAX_DEFAULT_RUNS = 20
 
 def _kind(value: Any, key: str) -> str:
     """A short label from a JSON fact (the schedule's kind, the source's name)."""
-    fact = data.json_field(value)
+    fact = store_access.json_field(value)
     return str(fact.get(key) or fact.get("name") or fact.get("kind") or "") if fact else ""
 
 
@@ -77,7 +77,7 @@ def _plot(
 ) -> None:
     # Keep the browser's work bounded: about 24k points in all, M4-downsampled in DuckDB.
     max_points = max(200, min(2000, 24_000 // max(1, 2 * len(chosen))))
-    frame = data.curve(root, project, chosen, x, splits or None, max_points)
+    frame = store_access.cached_curve(root, project, chosen, x, splits or None, max_points)
     if x not in frame.columns and "x" in frame.columns:
         frame = frame.rename(columns={"x": x})
     if frame.empty:
@@ -94,7 +94,7 @@ def _export(project: str, chosen: list[str]) -> None:
     fmt = st.radio("Format", ["csv", "parquet"], horizontal=True, key="export-format")
     if st.button("Prepare full-resolution export", key="export-go"):
         out = Path(tempfile.mkdtemp(prefix="scalinglab-export-")) / f"{project}.{fmt}"
-        queries.export(data.get_store(), out, project=project, runs=chosen or None)
+        queries.export(store_access.get_store(), out, project=project, runs=chosen or None)
         st.session_state["export"] = (out.name, out.read_bytes())
     if "export" in st.session_state:
         name, payload = st.session_state["export"]
@@ -105,7 +105,7 @@ def _export(project: str, chosen: list[str]) -> None:
 def _wait_for_runs(root: str, project: str | None) -> None:
     """Fragment body on an empty store: rerun the page as soon as a run appears (the demo
     sweep's first shard), so a newcomer never has to reload."""
-    if len(data.runs(root, project)):
+    if len(store_access.runs(root, project)):
         st.rerun()
 
 
@@ -126,7 +126,7 @@ def _table(
     root: str, project: str | None, search: str, statuses: list[str], was_live: bool
 ) -> None:
     """The runs' facts; a fragment that refreshes itself while runs are live."""
-    all_runs = data.runs(root, project)
+    all_runs = store_access.runs(root, project)
     shown = _filter(all_runs, search, statuses)
     if project is None:
         st.dataframe(projects_table(shown), hide_index=True, width="stretch")
@@ -139,7 +139,7 @@ def _panel(root: str, project: str, search: str, statuses: list[str]) -> None:
     """View controls, the run choice and the plot: their own fragment, so changing an
     axis or the smoothing redraws the plot alone, not the whole page."""
     view = _view_controls()
-    shown = _filter(data.runs(root, project), search, statuses)
+    shown = _filter(store_access.runs(root, project), search, statuses)
     chosen = _choose(project, list(shown["run"].astype(str)))
     if not chosen:
         st.info("Select runs to plot.")
@@ -175,9 +175,9 @@ def _view_controls() -> dict:
 
 def main() -> None:
     st.title("Runs")
-    root = data.store_root()
-    project = data.project_picker(key="runs-project", allow_all=True)
-    all_runs = data.runs(root, project)
+    root = store_access.store_root()
+    project = store_access.project_picker(key="runs-project", allow_all=True)
+    all_runs = store_access.runs(root, project)
     if all_runs is None or len(all_runs) == 0:
         st.info(
             "The store is empty. Upload CSV files on the Upload page, or run "

@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard import data, staging
+from app.dashboard import staging, store_access
 from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 from store.importers import FORMATS as IMPORT_FORMATS
@@ -37,7 +37,7 @@ def stage(uploaded: Any) -> staging.Staged:
     key = str(getattr(uploaded, "file_id", "") or uploaded.name)
     found = staged.get(key)
     if found is None or not found.path.exists():
-        found = staging.stage(data.store_root(), uploaded.name, uploaded.getvalue())
+        found = staging.stage(store_access.store_root(), uploaded.name, uploaded.getvalue())
         staged[key] = found
     return found
 
@@ -176,7 +176,7 @@ def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> N
     bytes reviewed; a staged copy is removed once imported."""
     from store.importers import import_files
 
-    store = data.get_store()
+    store = store_access.get_store()
     total_runs = total_points = 0
     try:
         for staged, _, _ in reviewed:  # every file as reviewed, before any is imported
@@ -197,7 +197,7 @@ def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> N
         st.error(f"Import failed, nothing from that file was written: {md(err)}")
         return
     finally:
-        data.invalidate()
+        store_access.invalidate()
     st.success(f"Imported into '{md(project)}': {total_runs} run(s), {total_points:,} point(s).")
 
 

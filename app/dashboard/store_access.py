@@ -77,7 +77,7 @@ def _all_runs(root: str) -> pd.DataFrame:
     return queries.list_runs(Store(root))
 
 
-def curve(
+def cached_curve(
     root: str,
     project: str,
     run_names: tuple[str, ...],
