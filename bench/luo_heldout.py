@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from tests.published import LUO_TEST as TEST
 from tests.published import LUO_TRAIN as TRAIN
+from tests.published import luo_metrics
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multipowerlaw_luo2025"
 
@@ -38,23 +38,6 @@ def curves(folder: Path, names: tuple[str, ...]) -> pd.DataFrame:
         part = pd.read_csv(folder / f"{name}.csv").assign(run=name)
         parts.append(part[part["step"] < 24000] if name.endswith("24000") else part)
     return pd.concat(parts, ignore_index=True)
-
-
-def metrics(frame: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
-    rows = []
-    for _, part in frame.assign(pred=pred).groupby("run", sort=False):
-        y, p = part["loss"].to_numpy(), part["pred"].to_numpy()
-        err = y - p
-        rows.append(
-            {
-                "R2": 1 - np.sum(err**2) / np.sum((y - y.mean()) ** 2),
-                "MAE": np.mean(np.abs(err)),
-                "RMSE": np.sqrt(np.mean(err**2)),
-                "PredE": np.mean(np.abs(err) / y),
-                "WorstE": np.max(np.abs(err) / y),
-            }
-        )
-    return {k: float(v) for k, v in pd.DataFrame(rows).mean().items()}
 
 
 def run_one(folder: Path, law: str, exact: bool) -> dict[str, object]:
@@ -77,7 +60,7 @@ def run_one(folder: Path, law: str, exact: bool) -> dict[str, object]:
         "params": result.params,
         "at_bound": (result.checks or {}).get("at_bound") or {},
         "notes": len((result.checks or {}).get("notes") or []),
-        **metrics(test, pred),
+        **luo_metrics(test, pred),
     }
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 DATA = Path(__file__).resolve().parent / "data"
@@ -48,3 +51,22 @@ LUO_PUBLISHED_25M = {
     "beta": 0.58279013,
     "gamma": 0.64142257,
 }
+
+
+def luo_metrics(frame: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
+    """Luo et al.'s metrics per curve (R², MAE, RMSE on raw loss; PredE and WorstE relative),
+    averaged over the curves (`frame`'s runs, in order)."""
+    rows = []
+    for _, part in frame.assign(pred=pred).groupby("run", sort=False):
+        y, p = part["loss"].to_numpy(), part["pred"].to_numpy()
+        err = y - p
+        rows.append(
+            {
+                "R2": 1 - np.sum(err**2) / np.sum((y - y.mean()) ** 2),
+                "MAE": np.mean(np.abs(err)),
+                "RMSE": np.sqrt(np.mean(err**2)),
+                "PredE": np.mean(np.abs(err) / y),
+                "WorstE": np.max(np.abs(err) / y),
+            }
+        )
+    return {k: float(v) for k, v in pd.DataFrame(rows).mean().items()}

@@ -29,7 +29,7 @@ from fitting import FitResult, fit
 from fitting.analyses.schedule_curve import schedule_curve
 from fitting.laws.multi_power import MultiPower
 from fitting.schedules import ScheduleSpec
-from tests.published import LUO_25M
+from tests.published import LUO_25M, luo_metrics
 from tests.published import LUO_PUBLISHED_25M as PUBLISHED_25M
 from tests.published import LUO_TEST as TEST
 from tests.published import LUO_TRAIN as TRAIN
@@ -56,31 +56,13 @@ def luo_schedules(names: tuple[str, ...]) -> dict[str, str]:
     return {name: str(ScheduleSpec.luo2025(name)) for name in names}
 
 
-def curve_metrics(frame: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
-    """Luo et al.'s metrics per curve, averaged over the curves."""
-    rows = []
-    for _, part in frame.assign(pred=pred).groupby("run", sort=False):
-        y, p = part["loss"].to_numpy(), part["pred"].to_numpy()
-        err = y - p
-        rows.append(
-            {
-                "R2": 1 - np.sum(err**2) / np.sum((y - y.mean()) ** 2),
-                "MAE": np.mean(np.abs(err)),
-                "RMSE": np.sqrt(np.mean(err**2)),
-                "PredE": np.mean(np.abs(err) / y),
-                "WorstE": np.max(np.abs(err) / y),
-            }
-        )
-    return pd.DataFrame(rows).mean().to_dict()
-
-
 def test_published_parameters_reproduce_the_published_test_metrics() -> None:
     frame = luo_frame(TEST)
     law = MultiPower()
     prep = law.prepare(frame, schedules=luo_schedules(TEST))
     assert prep.extra["notes"] == []  # the LR is exact, not interpolated
     pred = law.predict(np.array([list(PUBLISHED_25M.values())]), prep)[0]
-    got = curve_metrics(frame, pred)
+    got = luo_metrics(frame, pred)
     assert got["R2"] == pytest.approx(PUBLISHED_METRICS["R2"], abs=1e-4)
     for key in ("MAE", "RMSE", "PredE", "WorstE"):
         assert got[key] == pytest.approx(PUBLISHED_METRICS[key], rel=0.02), key
@@ -93,7 +75,7 @@ def test_sparse_lr_alone_is_interpolated_and_still_close() -> None:
     law, theta = MultiPower(), np.array([list(PUBLISHED_25M.values())])
     prep = law.prepare(frame)
     assert any("interpolated" in note for note in prep.extra["notes"])
-    got = curve_metrics(frame, law.predict(theta, prep)[0])
+    got = luo_metrics(frame, law.predict(theta, prep)[0])
     assert got["R2"] > 0.998
     assert got["PredE"] == pytest.approx(PUBLISHED_METRICS["PredE"], rel=0.1)
 
@@ -126,7 +108,7 @@ def predict_with_schedule_curve(result: FitResult, frame: pd.DataFrame) -> np.nd
 
 def test_schedule_curve_of_the_published_fit_matches_the_test_curves() -> None:
     frame = luo_frame(TEST)
-    got = curve_metrics(frame, predict_with_schedule_curve(published_result(), frame))
+    got = luo_metrics(frame, predict_with_schedule_curve(published_result(), frame))
     assert got["R2"] == pytest.approx(PUBLISHED_METRICS["R2"], abs=1e-4)
     assert got["PredE"] == pytest.approx(PUBLISHED_METRICS["PredE"], rel=0.02)
 
@@ -141,7 +123,7 @@ def test_fit_on_three_curves_predicts_the_other_six() -> None:
     frame = luo_frame(TRAIN)
     result = fit("multi_power", frame, schedules=luo_schedules(TRAIN))
     test = luo_frame(TEST)
-    got = curve_metrics(test, predict_with_schedule_curve(result, test))
+    got = luo_metrics(test, predict_with_schedule_curve(result, test))
     assert got["R2"] > 0.995
     assert got["PredE"] < 0.002
 
@@ -153,7 +135,7 @@ def test_lr_annealing_on_the_same_curves_predicts_the_test_curves() -> None:
     frame = luo_frame(TRAIN)
     result = fit("lr_annealing", frame, schedules=luo_schedules(TRAIN))
     test = luo_frame(TEST)
-    got = curve_metrics(
+    got = luo_metrics(
         test, result.predict(test.assign(schedule=test["run"].map(luo_schedules(TEST))))
     )
     assert got["R2"] > 0.995
