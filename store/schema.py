@@ -70,6 +70,8 @@ RUN_FACT_COLUMNS: dict[str, str] = {
     "config": "VARCHAR",
     "source": "VARCHAR",
     "entropy": "DOUBLE",
+    # distinct tokens in the training data (Muennighoff et al.'s U_D), for repeated epochs
+    "unique_tokens": "BIGINT",
     "seed": "BIGINT",
     "code_version": "VARCHAR",
     "status": "VARCHAR",
@@ -270,8 +272,29 @@ _V4 = [
 )""",
 ]
 
+# v5: the unique-token count as a run fact (the data_constrained law's U_D); who made each
+# saved fit, job and upload (the signed-in user, NULL when sign-in is off); and an audit
+# table of who did what. Frozen text.
+_V5 = [
+    "ALTER TABLE runs ADD COLUMN unique_tokens BIGINT",
+    "ALTER TABLE fits ADD COLUMN created_by VARCHAR",
+    "ALTER TABLE jobs ADD COLUMN created_by VARCHAR",
+    "ALTER TABLE uploads ADD COLUMN imported_by VARCHAR",
+    "CREATE SEQUENCE audit_id_seq START 1",
+    """CREATE TABLE audit (
+  id BIGINT PRIMARY KEY DEFAULT nextval('audit_id_seq'),
+  occurred_at TIMESTAMP DEFAULT current_timestamp,
+  actor VARCHAR,
+  role VARCHAR,
+  action VARCHAR NOT NULL,
+  project VARCHAR,
+  target VARCHAR,
+  detail VARCHAR
+)""",
+]
+
 # Append new versions here; never edit one that has shipped.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 CURRENT_VERSION = len(MIGRATIONS)
 
 
