@@ -1,20 +1,234 @@
 """Figures as researchers take them away: publication styling and PNG/SVG downloads.
 
-Interface used by the pages (the compare/share helper fills in the rest):
-- ``chart(fig, *, key, name)``: draw a Plotly figure with publication styling, plus
-  PNG and SVG downloads named after `name`; returns what ``st.plotly_chart`` returns
-  (pass ``on_select`` and other keyword arguments through).
+``chart(fig, *, key, name, **kwargs)`` draws a Plotly figure with publication styling
+(`styled`: white background, 14 px ticks, log axes ticked at decades, the legend below the
+plot) and offers that same styled figure as PNG and SVG files named after `name`; it
+returns what ``st.plotly_chart`` returns (``on_select`` and the rest pass through).
+
+Two routes to the files, because one alone fails somewhere:
+- Server side (the PNG and SVG buttons): kaleido renders the figure in a headless
+  Chromium, only when a button is pressed (Streamlit's deferred download data). It needs
+  the ``figures`` extra and a Chromium the server can start (found on PATH, e.g. Debian's
+  /usr/bin/chromium, or named by ``$BROWSER_PATH``); kaleido never downloads one here.
+- In the browser (the camera in the chart's toolbar): Plotly.js writes a PNG of the chart
+  as drawn (zoom included). It needs nothing on the server, so the slim Docker image,
+  which has no Chromium, still gets a PNG; the page then says why the buttons are missing.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
+
+EXPORT_WIDTH, EXPORT_HEIGHT, PNG_SCALE = 900, 560, 2
+TICK_PX, TITLE_PX, LEGEND_PX = 14, 16, 13
+FONT_FAMILY = "Arial, Helvetica, sans-serif"
+GRID = "#e6e6e6"
+MIME = {"png": "image/png", "svg": "image/svg+xml"}
+NO_EXPORT_NOTE = (
+    "PNG/SVG files are rendered on the server by kaleido, which needs the `figures` extra "
+    "(`pip install 'scalinglab[figures]'`) and a Chromium it can start ({why}). The camera "
+    "in the chart's toolbar saves a PNG from your browser."
+)
+
+
+# --- styling ------------------------------------------------------------------------------
+
+
+def styled(fig: go.Figure) -> go.Figure:
+    """A copy of `fig` in publication style (the original is left as it is)."""
+    out = go.Figure(fig)
+    out.update_layout(
+        template="simple_white",
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font={"family": FONT_FAMILY, "size": TICK_PX, "color": "black"},
+        legend={
+            "orientation": "h",
+            "yanchor": "top",
+            "y": -0.2,
+            "xanchor": "left",
+            "x": 0.0,
+            "font": {"size": LEGEND_PX},
+            "bgcolor": "rgba(255,255,255,0)",
+            "title": {"text": ""},
+        },
+    )
+    # The legend sits under the x title: room for it, and the top free of a title's margin.
+    margin = out.layout.margin
+    out.update_layout(
+        margin={
+            "l": margin.l if margin.l is not None else 70,
+            "r": margin.r if margin.r is not None else 20,
+            "t": margin.t if margin.t is not None else 30,
+            "b": max(margin.b or 0, 110),
+        }
+    )
+    for axis, letter, ref in _axes(out):
+        _style_axis(axis, _axis_values(out, letter, ref))
+    return out
+
+
+def _axes(fig: go.Figure) -> Iterable[tuple[Any, str, str]]:
+    """Each axis of the layout with its letter and the name traces use for it ("x2")."""
+    for name in list(fig.layout):
+        if name.startswith(("xaxis", "yaxis")):
+            yield fig.layout[name], name[0], name[0] + name[5:]
+
+
+def _style_axis(axis: Any, values: np.ndarray) -> None:
+    axis.update(
+        showline=True,
+        linecolor="black",
+        linewidth=1,
+        mirror=True,
+        ticks="outside",
+        showgrid=True,
+        gridcolor=GRID,
+        zeroline=False,
+        tickfont={"size": TICK_PX},
+        title={"font": {"size": TITLE_PX}},
+        automargin=True,
+    )
+    if axis.type == "log":
+        axis.update(**log_ticks(values))
+
+
+def log_ticks(values: np.ndarray) -> dict[str, Any]:
+    """Tick settings of a log axis: labelled decades (10^k) with unlabelled minor ticks
+    ("D1") when the data span two decades or more; within a shorter span (a loss axis)
+    round values at full size, since decades alone would leave one label or none."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not positive.size:
+        return {"exponentformat": "power"}
+    low, high = float(positive.min()), float(positive.max())
+    if math.log10(high / low) >= 2:
+        return {
+            "dtick": 1,
+            "exponentformat": "power",
+            "showexponent": "all",
+            "minor": {"ticks": "outside", "dtick": "D1", "showgrid": False},
+        }
+    ticks = nice_ticks(low, high)
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
+def nice_ticks(low: float, high: float, target: int = 6) -> list[float]:
+    """Round values (steps of 1, 2 or 5 times a power of ten) covering [low, high]."""
+    raw = (high - low) / max(target - 1, 1) or abs(high) or 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(low / step) * step
+    ticks = [first + i * step for i in range(int((high - first) / step) + 2)]
+    return [float(f"{t:.12g}") for t in ticks if t > 0]
+
+
+def _axis_values(fig: go.Figure, letter: str, ref: str) -> np.ndarray:
+    """Every number the traces put on axis `ref` (x or y, by the trace's axis reference)."""
+    chunks = []
+    for trace in fig.data:
+        if (getattr(trace, f"{letter}axis", None) or letter) != ref:
+            continue
+        data = getattr(trace, letter, None)
+        if data is None:
+            continue
+        arr = np.asarray(data, dtype=object).ravel()
+        chunks.append(np.asarray(_numbers(arr), dtype=float))
+    return np.concatenate(chunks) if chunks else np.array([], dtype=float)
+
+
+def _numbers(arr: np.ndarray) -> list[float]:
+    out = []
+    for value in arr:
+        try:
+            out.append(float(value))
+        except (TypeError, ValueError):
+            continue  # categories, dates: not on a log axis
+    return out
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def file_stem(name: str) -> str:
+    """`name` as a safe file name stem (letters, digits, '-', '_', '.')."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return stem[:80] or "figure"
+
+
+@functools.lru_cache(maxsize=1)
+def export_problem() -> str | None:
+    """Why the server cannot render figure files (None when it can)."""
+    try:
+        import kaleido  # noqa: F401
+        from choreographer.browsers.chromium import Chromium
+    except ImportError:
+        return "kaleido is not installed"
+    try:
+        path = Chromium.find_browser(skip_local=False)
+    except (OSError, RuntimeError, ValueError) as err:
+        return f"no Chromium found: {err}"
+    return None if path else "no Chromium on PATH and $BROWSER_PATH unset"
+
+
+def image_bytes(fig: go.Figure, fmt: str) -> bytes:
+    """`fig` rendered as PNG or SVG by kaleido at the export size (PNG at 2x)."""
+    if fmt not in MIME:
+        raise ValueError(f"image format must be png or svg, not {fmt!r}")
+    scale = PNG_SCALE if fmt == "png" else 1
+    return bytes(fig.to_image(format=fmt, width=EXPORT_WIDTH, height=EXPORT_HEIGHT, scale=scale))
+
+
+def _deferred(fig: go.Figure, fmt: str) -> Callable[[], bytes]:
+    """The file, rendered only when its button is pressed (Streamlit calls it then)."""
+    return lambda: image_bytes(fig, fmt)
 
 
 def chart(fig: Any, *, key: str, name: str, **kwargs: Any) -> Any:
-    """Draw `fig`; downloads to follow."""
-    del name
+    """Draw `fig` in publication style with PNG and SVG downloads of that figure."""
+    shown = styled(fig if isinstance(fig, go.Figure) else go.Figure(fig))
+    stem = file_stem(name)
+    config = {
+        "displaylogo": False,
+        "toImageButtonOptions": {
+            "format": "png",
+            "filename": stem,
+            "width": EXPORT_WIDTH,
+            "height": EXPORT_HEIGHT,
+            "scale": PNG_SCALE,
+        },
+        **(kwargs.pop("config", None) or {}),
+    }
     kwargs.setdefault("width", "stretch")
-    return st.plotly_chart(fig, key=key, **kwargs)
+    # No Streamlit theme on top: the chart on the page is the figure in the files.
+    kwargs.setdefault("theme", None)
+    state = st.plotly_chart(shown, key=key, config=config, **kwargs)
+    download_buttons(shown, key=key, stem=stem)
+    return state
+
+
+def download_buttons(fig: go.Figure, *, key: str, stem: str) -> None:
+    """PNG and SVG buttons for an already styled figure, or the note saying why not."""
+    problem = export_problem()
+    if problem is not None:
+        st.caption(NO_EXPORT_NOTE.format(why=problem))
+        return
+    cols = st.columns([1, 1, 8])
+    for col, fmt in zip(cols, ("png", "svg"), strict=False):
+        col.download_button(
+            fmt.upper(),
+            data=_deferred(fig, fmt),
+            file_name=f"{stem}.{fmt}",
+            mime=MIME[fmt],
+            key=f"{key}-{fmt}",
+            on_click="ignore",
+            icon=":material/download:",
+            help=f"{fmt.upper()} of this figure ({EXPORT_WIDTH}x{EXPORT_HEIGHT} px)",
+        )
