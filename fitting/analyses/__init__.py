@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fitting.analyses.allocation import compute_optimal, optimal_encoder_decoder_split
+from fitting.analyses.downstream import loss_for_error
 from fitting.analyses.epochs import loss_of_one_more_epoch, optimal_epochs
 from fitting.analyses.extrapolation import extrapolation_test
 from fitting.analyses.kl import kl_decomposition, size_for_reducible_loss
@@ -13,6 +14,7 @@ __all__ = [
     "compute_optimal",
     "extrapolation_test",
     "kl_decomposition",
+    "loss_for_error",
     "loss_of_one_more_epoch",
     "optimal_encoder_decoder_split",
     "optimal_epochs",

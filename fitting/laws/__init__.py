@@ -12,6 +12,7 @@ from fitting.laws.broken_power_law import BrokenPowerLaw
 from fitting.laws.chinchilla import Chinchilla
 from fitting.laws.data_constrained import DataConstrained
 from fitting.laws.downstream import Downstream
+from fitting.laws.downstream_error import DownstreamError
 from fitting.laws.downstream_score import DownstreamScore
 from fitting.laws.kaplan import Kaplan
 from fitting.laws.lr_annealing import LrAnnealing
@@ -24,6 +25,7 @@ from fitting.laws.power_law import PowerLaw
 _ALL: list[Law] = [PowerLaw(), Chinchilla(), Kaplan(), Nmt(), Multilingual()]
 _ALL += [LrAnnealing(), MultiPower()]  # the loss-curve laws
 _ALL += [DataConstrained(), Overtrained(), Downstream(), DownstreamScore(), BrokenPowerLaw()]
+_ALL += [DownstreamError()]
 
 LAWS: dict[str, Law] = {law.name: law for law in _ALL}
 DEFAULT_LAW = PowerLaw.name  # the law the dashboard's pickers start on

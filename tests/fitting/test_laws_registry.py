@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_registry_has_the_public_laws() -> None:
     public = ("power_law", "chinchilla", "kaplan", "nmt", "multilingual", "data_constrained")
     public += ("overtrained", "downstream", "downstream_score", "broken_power_law")
+    public += ("downstream_error",)
     for name in public:
         assert name in fitting.LAWS
     for name, law in fitting.LAWS.items():
@@ -32,7 +33,7 @@ def test_registry_has_the_public_laws() -> None:
 
 def test_public_parameter_names() -> None:
     laws = ("power_law", "chinchilla", "kaplan", "nmt", "data_constrained", "overtrained")
-    laws += ("downstream", "downstream_score", "broken_power_law")
+    laws += ("downstream", "downstream_score", "broken_power_law", "downstream_error")
     names = {n: [p.name for p in fitting.LAWS[n].parameters(None)] for n in laws}
     assert names == {
         "power_law": ["L_inf", "x0", "alpha"],
@@ -44,6 +45,7 @@ def test_public_parameter_names() -> None:
         "downstream": ["E", "A", "alpha"],
         "downstream_score": ["A", "alpha", "beta"],
         "broken_power_law": ["a", "b", "c0", "c1", "d1", "f1"],
+        "downstream_error": ["eps", "k", "gamma"],
     }
     multi = fitting.LAWS["multilingual"].parameters(None, families=["de", "fr"])
     assert [p.name for p in multi][:6] == [
@@ -194,6 +196,15 @@ def _check_optimal_epochs(law: Law, result: Any, frame: pd.DataFrame) -> None:
         assert (result.predict(at) > out["loss"]).all()
 
 
+def _check_loss_for_error(law: Law, result: Any, frame: pd.DataFrame) -> None:
+    targets = np.array([0.4, 0.5, 0.6])
+    out = analyses.loss_for_error(result, targets)
+    at = pd.DataFrame({"model_loss": out["model_loss"]})
+    np.testing.assert_allclose(result.predict(at), targets, rtol=1e-10)  # the law, inverted
+    assert (np.diff(out["model_loss"]) > 0).all()  # a lower error needs a lower loss
+    assert (out["lo"] <= out["model_loss"]).all() and (out["model_loss"] <= out["hi"]).all()
+
+
 def _check_extrapolation(law: Law, result: Any, frame: pd.DataFrame) -> None:
     out = analyses.extrapolation_test(law, frame)
     assert out["n_heldout"] >= 1 and np.isfinite(out["mean_rel_error"])
@@ -208,6 +219,7 @@ CHECKS: dict[str, Callable[[Law, Any, pd.DataFrame], None]] = {
     "schedule_curve": _check_schedule,
     "loss_of_one_more_epoch": _check_one_more_epoch,
     "optimal_epochs": _check_optimal_epochs,
+    "loss_for_error": _check_loss_for_error,
     "extrapolation_test": _check_extrapolation,
 }
 
