@@ -26,12 +26,18 @@ Options (everything else is passed to the law, e.g. ``x`` for ``power_law``):
 ``accounting``     how N and C are counted (`fitting.accounting`: ``{"flops": "6ND",
                    "params": "non_embedding"}``); applied to the data, stored with the fit
 =================  =========================================================================
+
+Long fits (`fitting.progress`): ``progress(stage, done, total)`` hears the multi-start
+(``"starts"``) and the bootstrap (``"bootstrap"``); setting the ``cancel`` event raises
+`fitting.progress.Cancelled` within one optimiser iteration; ``first_result(result, data)``
+gets the point estimate with sandwich intervals before a bootstrap or profile runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from typing import Any
 
@@ -42,6 +48,7 @@ from fitting.checks import holdout_refit, refuse_flat_design
 from fitting.errors import FitError
 from fitting.laws.base import Law, Prepared
 from fitting.objective import Problem, build_problem
+from fitting.progress import FirstResult, Monitor, Progress, resolve
 from fitting.result import ENGINE_KEYS, FitResult
 from fitting.starts import start_grid
 
@@ -136,12 +143,22 @@ def as_frame(data: Any) -> pd.DataFrame:
     return data
 
 
-def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
-    """Fit ``law`` to ``data`` (canonical columns); see the module docstring for options."""
+def fit(
+    law: str | Law,
+    data: pd.DataFrame,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    first_result: FirstResult | None = None,
+    **options: Any,
+) -> FitResult:
+    """Fit ``law`` to ``data`` (canonical columns); see the module docstring for options
+    and for ``progress``, ``cancel`` and ``first_result``."""
     from fitting.optimize import multistart
-    from fitting.uncertainty import estimate
+    from fitting.uncertainty import choose_method
 
     t0 = time.perf_counter()
+    monitor = resolve(progress, cancel, first_result)
     law = get_law(law)
     data = as_frame(data)
     from fitting.selection import apply_options
@@ -149,32 +166,56 @@ def fit(law: str | Law, data: pd.DataFrame, **options: Any) -> FitResult:
     data, options, picked = apply_options(law, data, options)  # split, where, exclude...
     problem, engine, law_opts = make_problem(law, data, options)
     starts = start_grid(problem, engine.get("starts"))
-    best = multistart(problem, starts, n_polish=int(engine["n_polish"]))
+    best = multistart(problem, starts, n_polish=int(engine["n_polish"]), monitor=monitor)
     if not best.converged or not np.isfinite(problem.theta(best.z)).all():
         raise FitError(f"law {law.name!r}: the fit did not converge to finite parameters")
-    unc = estimate(
-        problem,
-        best.z,
-        level=float(engine["level"]),
-        method=str(engine["intervals"]),
-        n_boot=None if engine["bootstrap"] is None else int(engine["bootstrap"]),
-        seed=int(engine["seed"]),
-        by=engine["resample"],
-        n_jobs=engine.get("n_jobs"),
-    )
-    result = _assemble(problem, best, unc, engine, law_opts)
-    from fitting.constraints import finish
-
-    finish(result, problem)  # tied parameters report their source's uncertainty
-    if picked is not None:
-        result.selection = {**picked.selection.to_dict(), "report": picked.report.to_dict()}
-    _add_doubts(result, problem, best.z, unc.stderr, data, law_opts)
+    n_boot = None if engine["bootstrap"] is None else int(engine["bootstrap"])
+    method = choose_method(problem, str(engine["intervals"]), n_boot)
+    if monitor.first_result is not None and method in ("bootstrap", "profile"):
+        quick = _result(problem, best, engine, law_opts, data, picked, monitor, "sandwich")
+        quick.duration_s = time.perf_counter() - t0
+        monitor.first_result(quick, data)
+    result = _result(problem, best, engine, law_opts, data, picked, monitor, method)
+    monitor.check()
     if engine.get("extrapolation"):
         factor = float(engine.get("holdout_factor") or 1.5)
         result.checks["extrapolation"] = holdout_refit(
             problem, holdout_factor=factor, n_polish=int(engine["n_polish"])
         )
     result.duration_s = time.perf_counter() - t0
+    return result
+
+
+def _result(
+    problem: Problem,
+    best: Any,
+    engine: dict[str, Any],
+    law_opts: dict[str, Any],
+    data: pd.DataFrame,
+    picked: Any,
+    monitor: Monitor,
+    method: str,
+) -> FitResult:
+    """The FitResult of the optimum ``best`` with intervals by ``method``."""
+    from fitting.constraints import finish
+    from fitting.uncertainty import estimate
+
+    unc = estimate(
+        problem,
+        best.z,
+        level=float(engine["level"]),
+        method=method,
+        n_boot=None if engine["bootstrap"] is None else int(engine["bootstrap"]),
+        seed=int(engine["seed"]),
+        by=engine["resample"],
+        n_jobs=engine.get("n_jobs"),
+        monitor=monitor,
+    )
+    result = _assemble(problem, best, unc, engine, law_opts)
+    finish(result, problem)  # tied parameters report their source's uncertainty
+    if picked is not None:
+        result.selection = {**picked.selection.to_dict(), "report": picked.report.to_dict()}
+    _add_doubts(result, problem, best.z, unc.stderr, data, law_opts)
     return result
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fitting.objective import Problem, psi, rho
+from fitting.progress import QUIET, Monitor
 
 
 @dataclass
@@ -62,8 +63,10 @@ def batched_lm(
     *,
     max_iter: int = 300,
     tol: float = 1e-11,
+    monitor: Monitor = QUIET,
 ) -> tuple[NDArray, NDArray, int]:
     """Minimise from every row of z0 at once. w: (Mf,) shared or (K, Mf) per start.
+    ``monitor``'s cancel event is checked before every iteration.
 
     Returns the optima (K, F), their objectives (K,) and the iterations used."""
     z = np.clip(np.array(z0, dtype=float), problem.lo, problem.hi)
@@ -79,6 +82,7 @@ def batched_lm(
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
+        monitor.check()
         wi = wk if wk.shape[0] == 1 else wk[idx]
         step = _lm_step(z[idx], g[idx], h[idx], lam[idx], problem, eye)
         trial = np.clip(z[idx] + step, problem.lo, problem.hi)
@@ -184,18 +188,25 @@ def successive_halving(
     keep: float = 0.25,
     floor: int = 48,
     max_iter: int = 300,
+    monitor: Monitor = QUIET,
 ) -> tuple[NDArray, NDArray, int]:
     """A few LM iterations on every start, then keep the best quarter and go on, so the
-    big grid costs a few batched passes; the survivors run to convergence."""
-    z, iters = z0, 0
+    big grid costs a few batched passes; the survivors run to convergence.
+
+    Reports ``("starts", done, total)`` at the start, after each stage (the starts left
+    behind are done) and at the end."""
+    z, iters, total = z0, 0, len(z0)
+    monitor.report("starts", 0, total)
     for n_iter in stages:
         if len(z) <= floor:
             break
-        z, obj, used = batched_lm(problem, z, w, max_iter=n_iter)
+        z, obj, used = batched_lm(problem, z, w, max_iter=n_iter, monitor=monitor)
         iters += used
         order = np.argsort(np.where(np.isfinite(obj), obj, np.inf))
         z = z[order[: max(floor, int(np.ceil(keep * len(z))))]]
-    z, obj, used = batched_lm(problem, z, w, max_iter=max_iter)
+        monitor.report("starts", total - len(z), total)
+    z, obj, used = batched_lm(problem, z, w, max_iter=max_iter, monitor=monitor)
+    monitor.report("starts", total, total)
     return z, obj, iters + used
 
 
@@ -206,20 +217,24 @@ def multistart(
     *,
     n_polish: int = 4,
     max_iter: int = 300,
+    monitor: Monitor = QUIET,
 ) -> MultiStart:
     """Batched LM from every start, then polish the best few distinct optima.
 
-    w: optional per-row weights on the fit rows (the extrapolation test zeroes some)."""
+    w: optional per-row weights on the fit rows (the extrapolation test zeroes some);
+    ``monitor``: progress of the starts, and a cancel checked between iterations and
+    before each polish."""
     z0 = problem.to_z(starts)
-    z, obj, iters = successive_halving(problem, z0, w, max_iter=max_iter)
+    z, obj, iters = successive_halving(problem, z0, w, max_iter=max_iter, monitor=monitor)
     combined = _combine_blocks(problem, z, w)
     if combined is not None:
-        zc, oc, _ = batched_lm(problem, combined[None, :], w, max_iter=max_iter)
+        zc, oc, _ = batched_lm(problem, combined[None, :], w, max_iter=max_iter, monitor=monitor)
         z, obj = np.vstack([z, zc]), np.concatenate([obj, oc])
     best_z, best_obj = None, np.inf
     for i in distinct_best(z, obj, n_polish):
         if best_z is not None and obj[i] > 1.01 * best_obj:
             break  # far behind the best: polishing will not overtake it
+        monitor.check()
         zp, op = polish(problem, z[i], w)
         cand = (zp, op) if op <= obj[i] else (z[i], float(obj[i]))
         if cand[1] < best_obj:

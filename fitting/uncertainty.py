@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -48,6 +48,7 @@ from numpy.typing import NDArray
 from fitting.errors import FitError
 from fitting.objective import Problem, psi
 from fitting.optimize import batched_lm
+from fitting.progress import QUIET, Monitor, chunk_size
 
 METHODS = ("auto", "bootstrap", "sandwich", "profile", "curvature")
 DEFAULT_RESAMPLES = 400
@@ -199,10 +200,10 @@ def _perturbed_starts(
     return np.clip(base + jitter, problem.lo, problem.hi)
 
 
-def _refit_chunk(args: tuple[Problem, NDArray, NDArray, int]) -> NDArray:
+def _refit_chunk(args: tuple[Problem, NDArray, NDArray, int], monitor: Monitor = QUIET) -> NDArray:
     problem, starts, weights, per = args
     w = np.repeat(weights, 1 + per, axis=0)
-    z, obj, _ = batched_lm(problem, starts, w, max_iter=200, tol=1e-9)
+    z, obj, _ = batched_lm(problem, starts, w, max_iter=200, tol=1e-9, monitor=monitor)
     obj = np.where(np.isfinite(obj), obj, np.inf).reshape(len(weights), 1 + per)
     best = np.argmin(obj, axis=1)
     return z.reshape(len(weights), 1 + per, -1)[np.arange(len(weights)), best]
@@ -218,14 +219,19 @@ def bootstrap(
     by: str = "runs",
     n_jobs: int | None = None,
     per: int = 2,
+    monitor: Monitor = QUIET,
 ) -> NDArray:
-    """n refits on resampled data; returns natural-unit parameter samples (n, P)."""
+    """n refits on resampled data; returns natural-unit parameter samples (n, P).
+
+    ``monitor`` hears ``("bootstrap", done, n)`` before the first chunk and after each;
+    its cancel is checked between chunks (and between iterations in this process)."""
     rng = np.random.default_rng(seed)
     weights = resample_weights(problem, n, rng, by)
     se_z = np.sqrt(np.maximum(np.diag(cov), 0.0))
     starts = _perturbed_starts(problem, z, se_z, n, per, rng)
     # Chunks small enough for memory, and several per worker so the pool balances.
-    per_chunk = max(1, min(250, 4_000_000 // max(1, problem.prep.n_rows * (1 + per))))
+    largest = max(1, min(250, 4_000_000 // max(1, problem.prep.n_rows * (1 + per))))
+    per_chunk = chunk_size(n, largest, monitor)
     workers = _workers(n_jobs, n * problem.n_points)
     if workers > 1:
         per_chunk = max(1, min(per_chunk, -(-n // (4 * workers))))
@@ -234,12 +240,36 @@ def bootstrap(
         j = min(n, i + per_chunk)
         jobs.append((problem, starts[i * (1 + per) : j * (1 + per)], weights[i:j], per))
     workers = min(workers, len(jobs))
+    monitor.report("bootstrap", 0, n)
     if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-            parts = list(pool.map(_refit_chunk, jobs))
+        parts = _pooled(jobs, workers, n, monitor)
     else:
-        parts = [_refit_chunk(job) for job in jobs]
+        parts, done = [], 0
+        for job in jobs:
+            parts.append(_refit_chunk(job, monitor))
+            done += len(job[2])
+            monitor.report("bootstrap", done, n)
     return problem.theta(np.vstack(parts))
+
+
+def _pooled(
+    jobs: list[tuple[Problem, NDArray, NDArray, int]], workers: int, n: int, monitor: Monitor
+) -> list[NDArray]:
+    """The chunks on a process pool, in order; a cancel drops the chunks not started (the
+    running ones finish in their workers)."""
+    parts: list[NDArray | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        futures = {pool.submit(_refit_chunk, job): i for i, job in enumerate(jobs)}
+        done = 0
+        try:
+            for future in as_completed(futures):
+                parts[futures[future]] = future.result()
+                done += len(jobs[futures[future]][2])
+                monitor.report("bootstrap", done, n)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return [p for p in parts if p is not None]
 
 
 def _workers(n_jobs: int | None, work: int) -> int:
@@ -373,8 +403,10 @@ def estimate(
     seed: int = 0,
     by: str = "auto",
     n_jobs: int | None = None,
+    monitor: Monitor = QUIET,
 ) -> Uncertainty:
-    """The fit's uncertainty by ``method`` (``auto``: see `choose_method`)."""
+    """The fit's uncertainty by ``method`` (``auto``: see `choose_method`); ``monitor``
+    follows the bootstrap and can cancel it."""
     method = choose_method(problem, method, n_boot)
     curv = curvature_cov(problem, z)
     undetermined = ~np.isfinite(np.diag(curv))
@@ -392,7 +424,7 @@ def estimate(
     samples = None
     if method == "bootstrap":
         n = DEFAULT_RESAMPLES if not n_boot else int(n_boot)
-        samples = bootstrap(problem, z, curv, n, seed=seed, by=by, n_jobs=n_jobs)
+        samples = bootstrap(problem, z, curv, n, seed=seed, by=by, n_jobs=n_jobs, monitor=monitor)
         free = samples[:, problem.free]
         lo, hi = percentile_intervals(free, level)
         se = np.std(free, axis=0, ddof=1)
@@ -403,7 +435,9 @@ def estimate(
 
         cov = curvature_cov(problem, z)
         se = natural_stderr(problem, z, cov)
+        monitor.check()
         lo, hi = profile_intervals(problem, z, level, cov)
+        monitor.check()
         info["quantile"] = f"F(1, {df}) drop in the objective"
     elif method == "sandwich":
         cov, lag = sandwich_cov(problem, z)
