@@ -23,17 +23,22 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 class Store:
-    """A store folder: `scalinglab.duckdb`, `inbox/` (live-run shards), `uploads/`."""
+    """A store folder: `scalinglab.duckdb`, `inbox/` (live-run shards), `uploads/`.
+
+    `inbox` (else $SCALINGLAB_INBOX) puts the inbox elsewhere, e.g. a shared folder that
+    trainers on other machines write into (docs/scale-out.md).
+    """
 
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
         *,
+        inbox: str | os.PathLike[str] | None = None,
         lock_timeout_s: float = db.DEFAULT_LOCK_TIMEOUT_S,
     ) -> None:
         self.root = paths.resolve_root(root)
         self.db_path = self.root / paths.DB_NAME
-        self.inbox_dir = self.root / paths.INBOX_DIR
+        self.inbox_dir = paths.resolve_inbox(self.root, inbox)
         self.uploads_dir = self.root / paths.UPLOADS_DIR
         self.lock_timeout_s = lock_timeout_s
 

@@ -1,8 +1,10 @@
 """`InboxWriter`: how a live run streams its points and facts into the store.
 
 It never opens the database: it buffers rows and appends Parquet shards to
-`inbox/`, which every read already sees and `store.ingest.ingest_inbox` moves into the
-tables. A crash loses at most the rows not yet flushed.
+the store's inbox (`Store.inbox_dir`: `<store>/inbox/`, or a shared folder named by
+`Store(inbox=...)` or $SCALINGLAB_INBOX, for trainers on other machines), which every read
+already sees and `store.ingest.ingest_inbox` moves into the tables. A crash loses at most
+the rows not yet flushed.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ class IngestReport:
     seconds: float = 0.0
     # Shards moved to the quarantine instead (see `store.quarantine`).
     quarantined: list[str] = field(default_factory=list)
+    # Temporaries of writers that died mid-write, removed (see `shards.sweep_temporaries`).
+    swept: list[str] = field(default_factory=list)
 
 
 def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
@@ -52,16 +54,17 @@ def ingest_inbox(store: Store | str | os.PathLike[str] | None) -> IngestReport:
     Each shard is checked first (`store.shardcheck`); a bad one is quarantined and the
     others are ingested. Should a shard that passed turn out unreadable midway, the
     transaction is rolled back, the batch's shards are read whole, the bad ones are
-    quarantined, and the ingest runs once more without them.
+    quarantined, and the ingest runs once more without them. Temporaries left by
+    writers that died mid-write (older than `shards.STALE_TEMP_S`) are removed first.
     """
     from store.core import as_store
 
     store = as_store(store)
     start = time.perf_counter()
     store.ensure()
+    report = IngestReport(swept=shards.sweep_temporaries(store.inbox_dir))
     point_files = shards.list_shards(store.inbox_dir, shards.POINTS_PREFIX)
     fact_files = shards.list_shards(store.inbox_dir, shards.FACTS_PREFIX)
-    report = IngestReport()
     if not point_files and not fact_files:
         return report
     usable: list[Path] = []  # the shards of the batch that passed their checks

@@ -40,6 +40,9 @@ _LOCK = threading.Lock()
 # Shards read whole after a failed read and found fine (so not read whole again).
 _READ_WHOLE: set[tuple[str, int, int]] = set()
 _SERVED = threading.local()
+# The store each inbox folder was last checked for: an inbox may live outside its store
+# (a shared folder), and a shard found bad later goes to that store's quarantine.
+_STORE_OF_INBOX: dict[Path, Path] = {}
 _NAMES = ("project", "run", "split")
 _NUMBERS = ("tokens", "flops", "lr", "loss", "sampling_ratio")
 
@@ -61,6 +64,7 @@ def checked_points(root: Path, files: Iterable[Path]) -> dict[Path, str | None]:
     (None when it has none); the others are quarantined."""
     out: dict[Path, str | None] = {}
     for path in files:
+        _STORE_OF_INBOX[path.parent] = root
         try:
             out[path] = _verdict(path, _check_points)
         except _Gone:
@@ -75,6 +79,7 @@ def checked_facts(root: Path, files: Iterable[Path]) -> dict[Path, list[FactRow]
     are quarantined. Each row's facts are already normalised to their column types."""
     rows: dict[Path, list[FactRow]] = {}
     for path in files:
+        _STORE_OF_INBOX[path.parent] = root
         try:
             rows[path] = _verdict(path, _check_facts)
         except _Gone:
@@ -105,7 +110,8 @@ def recheck(paths: Iterable[str | Path]) -> int:
             continue
         except BadShard as bad:
             _forget(path)
-            moved += quarantine(path.parent.parent, path, bad.reason)
+            root = _STORE_OF_INBOX.get(path.parent, path.parent.parent)
+            moved += quarantine(root, path, bad.reason)
     return moved
 
 
@@ -119,7 +125,8 @@ def last_served() -> list[str]:
     return list(getattr(_SERVED, "paths", []))
 
 
-_SHARD_IN_MESSAGE = re.compile(r"""["']([^"']*/inbox/(?:pts|run)-[^"'/]*\.parquet)["']""")
+# Any folder: the inbox may be a shared one outside the store.
+_SHARD_IN_MESSAGE = re.compile(r"""["']([^"']*/(?:pts|run)-[^"'/]*\.parquet)["']""")
 
 
 def shards_named_in(message: str) -> list[str]:

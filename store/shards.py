@@ -1,9 +1,15 @@
 """Inbox shard files: names, the Arrow schema of point shards, atomic writes, listing.
 
-A shard is written under a hidden temporary name, flushed to disk, and renamed into
-place (the folder flushed too), so a reader (or ingest) sees it whole or not at all, even
-after a power loss. Names sort by creation time, and one process's names always sort in
-the order it wrote them (a run's later facts win over its earlier ones).
+A shard is written under a hidden temporary name (`.tmp-...`, which no listing
+matches), flushed to disk, and renamed into place in the same folder (the folder flushed
+too), so a reader (or ingest) sees it whole or not at all, even after a power loss, and
+on NFS too, where a rename within one directory is atomic on the server. A writer killed
+mid-write leaves only its temporary, which `sweep_temporaries` removes later.
+
+Names are unique across machines: they carry the host name ($SCALINGLAB_HOST when
+set), the process id and a random token drawn again in every forked child. They sort by
+creation time, and one process's names always sort in the order it wrote them (a run's
+later facts win over its earlier ones).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import re
+import socket
 import threading
 import time
 import uuid
@@ -23,12 +31,37 @@ if TYPE_CHECKING:
 POINTS_PREFIX = "pts-"
 FACTS_PREFIX = "run-"
 SUFFIX = ".parquet"
+TEMP_PREFIX = ".tmp-"
+# The host name in shard names; set it where machines share one (containers).
+HOST_ENV_VAR = "SCALINGLAB_HOST"
+# A temporary lives as long as one write; one this old belongs to a writer that died.
+# Generous, because an NFS server's clock (which stamps it) may differ from ours.
+STALE_TEMP_S = 15 * 60.0
 
 _SEQ = itertools.count()
-_TOKEN = uuid.uuid4().hex[:8]
+_TOKEN = uuid.uuid4().hex[:16]
 _LAST_NS = 0
 _clock = time.time_ns
 _NAME_LOCK = threading.Lock()
+
+
+def _new_token() -> None:
+    """A forked child must not share its parent's token (its pid may repeat elsewhere)."""
+    global _TOKEN
+    _TOKEN = uuid.uuid4().hex[:16]
+
+
+os.register_at_fork(after_in_child=_new_token)
+
+
+@functools.cache
+def host_tag(name: str) -> str:
+    """A host name as it appears in shard names: letters, digits and `_`, at most 32."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:32] or "host"
+
+
+def this_host() -> str:
+    return host_tag(os.environ.get(HOST_ENV_VAR) or socket.gethostname())
 
 
 def new_name(prefix: str) -> str:
@@ -41,7 +74,7 @@ def new_name(prefix: str) -> str:
     with _NAME_LOCK:
         _LAST_NS = max(_clock(), _LAST_NS + 1)
         stamp = _LAST_NS
-    return f"{prefix}{stamp:020d}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
+    return f"{prefix}{stamp:020d}-{this_host()}-{os.getpid()}-{next(_SEQ):08d}-{_TOKEN}{SUFFIX}"
 
 
 @functools.cache
@@ -83,7 +116,7 @@ def write_atomic(
     pq.write_table(table, buffer, compression="none", write_statistics=False, use_dictionary=text)
     data = buffer.getvalue()
     name = new_name(prefix)
-    tmp = inbox / f".tmp-{name}"
+    tmp = inbox / f"{TEMP_PREFIX}{name}"
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
     try:
         fd = os.open(tmp, flags, 0o644)
@@ -131,3 +164,25 @@ def list_shards(inbox: Path, prefix: str) -> list[Path]:
     with entries:
         names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(SUFFIX)]
     return [inbox / name for name in sorted(names)]
+
+
+def sweep_temporaries(inbox: Path, older_than_s: float = STALE_TEMP_S) -> list[str]:
+    """Remove temporaries older than `older_than_s` (writers that died mid-write);
+    returns their names. A live writer's temporary is younger and is left alone."""
+    cutoff = time.time() - older_than_s
+    swept = []
+    try:
+        entries = os.scandir(inbox)
+    except FileNotFoundError:
+        return []
+    with entries:
+        for entry in entries:
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    swept.append(entry.name)
+            except FileNotFoundError:  # renamed into place or swept by another process
+                continue
+    return swept
