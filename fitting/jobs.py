@@ -89,6 +89,7 @@ def add_job(
     selection: Any,
     options: Any,
     schedule: str,
+    created_by: str | None = None,
 ) -> int:
     """Check the law and options, then save the job through `store.jobs.add_job` (which
     checks the rest); returns its id. Nothing is written when anything is refused."""
@@ -104,6 +105,7 @@ def add_job(
         selection=selection,
         options=opts,
         schedule=schedule,
+        created_by=created_by,
     )
 
 
@@ -179,6 +181,11 @@ def select_data(store: Any, project: str, selection: dict[str, Any] | None) -> p
             points = points[named_eval] if named_eval.any() else points[points["split"] == "train"]
     else:
         points = queries.points_frame(store, project=project, runs=runs, splits=splits)
+    if not points.empty:  # the runs' facts as columns, as `fitting.data.load_project` does
+        from fitting.data import join_facts
+        from store.runfacts import facts_frame
+
+        points = join_facts(points, facts_frame(store, project, runs))
     if sel.get("reduce", "final") in ("final", "best") and not sel.get("checkpoints"):
         if sel.get("finished", True) and "status" in points.columns:
             live = points["status"].isin(LIVE_STATUSES)

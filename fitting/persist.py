@@ -17,9 +17,10 @@ def save_result(
     project: str,
     selection: dict[str, Any] | None = None,
     job_id: int | None = None,
+    created_by: str | None = None,
 ) -> int:
     """Store ``result`` in the fits table (law, options, selection, data hash, code
-    version) and return its id. The selection is also recorded on the result."""
+    version, who saved it) and return its id. The selection is also recorded on the result."""
     from store.fits import save_fit
 
     if selection is not None:
@@ -34,6 +35,7 @@ def save_result(
         options=result.options,
         code_version=result.code_version,
         job_id=job_id,
+        created_by=created_by,
     )
 
 

@@ -27,6 +27,7 @@ FIT_COLUMNS = (
     "code_version",
     "job_id",
     "created_at",
+    "created_by",
 )
 
 
@@ -48,15 +49,16 @@ def save_fit(
     options: Any,
     code_version: str | None,
     job_id: int | None = None,
+    created_by: str | None = None,
 ) -> int:
-    """Store one fit and return its id."""
+    """Store one fit and return its id (`created_by`: the signed-in user, if any)."""
     if not project or not law:
         raise BadInputError("a fit needs a project and a law name")
     with store.transaction() as con:
         con.execute("INSERT INTO projects (project) VALUES (?) ON CONFLICT DO NOTHING", [project])
         row = con.execute(
             "INSERT INTO fits (project, law, result_json, selection, data_hash, options, "
-            "code_version, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "code_version, job_id, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             [
                 project,
                 law,
@@ -66,6 +68,7 @@ def save_fit(
                 as_json_text(options),
                 code_version,
                 job_id,
+                created_by,
             ],
         ).fetchone()
     assert row is not None

@@ -40,6 +40,7 @@ JOB_COLUMNS = (
     "last_data_version",
     "last_fit_id",
     "created_at",
+    "created_by",
 )
 # What a jobs list shows, in order (the CLI and the Jobs page).
 SUMMARY_COLUMNS = (
@@ -56,7 +57,7 @@ SUMMARY_COLUMNS = (
     "last_fit_id",
     "last_error",
 )
-_UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "created_at"}
+_UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "created_at", "created_by"}
 _JSON = ("selection", "options")
 
 ON_NEW_DATA = "on-new-data"
@@ -178,9 +179,11 @@ def add_job(
     selection: Any,
     options: Any,
     schedule: str,
+    created_by: str | None = None,
 ) -> int:
     """Validate and save a job; returns its id. BadInputError (nothing written) for a
-    missing name, project or law, a bad schedule, selection or options."""
+    missing name, project or law, a bad schedule, selection or options. `created_by`:
+    the signed-in user, if any."""
     values = [
         _text(name, "name"),
         _text(project, "project"),
@@ -188,11 +191,12 @@ def add_job(
         as_json_text(validate_selection(selection)),
         as_json_text(validate_options(options)),
         validate_schedule(schedule),
+        created_by,
     ]
     with store.transaction() as con:
         row = con.execute(
-            "INSERT INTO jobs (name, project, law, selection, options, schedule) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO jobs (name, project, law, selection, options, schedule, created_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             values,
         ).fetchone()
     assert row is not None

@@ -56,9 +56,18 @@ def serve(
         ),
     ] = False,
     job_timeout: JobTimeoutOption = 1800.0,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            "--auth",
+            help="Sign-in: a TOML file with Streamlit's [auth] section (an OpenID provider) "
+            "and [roles] (who is viewer, editor, admin); default $SCALINGLAB_AUTH, else off.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the dashboard and the job scheduler (Ctrl-C stops both). Exits 2, before
-    starting anything, when the port is taken."""
+    starting anything, when the port is taken or the sign-in file is bad."""
     from app.server.serve import serve as run_serve
 
     try:
@@ -68,6 +77,7 @@ def serve(
             address=address,
             scheduler=not no_scheduler,
             job_timeout_s=job_timeout,
+            auth=auth,
         )
     except ScalinglabError as err:
         fail(str(err))

@@ -8,6 +8,10 @@ Before it says anything `serve` checks that the port is free (`PortInUseError`, 
 an answer on the health endpoint could otherwise come from another server. Its children
 (`app.server.childproc`) live in process groups of their own and die with it, even on
 `kill -9`; SIGINT, SIGTERM and SIGHUP stop everything in order, without a traceback.
+
+Sign-in (`--auth FILE` or `$SCALINGLAB_AUTH`): the file is checked first
+(`app.dashboard.authconfig`), then given to the child as its only secrets file
+(`--secrets.files`), so `st.login` reads its `[auth]` and the pages its `[roles]`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from app.dashboard import staging
+from app.dashboard import authconfig, staging
 from app.server import childproc
 from app.server.scheduler import DEFAULT_JOB_TIMEOUT_S, Scheduler
 from store.errors import ScalinglabError
@@ -91,9 +95,11 @@ def address_line(address: str, port: int, root: Path) -> str:
     return f"scalinglab dashboard: http://{shown}:{port}  ({where})  (store: {root})"
 
 
-def streamlit_command(port: int, address: str | None = None) -> list[str]:
+def streamlit_command(
+    port: int, address: str | None = None, auth_file: Path | None = None
+) -> list[str]:
     """The child command line: headless, on `port`, bound to `address` (default loopback;
-    "" or 0.0.0.0 for every interface)."""
+    "" or 0.0.0.0 for every interface); `auth_file` as its secrets (sign-in on)."""
     cmd = [sys.executable, "-m", "streamlit", "run", str(ENTRY), "--server.port", str(port)]
     flags = {**ALWAYS_FLAGS, **(DEFAULT_FLAGS if config_dir() is None else {})}
     for key, value in flags.items():
@@ -101,7 +107,20 @@ def streamlit_command(port: int, address: str | None = None) -> list[str]:
     bound = bound_address(address)
     if bound:
         cmd += ["--server.address", bound]
+    if auth_file is not None:
+        cmd += ["--secrets.files", str(auth_file)]
     return cmd
+
+
+def check_auth(auth: str | os.PathLike[str] | None) -> Path | None:
+    """The sign-in file (`auth`, else `$SCALINGLAB_AUTH`), checked; None: sign-in off.
+    BadInputError (before anything starts) for a bad file or a missing Authlib."""
+    path = authconfig.resolve_path(auth)
+    if path is None:
+        return None
+    authconfig.load_file(path)
+    authconfig.check_authlib()
+    return path
 
 
 def health_url(port: int, host: str = "127.0.0.1") -> str:
@@ -168,7 +187,11 @@ def wait_healthy(
 
 
 def start_dashboard(
-    store_root: Path, port: int, address: str | None = None, scheduler: bool = True
+    store_root: Path,
+    port: int,
+    address: str | None = None,
+    scheduler: bool = True,
+    auth_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the Streamlit child with the store path in its environment.
 
@@ -180,7 +203,8 @@ def start_dashboard(
         "SCALINGLAB_SCHEDULER": "1" if scheduler else "0",
     }
     # The child reads .streamlit/config.toml from its working directory.
-    return childproc.start(streamlit_command(port, address), env=env, cwd=config_dir())
+    command = streamlit_command(port, address, auth_file)
+    return childproc.start(command, env=env, cwd=config_dir())
 
 
 @contextmanager
@@ -209,15 +233,18 @@ def serve(
     job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
     children: list[subprocess.Popen[Any]] | None = None,
     stop: threading.Event | None = None,
+    auth: str | os.PathLike[str] | None = None,
 ) -> int:
     """Run the dashboard and the scheduler until a stop signal (or `stop`); returns the
     exit code: 0 when stopped, else the dashboard's. PortInUseError before anything
-    starts when the port is taken.
+    starts when the port is taken; BadInputError when the sign-in file (`auth`, else
+    `$SCALINGLAB_AUTH`) is bad.
 
     `children` are extra processes (the demo sweep, started by `app.server.childproc.start`)
     to stop on the way out: SIGINT first, so a trainer closes its run.
     """
     address = bound_address(address)
+    auth_file = check_auth(auth)
     check_port(port, address)
     root = Path(store.root)
     with suppress(Exception):  # uploads left staged by closed browser tabs
@@ -236,10 +263,12 @@ def serve(
             if lock is not None:
                 sched = Scheduler(store, poll_seconds=poll_seconds, job_timeout_s=job_timeout_s)
                 sched.start()
-            proc = start_dashboard(root, port, address, scheduler)
+            proc = start_dashboard(root, port, address, scheduler, auth_file)
             probe = "127.0.0.1" if address in WILDCARDS else address
             if wait_healthy(port, proc=proc, stop=stop, host=probe):
                 print(address_line(address, port, root), flush=True)
+                if auth_file is not None:
+                    print(f"sign-in required (provider and roles: {auth_file})", flush=True)
             elif proc.poll() is not None and not stop.is_set():
                 print(
                     f"error: the dashboard did not start (exit code {proc.returncode}; "

@@ -88,11 +88,13 @@ def import_files(
     mapping: dict[str, str] | None = None,
     replicates: str = "refuse",
     schedule: str | None = None,
+    imported_by: str | None = None,
 ) -> ImportReport:
     """Import CSV files into `project`: all of them, or (on any bad input) none.
 
     ``replicates="keep"`` keeps repeated runs as replicates (`store.importers.extras`);
-    ``schedule`` (a schedule's text, checked by the caller) is stored with every run."""
+    ``schedule`` (a schedule's text, checked by the caller) is stored with every run;
+    ``imported_by`` (the signed-in user, if any) with every upload row."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
@@ -139,7 +141,7 @@ def import_files(
         todo.append((parsed, item))
         report.files.append(item)
     if todo:
-        _write(store, project, options, todo)
+        _write(store, project, options, todo, imported_by)
     return report
 
 
@@ -177,7 +179,11 @@ def sweep_stale_uploads(uploads_dir: Path) -> list[Path]:
 
 
 def _write(
-    store: Store, project: str, options: str, todo: list[tuple[ParsedFile, FileReport]]
+    store: Store,
+    project: str,
+    options: str,
+    todo: list[tuple[ParsedFile, FileReport]],
+    imported_by: str | None = None,
 ) -> None:
     """Copy the raw files under temporary names, write the rows, and only once the
     transaction has committed give the copies their names; on any failure remove them.
@@ -198,7 +204,7 @@ def _write(
                 _write_one(con, project, parsed)
                 con.execute(
                     "INSERT INTO uploads (sha256, project, options, original_name, format, "
-                    "path, n_runs, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "path, n_runs, n_points, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT DO NOTHING",
                     [
                         parsed.sha256,
@@ -209,6 +215,7 @@ def _write(
                         target.name,
                         item.runs,
                         item.points,
+                        imported_by,
                     ],
                 )
     except BaseException:
