@@ -52,6 +52,7 @@ def styled(fig: go.Figure) -> go.Figure:
         font={"family": FONT_FAMILY, "size": TICK_PX, "color": "black"},
         legend={
             "orientation": "h",
+            "traceorder": "normal",  # a filled band would otherwise reverse the order
             "yanchor": "top",
             "y": -0.2,
             "xanchor": "left",

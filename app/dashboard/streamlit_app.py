@@ -28,6 +28,7 @@ PAGES = [
     st.Page("views/upload.py", title="Upload", icon=":material/upload_file:"),
     st.Page("views/fit.py", title="Fit", icon=":material/functions:"),
     st.Page("views/predict.py", title="Predict", icon=":material/insights:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("views/jobs.py", title="Jobs", icon=":material/schedule:"),
 ]
 
