@@ -32,8 +32,14 @@ _FLOAT_FIELDS = ("tokens", "flops", "lr", "loss", "sampling_ratio")
 
 
 _INT64 = (-(2**63), 2**63 - 1)
-# Facts that count something: never negative.
-_COUNTS = ("params", "params_non_embedding", "encoder_params", "decoder_params")
+# Facts that count something: never negative (what each counts, for the message).
+_COUNTS = {
+    "params": "parameters",
+    "params_non_embedding": "parameters",
+    "encoder_params": "parameters",
+    "decoder_params": "parameters",
+    "unique_tokens": "distinct training tokens",
+}
 
 
 def normalise_facts(facts: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +82,7 @@ def _fact_value(key: str, value: Any) -> Any:
         if not _INT64[0] <= value <= _INT64[1]:
             raise BadInputError(f"run fact {key!r} does not fit in 64 bits: {value}")
         if key in _COUNTS and value < 0:
-            raise BadInputError(f"run fact {key!r} counts parameters: got {value}")
+            raise BadInputError(f"run fact {key!r} counts {_COUNTS[key]}: got {value}")
         return value
     return float(value)
 

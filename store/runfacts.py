@@ -2,9 +2,9 @@
 
 Two kinds, one call:
 
-- the canonical facts (`store.schema.RUN_FACT_COLUMNS`: params, family, schedule, seed...)
-  live in the `runs` table's own columns, checked as a writer's facts are
-  (`store.inbox.normalise_facts`);
+- the canonical facts (`store.schema.RUN_FACT_COLUMNS`: params, family, schedule, seed,
+  unique_tokens...) live in the `runs` table's own columns, checked as a writer's facts
+  are (`store.inbox.normalise_facts`);
 - every other name lives in the `run_facts` table (schema v4): a file's extra columns kept
   at import (Gadre et al.'s ``train_dataset``, Gordon et al.'s ``Lang``), a replicate's
   index, or ``tokens`` / ``flops`` (the run's training tokens and FLOPs: the D and C of
@@ -38,6 +38,11 @@ RESERVED = frozenset(
     {*POINT_COLUMNS, *RUN_SUMMARY_COLUMNS, "project", "run", "created_at", "updated_at"}
 ) - {"tokens", "flops", *RUN_FACT_COLUMNS}
 MAX_NAME = 200
+# Canonical facts the long point frame (`store.queries.points_frame`) does not carry:
+# `facts_frame` reads them from the runs' columns (inbox runs included), so fits and
+# filters see them. A store written before schema v5 kept `unique_tokens` in `run_facts`:
+# that value is read the same way where the column is empty.
+LOOSE_FACTS = ("unique_tokens",)
 
 
 def parse_value(text: str) -> float | int | str:
@@ -101,6 +106,11 @@ def write_extra(con: duckdb.DuckDBPyConnection, project: str, rows: list[tuple])
             f"UPDATE runs SET {name} = ?, updated_at = now() WHERE project = ? AND run = ?",
             [value, project, str(run)],
         )
+        if name in LOOSE_FACTS:  # an older store's copy of it must not outlive the column's
+            con.execute(
+                "DELETE FROM run_facts WHERE project = ? AND run = ? AND name = ?",
+                [project, str(run), name],
+            )
     other = [r for r in rows if r[1] not in RUN_FACT_COLUMNS]
     if not other:
         return
@@ -197,23 +207,52 @@ def read_facts_csv(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def facts_frame(store: Store, project: str, runs: list[str] | None = None) -> pd.DataFrame:
-    """One row per run with a non-canonical fact: ``run`` and a column per name."""
+    """One row per run with a non-canonical fact or one of `LOOSE_FACTS`: ``run`` and a
+    column per name (a loose fact's column value wins over an older `run_facts` copy)."""
     import pandas as pd
 
+    table: dict[str, dict[str, Any]] = {}
     with store.connect(read_only=True) as con:
         exists = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'run_facts'"
         ).fetchone()
-        if not exists or not exists[0]:
-            return pd.DataFrame({"run": []})
-        rows = con.execute(
-            "SELECT run, name, value FROM run_facts WHERE project = ? "
-            "AND (? IS NULL OR list_contains(?, run)) ORDER BY run, name",
-            [project, runs, runs],
-        ).fetchall()
-    table: dict[str, dict[str, Any]] = {}
+        rows = []
+        if exists and exists[0]:
+            rows = con.execute(
+                "SELECT run, name, value FROM run_facts WHERE project = ? "
+                "AND (? IS NULL OR list_contains(?, run)) ORDER BY run, name",
+                [project, runs, runs],
+            ).fetchall()
     for run, name, value in rows:
         table.setdefault(run, {})[name] = json.loads(value) if value is not None else None
+    for run, values in _loose_facts(store, project, runs).items():
+        table.setdefault(run, {}).update(values)
     if not table:
         return pd.DataFrame({"run": []})
     return pd.DataFrame([{"run": run, **values} for run, values in table.items()])
+
+
+def _loose_facts(store: Store, project: str, runs: list[str] | None) -> dict[str, dict[str, Any]]:
+    """{run: {name: value}} of the `LOOSE_FACTS` set in the runs' columns."""
+    import pandas as pd
+
+    from store.queries import list_runs
+
+    listed = list_runs(store, project=project)
+    present = [name for name in LOOSE_FACTS if name in listed.columns]
+    if listed.empty or not present:
+        return {}
+    if runs is not None:
+        listed = listed[listed["run"].astype(str).isin([str(r) for r in runs])]
+    out: dict[str, dict[str, Any]] = {}
+    for record in listed[["run", *present]].to_dict("records"):
+        values = {n: _plain(record[n]) for n in present if not pd.isna(record[n])}
+        if values:
+            out[str(record["run"])] = values
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A frame cell as a plain number (whole numbers as int)."""
+    number = float(value)
+    return int(number) if number.is_integer() else number

@@ -86,6 +86,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "n_non_embedding",
         "nonembedding_params",
     ),
+    # Muennighoff et al.'s U_D: the distinct tokens a run's (repeated) training data holds.
+    "unique_tokens": (
+        "unique_tokens",
+        "unique_data",
+        "n_unique_tokens",
+        "num_unique_tokens",
+        "unique_token_count",
+        "u_d",
+    ),
     "encoder_params": ("encoder_params", "n_e", "ne", "n_encoder", "encoder_size"),
     "decoder_params": ("decoder_params", "n_d", "nd", "n_decoder", "decoder_size"),
     "split": ("split", "val_data", "eval_set", "eval_dataset", "validation_set", "subset"),
@@ -106,6 +115,7 @@ NUMERIC = frozenset(
         "params_non_embedding",
         "encoder_params",
         "decoder_params",
+        "unique_tokens",
         "sampling_ratio",
     }
 )
@@ -117,6 +127,7 @@ RUN_FACTS = (
     "params_non_embedding",
     "encoder_params",
     "decoder_params",
+    "unique_tokens",
     "family",
     "sampling_ratio",
 )

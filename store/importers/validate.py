@@ -69,6 +69,14 @@ def check_numbers(
                 "col <= 0 OR col >= 9.2e18",
                 "a positive number of parameters",
             )
+        elif canon == "unique_tokens":
+            check(
+                con,
+                scanned,
+                column,
+                "col <= 0 OR col >= 9.2e18 OR col <> round(col)",
+                "a positive whole number of unique tokens",
+            )
         elif canon == "sampling_ratio":
             check(con, scanned, column, "col < 0 OR col > 1", "a ratio between 0 and 1")
         else:
