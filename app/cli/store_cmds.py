@@ -65,10 +65,12 @@ def _parse_mapping(items: list[str]) -> dict[str, str] | None:
 
 def import_(
     files: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
-            help="CSV files, or folders of tracker runs (TensorBoard event files, W&B "
-            "offline runs) to import.",
+            metavar="FILES...",
+            help="CSV or Parquet files, or tracker runs: folders of TensorBoard event files "
+            "or W&B offline runs, an MLflow store (mlruns/, an MLflow .db or "
+            "sqlite:///path.db), trackio project databases (<project>.db or their folder).",
             show_default=False,
         ),
     ],
@@ -78,8 +80,8 @@ def import_(
         typer.Option(
             "--format",
             "-f",
-            help="auto, long, wandb, tensorboard or table (CSV exports); tensorboard-events "
-            "or wandb-offline (run folders; a folder is detected).",
+            help="auto, long, wandb, tensorboard or table (CSV or Parquet files); "
+            "tensorboard-events, wandb-offline, mlflow or trackio (tracker runs; detected).",
         ),
     ] = "auto",
     bits: Annotated[

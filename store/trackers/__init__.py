@@ -1,6 +1,7 @@
 """Curves from where they already live: tracker run folders read into the store.
 
-One module per tracker (`tensorboard_events`, `wandb_offline`); each turns its files into
+One module per tracker (`tensorboard_events`, `wandb_offline`, `mlflow_store`, `trackio_db`);
+each turns its files into
 `store.trackers.series.TrackerRun`s, made canonical by `series.to_parsed` and written by
 `write` in one transaction. The tracker packages are optional extras, imported only
 inside the readers. `store.importers.import_files` sends folders and tracker files here.
@@ -21,13 +22,20 @@ if TYPE_CHECKING:
 
 TENSORBOARD = "tensorboard-events"
 WANDB = "wandb-offline"
-TRACKER_FORMATS = (TENSORBOARD, WANDB)
+MLFLOW = "mlflow"
+TRACKIO = "trackio"
+TRACKER_FORMATS = (TENSORBOARD, WANDB, MLFLOW, TRACKIO)
 
 
 def detect(path: Path) -> str | None:
     """The tracker format of a folder or file, or None when it is not a tracker's."""
-    from store.trackers import tensorboard_events, wandb_offline
+    from store.trackers import mlflow_store, tensorboard_events, trackio_db, wandb_offline
 
+    # An MLflow store first: its artifacts may hold event files a run logged.
+    if mlflow_store.has_store(path):
+        return MLFLOW
+    if trackio_db.has_projects(path):
+        return TRACKIO
     if tensorboard_events.has_event_files(path):
         return TENSORBOARD
     if wandb_offline.has_runs(path):
@@ -35,27 +43,48 @@ def detect(path: Path) -> str | None:
     return None
 
 
+def source_path(path: str | os.PathLike[str]) -> Path:
+    """The file or folder a command-line source names (`sqlite:///x.db` is `x.db`)."""
+    from store.trackers.mlflow_store import sqlite_uri_path
+
+    return (
+        sqlite_uri_path(str(path))
+        if isinstance(path, str) and path.startswith("sqlite:")
+        else Path(path)
+    )
+
+
 def is_tracker_input(path: str | os.PathLike[str], format: str) -> bool:
     """Whether `path` goes to a tracker reader (a folder always does)."""
-    if format in TRACKER_FORMATS:
+    if format in TRACKER_FORMATS or (isinstance(path, str) and path.startswith("sqlite:")):
         return True
     p = Path(path)
     return p.is_dir() or (format in ("auto", "tensorboard") and detect(p) is not None)
 
 
-def read_source(path: Path, format: str) -> list[TrackerRun]:
-    from store.trackers import tensorboard_events, wandb_offline
+def read_source(
+    path: Path, format: str, tags: dict[str, str | None] | None = None
+) -> list[TrackerRun]:
+    from store.trackers import mlflow_store, tensorboard_events, trackio_db, wandb_offline
 
     if format == TENSORBOARD:
         return tensorboard_events.read_runs(path)
+    if format == MLFLOW:
+        return mlflow_store.read_runs(path, tags)
+    if format == TRACKIO:
+        return trackio_db.read_runs(path)
     return wandb_offline.read_runs(path)
 
 
 def source_files(path: Path, format: str) -> list[Path]:
-    from store.trackers import tensorboard_events, wandb_offline
+    from store.trackers import mlflow_store, tensorboard_events, trackio_db, wandb_offline
 
     if format == TENSORBOARD:
         return tensorboard_events.event_files(path)
+    if format == MLFLOW:
+        return mlflow_store.store_files(path)
+    if format == TRACKIO:
+        return trackio_db.source_files(path)
     return wandb_offline.run_files(path)
 
 
@@ -70,8 +99,9 @@ def resolve_format(path: Path, format: str) -> str:
     found = detect(path)
     if found is None or format not in ("auto", found):
         raise BadInputError(
-            "expected TensorBoard event files (events.out.tfevents.*) or W&B offline runs "
-            "(wandb/offline-run-*/run-*.wandb) here"
+            "expected TensorBoard event files (events.out.tfevents.*), W&B offline runs "
+            "(wandb/offline-run-*/run-*.wandb), an MLflow store (mlruns/ or an MLflow .db) "
+            "or trackio project databases (<project>.db) here"
             + ("" if format == "auto" else f" for --format {format}"),
             file=str(path),
         )
@@ -95,7 +125,7 @@ def import_runs(
         raise BadInputError("no folders to import")
     if not project or not project.strip():
         raise BadInputError("the project name must not be empty")
-    sources = [(Path(p), resolve_format(Path(p), format)) for p in paths]
+    sources = [(source_path(p), resolve_format(source_path(p), format)) for p in paths]
     listed = [(p, fmt, source_files(p, fmt)) for p, fmt in sources]
     hashes = [write.source_hash(p, files) for p, _, files in listed]
     options = write.options_key("tracker", {"tags": tags, "bits": bits, "schedule": schedule})
@@ -108,7 +138,7 @@ def import_runs(
 
             report.files.append(FileReport(str(path), fmt, sha, skipped=True))
             continue
-        runs = read_source(path, fmt)
+        runs = read_source(path, fmt, tags)
         if schedule:
             for run in runs:
                 run.facts["schedule"] = schedule
