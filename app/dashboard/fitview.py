@@ -28,6 +28,25 @@ def law_of(result: Any) -> Law | None:
     return LAWS.get(result.law)
 
 
+def view_kind(law: Law | None) -> str:
+    """How the Fit page draws a law, from what the law declares (the one place that
+    decides): ``"curves"`` for a loss-curve law, ``"isoflop"`` for a law of both N and D
+    (IsoFLOP slices, predicted against observed, and the compute-optimal frontier when it
+    has one), ``"size"`` for the rest (the loss against its size input)."""
+    if law is None:
+        return "size"
+    if law.kind == "curves":
+        return "curves"
+    if {"params", "tokens"} <= set(law.sizes):
+        return "isoflop"
+    return "size"
+
+
+def has_frontier(law: Law | None) -> bool:
+    """Whether the page draws N_opt(C): a law of N and D with the compute-optimal hook."""
+    return view_kind(law) == "isoflop" and law is not None and law.supports("compute_optimal")
+
+
 def is_curve_fit(result: Any) -> bool:
     """Whether the fit's data are whole loss curves (x = step), not one point per model."""
     law = law_of(result)

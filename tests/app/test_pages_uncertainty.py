@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_pages import open_page, texts
+from tests.app.test_pages import open_page, press_fit, texts
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def band_names(at: object) -> list[str]:
 def test_fit_page_shows_the_method_both_bands_and_the_flags(store: object) -> None:
     at = open_page("views/fit.py")
     at.number_input(key="fit-boot").set_value(100).run()
-    at.button(key="fit-go").click().run()
+    press_fit(at)
     assert not at.exception, at.exception
     shown = texts(at)
     assert "Standard errors and intervals: bootstrap, 100 resamples of" in shown
