@@ -17,9 +17,11 @@ Two routes to the files, because one alone fails somewhere:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -180,11 +182,46 @@ def export_problem() -> str | None:
 
 
 def image_bytes(fig: go.Figure, fmt: str) -> bytes:
-    """`fig` rendered as PNG or SVG by kaleido at the export size (PNG at 2x)."""
+    """`fig` rendered as PNG or SVG by kaleido at the export size (PNG at 2x).
+
+    One headless Chromium serves every render of the process (the first takes seconds,
+    later ones a fraction of one); a render that fails (a browser gone, a page not yet
+    loaded under load) is tried once more on a fresh browser."""
     if fmt not in MIME:
         raise ValueError(f"image format must be png or svg, not {fmt!r}")
-    scale = PNG_SCALE if fmt == "png" else 1
-    return bytes(fig.to_image(format=fmt, width=EXPORT_WIDTH, height=EXPORT_HEIGHT, scale=scale))
+    opts = {
+        "format": fmt,
+        "width": EXPORT_WIDTH,
+        "height": EXPORT_HEIGHT,
+        "scale": PNG_SCALE if fmt == "png" else 1,
+    }
+    import kaleido
+
+    with _RENDER_LOCK:
+        try:
+            _ensure_server()
+            return bytes(kaleido.calc_fig_sync(fig, opts=opts))
+        except Exception:  # kaleido raises its own types from the browser: one retry
+            _ensure_server(restart=True)
+            return bytes(kaleido.calc_fig_sync(fig, opts=opts))
+
+
+_RENDER_LOCK = threading.Lock()
+_SERVER: dict[str, bool] = {"open": False}
+
+
+def _ensure_server(*, restart: bool = False) -> None:
+    import kaleido
+
+    if restart and _SERVER["open"]:
+        kaleido.stop_sync_server(silence_warnings=True)
+        _SERVER["open"] = False
+    if not _SERVER["open"]:
+        kaleido.start_sync_server(silence_warnings=True)
+        if not _SERVER.get("atexit"):
+            atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+            _SERVER["atexit"] = True
+        _SERVER["open"] = True
 
 
 def _deferred(fig: go.Figure, fmt: str) -> Callable[[], bytes]:

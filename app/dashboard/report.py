@@ -236,7 +236,9 @@ def markdown(
     out += ["", "## Parameters", "", "| parameter | value | stderr | interval | flags |"]
     out.append("|---|---|---|---|---|")
     for row in parameter_rows(result):
-        out.append("| " + " | ".join(_cell(row[k]) for k in row) + " |")
+        # Names and flags may carry user text (a group's name); the numbers are ours.
+        cells = [_cell(v) if k in ("parameter", "flags") else v for k, v in row.items()]
+        out.append("| " + " | ".join(cells) + " |")
     doubts = result.doubts()
     out += ["", "## Flags", ""]
     out += [f"- {md(d)}" for d in doubts] if doubts else ["- none"]
