@@ -24,8 +24,14 @@ def read_typed(
 ) -> None:
     """Load the file into temp table `table` (insertion order = record order).
 
-    Columns in `numeric` are DOUBLE, every other one (steps too) VARCHAR.
+    Columns in `numeric` are DOUBLE, every other one (steps too) VARCHAR. A Parquet
+    file is loaded by `store.importers.parquet` the same way.
     """
+    if scanned.kind != "csv":
+        from store.importers import parquet
+
+        parquet.read_typed(con, scanned, numeric, table)
+        return
     columns = {name: ("DOUBLE" if name in numeric else "VARCHAR") for name in scanned.header}
     if len(columns) != len(scanned.header):
         dupes = sorted({h for h in scanned.header if scanned.header.count(h) > 1})

@@ -106,6 +106,33 @@ def parse_scanned(
     run_name: str | None = None,
     replicates: str = "refuse",
 ) -> ParsedFile:
+    """`parse_file` of a scanned file; a Parquet file's errors name rows, not lines."""
+    try:
+        return _parse_scanned(
+            scanned,
+            format=format,
+            bits=bits,
+            mapping=mapping,
+            run_name=run_name,
+            replicates=replicates,
+        )
+    except BadInputError as err:
+        if scanned.kind == "csv":
+            raise
+        from store.importers.parquet import relocate
+
+        raise relocate(err) from None
+
+
+def _parse_scanned(
+    scanned: ScannedFile,
+    *,
+    format: str,
+    bits: bool,
+    mapping: dict[str, str] | None,
+    run_name: str | None,
+    replicates: str,
+) -> ParsedFile:
     import duckdb
 
     from store.importers.extras import REPLICATE_CHOICES, extra_facts, keep_replicates

@@ -42,6 +42,7 @@ class ScannedFile:
     # Placeholder names of columns whose header cell is blank (a W&B chart's blank
     # series); such a column is dropped when it holds no values (see `csvread`).
     empty: tuple[str, ...] = ()
+    kind: str = "csv"  # or "parquet" (`store.importers.parquet`): rows, not lines
 
     @property
     def named(self) -> list[str]:
@@ -53,6 +54,10 @@ def scan(path: Path) -> ScannedFile:
     """Hash the file and check it is non-empty UTF-8 text with a header line."""
     if not path.is_file():
         raise BadInputError("no such file", file=str(path))
+    from store.importers import parquet
+
+    if parquet.is_parquet(path):
+        return parquet.scan_parquet(path)
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
@@ -225,6 +230,10 @@ def record_location(scanned: ScannedFile, index: int, column: str) -> tuple[int,
 
     Used only when reporting an error, so a plain pass with the csv module is fine.
     """
+    if scanned.kind != "csv":
+        from store.importers.parquet import row_location
+
+        return row_location(scanned, index, column)
     pos = scanned.header.index(column) if column in scanned.header else -1
     for _, record in records(scanned):
         if record.index == index:
