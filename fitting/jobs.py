@@ -18,6 +18,10 @@ Selection (JSON object, every key optional):
 Grouping and constraints are fit options: ``group_by``, ``share`` (law options) and
 ``tie`` (an engine option), as in `fitting.fit`.
 
+A job whose law is ``"allocation"`` (`fitting.analyses.allocation_record.ALLOCATION`)
+computes Chinchilla's three allocation approaches instead of fitting one law, and saves
+the report as a fit row of that name; its options and selection are that module's.
+
 `add_job` is how a job is saved: it checks the law and the names of its options (what
 only the fitting package knows) and then `store.jobs.add_job` checks the schedule, the
 selection and the options' shape. `run_job` checks a stored job the same way first, so a
@@ -60,9 +64,12 @@ def check_spec(law: Any, options: Any) -> dict[str, Any]:
     unknown law, an option name the law and the engine do not take, or an engine option
     value the engine refuses. Returns the options as a dict."""
     import fitting
+    from fitting.analyses import allocation_record
     from fitting.engine import split_options
     from store.jobs import validate_options
 
+    if allocation_record.is_allocation(law):
+        return allocation_record.check_options(options)
     if law not in fitting.LAWS:
         raise BadInputError(f"unknown law {law!r}; known: {', '.join(sorted(fitting.LAWS))}")
     opts = validate_options(options)
@@ -96,7 +103,7 @@ def add_job(
     from store import jobs
 
     opts = check_spec(law, options)
-    check_selection(selection)
+    check_selection(selection, law)
     return jobs.add_job(
         store,
         name=name,
@@ -113,14 +120,18 @@ def add_job(
 ENGINE_SELECTION = ("split", "where", "exclude", "checkpoints")
 
 
-def check_selection(selection: Any) -> dict[str, Any]:
-    """A job's selection checked as the fit will read it: the store's checks, then the
-    filters parsed (`fitting.where`) and the keys the engine applies."""
+def check_selection(selection: Any, law: str | None = None) -> dict[str, Any]:
+    """A job's selection checked as the fit (or, for `law` "allocation", the report) will
+    read it: the store's checks, then the filters parsed (`fitting.where`) and the keys
+    the engine applies."""
+    from fitting.analyses import allocation_record
     from fitting.selection import Selection
     from fitting.where import parse
     from store.jobs import validate_selection
 
     sel = validate_selection(selection)
+    if allocation_record.is_allocation(law):
+        allocation_record.check_selection(sel)
     engine = _engine_selection(sel)
     for text in Selection.coerce(engine).where:
         parse(text)
@@ -235,7 +246,8 @@ def fit_selection(
 
 
 def run_job(store: Any, job_id: int) -> int:
-    """Run one job now: fit, save the fit with the job id, record the outcome on the job.
+    """Run one job now: fit (or compute the allocation report), save the result with the
+    job id, record the outcome on the job.
 
     Returns the new fit's id. On failure the job gets status 'error' and the message in
     `last_error` (and the data version it failed on), and the error is raised again for
@@ -253,17 +265,22 @@ def run_job(store: Any, job_id: int) -> int:
     version = None
     try:
         from fitting import persist
+        from fitting.analyses import allocation_record
 
         version = str(queries.data_version(store, job["project"]))
         from store.jobs import validate_selection
 
-        selection = validate_selection(job.get("selection")) or dict(DEFAULT_SELECTION)
         options = check_spec(job["law"], job.get("options"))
-        result, _ = fit_selection(store, job["project"], job["law"], selection, options)
-        report = (result.selection or {}).get("report")
-        if report:  # the saved fit keeps its selection and the rows it used and dropped
-            selection = {**selection, "report": report}
-        fit_id = persist.save_result(store, result, job["project"], selection, job_id=job_id)
+        if allocation_record.is_allocation(job["law"]):
+            selection = check_selection(job.get("selection"), job["law"])
+            fit_id = allocation_record.run(store, job["project"], selection, options, job_id)
+        else:
+            selection = validate_selection(job.get("selection")) or dict(DEFAULT_SELECTION)
+            result, _ = fit_selection(store, job["project"], job["law"], selection, options)
+            report = (result.selection or {}).get("report")
+            if report:  # the saved fit keeps its selection and the rows it used and dropped
+                selection = {**selection, "report": report}
+            fit_id = persist.save_result(store, result, job["project"], selection, job_id=job_id)
     except NotEnoughDataError as err:
         jobs.update_job(
             store,

@@ -45,6 +45,13 @@ def fit_row(record: dict[str, Any]) -> dict[str, Any]:
         "created_at": str(record.get("created_at") or ""),
         "job_id": None if record.get("job_id") is None else int(record["job_id"]),
     }
+    from fitting.analyses import allocation_record
+
+    if allocation_record.is_allocation(record["law"]):  # a saved allocation report
+        try:
+            return {**row, **allocation_record.summary(allocation_record.report_of(record))}
+        except ScalinglabError:
+            return {**row, "method": "", "flags": ["unreadable result"]}
     try:
         result = FitResult.from_json(record.get("result_json") or "{}")
     except (ScalinglabError, ValueError):

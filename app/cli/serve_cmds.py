@@ -169,11 +169,39 @@ def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+KINDS = ("fit", "allocation")
+
+
 @jobs_app.command("add")
 def jobs_add(
     name: Annotated[str, typer.Option("--name", help="A name for the job (shown in lists).")],
     project: Annotated[str, typer.Option("--project", help="The project whose runs it fits.")],
-    law: Annotated[str, typer.Option("--law", help="The law to fit (see `scalinglab laws`).")],
+    law: Annotated[
+        str | None,
+        typer.Option(
+            "--law",
+            help="The law to fit (see `scalinglab laws`); with --kind allocation, Approach "
+            "3's law (default: the first with a compute-optimal allocation).",
+        ),
+    ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="fit (one law) or allocation (Chinchilla's three compute-optimal "
+            "approaches, as `scalinglab allocate`, saved as a fit named 'allocation').",
+        ),
+    ] = "fit",
+    budget: Annotated[
+        list[float] | None,
+        typer.Option("--budget", help="allocation: a FLOP budget; repeatable."),
+    ] = None,
+    flops: Annotated[
+        str | None, typer.Option("--flops", help="allocation: 6ND, attention or logged.")
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help="allocation: total or non_embedding.")
+    ] = None,
     schedule: Annotated[
         str,
         typer.Option(
@@ -186,7 +214,10 @@ def jobs_add(
         str | None, typer.Option("--runs", help="Comma-separated runs (default all).")
     ] = None,
     splits: Annotated[str | None, typer.Option("--splits", help="Comma-separated splits.")] = None,
-    reduce: Annotated[str, typer.Option("--reduce", help="final | best | all")] = "final",
+    reduce: Annotated[
+        str | None,
+        typer.Option("--reduce", help="final | best | all (default final; allocation: all)."),
+    ] = None,
     split: Annotated[
         str | None, typer.Option("--split", help="The split to fit, as `fit --split`.")
     ] = None,
@@ -223,11 +254,20 @@ def jobs_add(
     ] = False,
     store: StoreOption = None,
 ) -> None:
-    """Save a fit spec with a schedule; `scalinglab serve` runs it when due. The law, the
-    option names, the schedule and the selection are checked first (exit 2, nothing
-    saved, when one is wrong)."""
+    """Save a fit spec (or, with --kind allocation, an allocation report's) with a
+    schedule; `scalinglab serve` runs it when due. The law, the option names, the schedule
+    and the selection are checked first (exit 2, nothing saved, when one is wrong)."""
+    from fitting.analyses.allocation_record import ALLOCATION
     from fitting.jobs import add_job
 
+    if kind not in KINDS:
+        fail(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    allocation = kind == "allocation"
+    if not allocation and law is None:
+        fail("a fit job needs --law (see `scalinglab laws`)")
+    if not allocation and (budget or flops or params):
+        fail("--budget, --flops and --params are for --kind allocation")
+    reduce = reduce or ("all" if allocation else "final")
     if reduce not in ("final", "best", "all"):
         fail(f"--reduce must be 'final', 'best' or 'all', got {reduce!r}")
     selection = {
@@ -255,12 +295,15 @@ def jobs_add(
         fail("--share makes parameters common to groups: give --group-by too")
     if tie:
         options["tie"] = list(tie)
+    if allocation:  # the report's options; Approach 3's law among them
+        given = {"budgets": budget, "flops": flops, "params": params, "law": law}
+        options.update({k: v for k, v in given.items() if v})
     try:
         job_id = add_job(
             _store(store),
             name=name,
             project=project,
-            law=law,
+            law=ALLOCATION if allocation else str(law),
             selection=selection,
             options=options,
             schedule=schedule,
@@ -277,7 +320,7 @@ JobIdArgument = Annotated[
 
 @jobs_app.command("run")
 def jobs_run(job_id: JobIdArgument, store: StoreOption = None) -> None:
-    """Run a job now, in this process, and print the new fit's id."""
+    """Run a job now, in this process, and print the new fit's (or report's) id."""
     from fitting.jobs import run_job
 
     try:

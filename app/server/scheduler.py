@@ -1,5 +1,9 @@
 """The job scheduler that `scalinglab serve` runs beside the dashboard.
 
+A job fits one law, or (law "allocation") computes Chinchilla's three allocation approaches
+and saves the report (`fitting.analyses.allocation_record`); `fitting.jobs.run_job` runs
+either, so every rule below holds for both.
+
 One background thread polls the store's `jobs` table every few seconds. A cron job is
 due when its `next_run_at` has passed (missed runs coalesce: the next time is computed
 from *now*, so a job that slept through ten slots runs once); an "on-new-data" job is due
@@ -459,6 +463,8 @@ _PRELOAD = [
     "fitting",
     "fitting.jobs",
     "fitting.persist",
+    "fitting.analyses.allocation_record",
+    "fitting.analyses.allocation_report",
 ]
 
 

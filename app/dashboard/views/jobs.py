@@ -1,5 +1,6 @@
-"""Jobs: scheduled fits (a saved fit spec plus a cron schedule or 'when new data arrives'),
-their status, and the history of each job's fits."""
+"""Jobs: scheduled fits (a saved fit spec plus a cron schedule or 'when new data arrives')
+and allocation reports (Chinchilla's three approaches), their status, and the history of
+each job's results."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import figures, fitview, pageerrors, store_access
+from app.dashboard import access, figures, fitview, pageerrors, publish, store_access
 from app.dashboard.safetext import md
-from store.errors import ScalinglabError
+from fitting.analyses import allocation_record
+from fitting.analyses.allocation_record import ALLOCATION
+from store.errors import BadInputError, ScalinglabError
 from store.jobs import SUMMARY_COLUMNS
 
 REFRESH_S = 5.0
@@ -28,14 +31,19 @@ SCHEDULES = {
 LIST_COLUMNS = list(SUMMARY_COLUMNS)
 
 
+KINDS = {"fit a law": "fit", "allocation report (three approaches)": ALLOCATION}
+AUTO_LAW = "auto (first that fits the data)"
+
+
 def create_form() -> None:
     import fitting
     from fitting.jobs import add_job
-    from fitting.laws import DEFAULT_LAW
+    from fitting.laws import DEFAULT_LAW, laws_supporting
 
     projects = store_access.projects(store_access.store_root())
     with st.form("job-create", clear_on_submit=False):
         st.markdown("**New job**")
+        kind = KINDS[st.radio("Kind", list(KINDS), horizontal=True, key="job-kind")]
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("Name", key="job-name")
         project = c2.selectbox("Project", projects, key="job-project")
@@ -50,28 +58,60 @@ def create_form() -> None:
         c7, c8 = st.columns(2)
         reduce = c7.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
         boot = int(c8.number_input("Bootstrap resamples", 0, 2000, 100, 50, key="job-boot"))
+        st.caption("Allocation report: every point of the runs (their curves), at these budgets.")
+        c9, c10 = st.columns(2)
+        budgets = c9.text_input(
+            "FLOP budgets (comma-separated)", "1e21, 5.76e23", key="job-budgets"
+        )
+        approach_law = c10.selectbox(
+            "Approach 3's law", [AUTO_LAW, *laws_supporting("compute_optimal")], key="job-alaw"
+        )
         submitted = st.form_submit_button("Create job")
     if not submitted:
         return
     try:
-        options: dict[str, Any] = {"bootstrap": boot} if boot else {}
-        if fitting.LAWS[law].x_columns:
-            options["x"] = x
+        if kind == ALLOCATION:
+            options = _allocation_options(budgets, approach_law, boot)
+            selection: dict[str, Any] = {"reduce": "all"}
+            title = f"allocation on {project}"
+        else:
+            options = {"bootstrap": boot} if boot else {}
+            if fitting.LAWS[law].x_columns:
+                options["x"] = x
+            selection = {"reduce": reduce, "finished": reduce == "final"}
+            title = f"{law} on {project}"
+        user = access.require("create_job")
         # add_job checks the law, the option names, the schedule and the selection.
         job_id = add_job(
             store_access.get_store(),
-            name=name.strip() or f"{law} on {project}",
+            name=name.strip() or title,
             project=project or "",
-            law=law,
+            law=law if kind == "fit" else ALLOCATION,
             options=options,
             schedule=SCHEDULES[when] or cron,
-            selection={"reduce": reduce, "finished": reduce == "final"},
+            selection=selection,
+            created_by=user.name,
         )
     except ScalinglabError as err:
         st.error(md(err))
         return
+    access.audit("create_job", project=project, target=job_id, detail={"kind": kind})
     store_access.invalidate()
     st.success(f"Job {job_id} created.")
+
+
+def _allocation_options(budgets: str, law: str, boot: int) -> dict[str, Any]:
+    """An allocation job's options from the form (checked again by add_job)."""
+    try:
+        values = [float(v) for v in budgets.split(",") if v.strip()]
+    except ValueError:
+        raise BadInputError(f"FLOP budgets must be numbers, got {budgets!r}") from None
+    options: dict[str, Any] = {"budgets": values}
+    if law != AUTO_LAW:
+        options["law"] = law
+    if boot:
+        options.update(bootstrap=boot, fit_bootstrap=boot)
+    return options
 
 
 def run_now(job: dict[str, Any]) -> str:
@@ -103,14 +143,20 @@ def actions(job: dict[str, Any]) -> None:
     c1, c2, c3 = st.columns(3)
     jid = int(job["id"])
     if c1.button("Run now", key=f"job-run-{jid}"):
+        access.require("run_job")
         st.toast(f"Job {jid}: {run_now(job)}")
+        access.audit("run_job", project=job["project"], target=jid)
     paused = bool(job.get("paused"))
     if c2.button("Resume" if paused else "Pause", key=f"job-pause-{jid}"):
+        access.require("edit_job")
         jobs.update_job(store_access.get_store(), jid, paused=not paused)
+        access.audit("edit_job", project=job["project"], target=jid, detail={"paused": not paused})
         store_access.invalidate()
         st.rerun()
     if c3.button("Delete", key=f"job-delete-{jid}"):
+        access.require("delete")
         jobs.delete_job(store_access.get_store(), jid)
+        access.audit("delete", project=job["project"], target=jid, detail={"what": "job"})
         store_access.invalidate()
         st.rerun()
 
@@ -122,6 +168,9 @@ def history(job: dict[str, Any]) -> None:
     )
     if fits is None or len(fits) == 0:
         st.info("No fits from this job yet.")
+        return
+    if allocation_record.is_allocation(job.get("law")):
+        allocation_history(job, fits)
         return
     at = _prediction_point(job)
     hist = fitview.history_frame(fits, at)
@@ -135,6 +184,28 @@ def history(job: dict[str, Any]) -> None:
         figures.history_figure(hist, value, lo=f"{value} lo", hi=f"{value} hi", title=title),
         key=f"job-hist-fig-{job['id']}",
     )
+    st.dataframe(hist, hide_index=True, width="stretch")
+
+
+def allocation_history(job: dict[str, Any], records: pd.DataFrame) -> None:
+    """An allocation job's reports: the latest in full, and a and b of each approach over
+    the job's runs (the answer settling, or not, as runs arrive)."""
+    from app.dashboard import predictions
+
+    latest = records.sort_values("id").to_dict("records")[-1]
+    report = allocation_record.report_of(latest)
+    st.caption(
+        f"Latest report (fit {latest['id']}, {latest['created_at']}): "
+        f"{report['accounting_text']}; intervals at {report['level']:.0%}."
+    )
+    st.dataframe(predictions.allocation_table(report), hide_index=True, width="stretch")
+    hist = allocation_record.history(records)
+    values = [c for c in hist.columns if f"{c} lo" in hist.columns]
+    if not values:
+        return
+    value = st.selectbox("Plot over the job's history", values, key=f"job-ahist-{job['id']}")
+    fig = figures.history_figure(hist, value, lo=f"{value} lo", hi=f"{value} hi")
+    publish.chart(fig, key=f"job-ahist-fig-{job['id']}", name=f"job {job['id']} {value}")
     st.dataframe(hist, hide_index=True, width="stretch")
 
 

@@ -10,6 +10,7 @@ import streamlit as st
 
 from app.dashboard import figures, predictions, store_access
 from app.dashboard.safetext import md
+from fitting.analyses import allocation_record
 from store.errors import ScalinglabError
 
 
@@ -25,7 +26,22 @@ def pick_fit() -> tuple[Any, dict[str, Any]] | None:
     }
     fit_id = st.selectbox("Saved fit", list(labels), format_func=labels.get, key="pred-fit")
     record = next(r for r in records if int(r["id"]) == fit_id)
+    if allocation_record.is_allocation(record["law"]):
+        return None, record  # a saved allocation report: read, not refitted
     return store_access.load_result(fit_id), record
+
+
+def saved_allocation(record: dict[str, Any]) -> None:
+    """A saved allocation report (an allocation job's): the three approaches as computed."""
+    report = allocation_record.report_of(record)
+    st.subheader("Compute-optimal allocation, three ways (Hoffmann et al. 2022)")
+    job = record.get("job_id")
+    made = f"job {int(job)}" if job is not None and not pd.isna(job) else "a saved report"
+    st.caption(
+        f"Saved by {made} on {record['created_at']} · accounting: "
+        f"{report['accounting_text']} · intervals at {report['level']:.0%}."
+    )
+    st.dataframe(predictions.allocation_table(report), hide_index=True, width="stretch")
 
 
 def observed(record: dict[str, Any], reduce: str | None = None) -> pd.DataFrame:
@@ -205,6 +221,9 @@ def main() -> None:
     if picked is None:
         return
     result, record = picked
+    if result is None:
+        saved_allocation(record)
+        return
     import fitting
 
     law_obj = fitting.LAWS.get(result.law)
