@@ -111,6 +111,34 @@ def _curve(
     )
 
 
+def final_points(root: str, project: str) -> pd.DataFrame:
+    """Each (run, split)'s final point (`runsdata.final_points`), cached per data version."""
+    return _final_points(root, project, version(root, project))
+
+
+@st.cache_data(ttl=STABLE_TTL_S, max_entries=16, show_spinner=False)
+def _final_points(root: str, project: str, data_version: str) -> pd.DataFrame:
+    from app.dashboard import runsdata
+    from store import Store
+
+    return runsdata.final_points(Store(root), project)
+
+
+def lr_curves(root: str, project: str, run_names: tuple[str, ...], x: str) -> pd.DataFrame:
+    """The runs' learning rate against x (`runsdata.lr_curves`), cached per data version."""
+    return _lr_curves(root, project, run_names, x, version(root, project))
+
+
+@st.cache_data(ttl=STABLE_TTL_S, max_entries=64, show_spinner=False)
+def _lr_curves(
+    root: str, project: str, run_names: tuple[str, ...], x: str, data_version: str
+) -> pd.DataFrame:
+    from app.dashboard import runsdata
+    from store import Store
+
+    return runsdata.lr_curves(Store(root), project, run_names, x)
+
+
 def selection_frame(root: str, project: str, selection: dict[str, Any]) -> pd.DataFrame:
     """The frame a fit of `selection` sees, cached per data version (refits are quick)."""
     key = json.dumps(selection, sort_keys=True, default=str)
