@@ -11,7 +11,7 @@ frontier figure, where Hoffmann et al.'s Approaches 1 and 2 (an allocation repor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,13 @@ EXTEND = 10.0  # curves run to 10x the largest fitted size, where the beyond-dat
 
 @dataclass(frozen=True)
 class Compared:
-    """One saved fit on the page."""
+    """One saved fit on the page; `memo` keeps its curves (a saved fit never changes, so
+    a page may keep one Compared per fit across reruns)."""
 
     fit_id: int
     label: str
     result: Any
+    memo: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
 
 def fit_label(record: dict[str, Any]) -> str:
@@ -73,35 +75,38 @@ def _grid(result: Any, column: str, n: int = GRID_POINTS) -> np.ndarray:
     return np.geomspace(float(low), float(high) * EXTEND, n)
 
 
-def loss_curve(result: Any, x: str, level: float = 0.95) -> pd.DataFrame:
+def loss_curve(item: Compared, x: str, level: float = 0.95) -> pd.DataFrame:
     """`x, loss, lo, hi`: the law's loss (along the compute-optimal frontier when `x` is
     C for a law of N and D) with its confidence band."""
-    grid = _grid(result, x)
-    if x in size_inputs(result):
+    result = item.result
+    if x not in size_inputs(result):
+        curve = frontier_curve(item, level)
+        return curve.rename(columns={"loss_lo": "lo", "loss_hi": "hi"})
+    key = f"loss-{x}-{level}"
+    if key not in item.memo:
+        grid = _grid(result, x)
         frame = pd.DataFrame({x: grid})
         loss = np.asarray(result.predict(frame), dtype=float)
         try:
             lo, hi = result.predict_band(frame, level=level, kind="confidence")
         except ScalinglabError:
             lo = hi = np.full_like(loss, np.nan)
-        return pd.DataFrame({x: grid, "loss": loss, "lo": lo, "hi": hi})
+        item.memo[key] = pd.DataFrame({x: grid, "loss": loss, "lo": lo, "hi": hi})
+    return item.memo[key]
+
+
+def frontier_curve(item: Compared, level: float = 0.95) -> pd.DataFrame:
+    """`flops, N_opt, N_opt_lo, N_opt_hi, loss, loss_lo, loss_hi` over C: the
+    compute-optimal model size and the loss there, with their intervals."""
     from fitting import analyses
 
-    out = analyses.compute_optimal(result, grid, level=level)
-    return pd.DataFrame(
-        {x: grid, "loss": out["loss"], "lo": out["loss_lo"], "hi": out["loss_hi"]}
-    ).assign(N_opt=out["N_opt"], N_lo=out["N_opt_lo"], N_hi=out["N_opt_hi"])
-
-
-def frontier_curve(result: Any, level: float = 0.95) -> pd.DataFrame:
-    """`flops, N_opt, lo, hi`: the compute-optimal model size over C with its interval."""
-    from fitting import analyses
-
-    grid = _grid(result, "flops")
-    out = analyses.compute_optimal(result, grid, level=level)
-    return pd.DataFrame(
-        {"flops": grid, "N_opt": out["N_opt"], "lo": out["N_opt_lo"], "hi": out["N_opt_hi"]}
-    )
+    key = f"frontier-{level}"
+    if key not in item.memo:
+        grid = _grid(item.result, "flops")
+        out = analyses.compute_optimal(item.result, grid, level=level)
+        names = ("N_opt", "N_opt_lo", "N_opt_hi", "loss", "loss_lo", "loss_hi")
+        item.memo[key] = pd.DataFrame({"flops": grid, **{k: out[k] for k in names}})
+    return item.memo[key]
 
 
 def _add_curve(
@@ -133,7 +138,7 @@ def loss_figure(items: Sequence[Compared], x: str, level: float = 0.95) -> go.Fi
     """Each fit's loss against `x` with its confidence band, one colour per fit."""
     fig = go.Figure()
     for i, item in enumerate(items):
-        curve = loss_curve(item.result, x, level)
+        curve = loss_curve(item, x, level)
         name = item.label if x in size_inputs(item.result) else f"{item.label} (at N_opt(C))"
         _add_curve(
             fig,
@@ -164,13 +169,13 @@ def frontier_figure(
     for item in items:
         if not has_frontier(item.result):
             continue
-        curve = frontier_curve(item.result, level)
+        curve = frontier_curve(item, level)
         _add_curve(
             fig,
             curve["flops"].to_numpy(),
             curve["N_opt"].to_numpy(),
-            curve["lo"].to_numpy(),
-            curve["hi"].to_numpy(),
+            curve["N_opt_lo"].to_numpy(),
+            curve["N_opt_hi"].to_numpy(),
             name=item.label,
             i=i,
         )

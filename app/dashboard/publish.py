@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import functools
 import math
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -178,7 +179,11 @@ def export_problem() -> str | None:
         path = Chromium.find_browser(skip_local=False)
     except (OSError, RuntimeError, ValueError) as err:
         return f"no Chromium found: {err}"
-    return None if path else "no Chromium on PATH and $BROWSER_PATH unset"
+    if not path:
+        return "no Chromium on PATH and $BROWSER_PATH unset"
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return f"{path} is not an executable Chromium"
+    return None
 
 
 def image_bytes(fig: go.Figure, fmt: str) -> bytes:

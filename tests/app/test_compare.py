@@ -152,3 +152,31 @@ def test_figures_draw_each_fit_with_its_band(
     traces = [t.name for t in frontier.data]
     assert "fit 1: chinchilla on chin" in traces  # the power law has no frontier
     assert sum(name.startswith("Approach") for name in traces) == 3
+
+
+def _chart_page() -> None:
+    import plotly.graph_objects as go
+
+    from app.dashboard import publish
+
+    publish.chart(go.Figure(go.Scatter(x=[1, 10], y=[2, 1])), key="c", name="fig 1")
+
+
+def test_chart_offers_png_and_svg_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    publish.export_problem.cache_clear()
+    monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chromium")  # a slim image's server
+    at = AppTest.from_function(_chart_page).run()
+    assert not at.exception
+    assert "not an executable Chromium" in at.caption[0].value
+    assert "camera in the chart's toolbar saves a PNG" in at.caption[0].value
+    assert not at.get("download_button")
+    publish.export_problem.cache_clear()
+    monkeypatch.delenv("BROWSER_PATH")
+    if publish.export_problem() is not None:
+        pytest.skip(f"no figure export here: {publish.export_problem()}")
+    at = AppTest.from_function(_chart_page).run()
+    buttons = at.get("download_button")
+    assert [b.proto.label for b in buttons] == ["PNG", "SVG"]
+    publish.export_problem.cache_clear()

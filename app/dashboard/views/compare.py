@@ -23,6 +23,18 @@ POINT_INPUTS = (
 )
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _compared(
+    root: str, fit_id: int, created_at: str, _record: dict[str, Any]
+) -> comparison.Compared:
+    """A saved fit and its curves, kept across reruns and sessions (a saved fit never
+    changes). The store, the id and the time it was saved name it."""
+    del root, created_at  # the cache key: a store made anew at the same path reuses ids
+    return comparison.Compared(
+        fit_id, comparison.fit_label(_record), store_access.load_result(fit_id)
+    )
+
+
 def pick_fits(records: list[dict[str, Any]]) -> list[int]:
     ids = [int(r["id"]) for r in records]
     labels = {int(r["id"]): f"{comparison.fit_label(r)} ({r['created_at']})" for r in records}
@@ -200,11 +212,16 @@ def main() -> None:
     items = []
     for fit_id in chosen:
         try:
-            result = store_access.load_result(fit_id)
+            items.append(
+                _compared(
+                    store_access.store_root(),
+                    fit_id,
+                    str(by_id[fit_id]["created_at"]),
+                    by_id[fit_id],
+                )
+            )
         except ScalinglabError as err:
             st.error(f"fit {fit_id}: {md(err)}")
-            continue
-        items.append(comparison.Compared(fit_id, comparison.fit_label(by_id[fit_id]), result))
     allocation_controls(items, at["C"])
     held = st.session_state.get("cmp-allocation")
     allocation = held["report"] if held else None
