@@ -104,7 +104,9 @@ def user_from_claims(claims: dict[str, Any], allow: Roles) -> User:
     if not claims.get("is_logged_in"):
         return SIGNED_OUT
     email = claims.get("email")
-    name = email if isinstance(email, str) and email else str(claims.get("sub") or "") or None
+    # E-mails lower-cased: one person is one actor in the audit log, however they type it.
+    name = email.strip().lower() if isinstance(email, str) and email.strip() else None
+    name = name or str(claims.get("sub") or "") or None
     return User(name=name, role=allow.role_for(claims), signed_in=True)
 
 

@@ -8,11 +8,18 @@ runs on the server in every script run, so no page can be reached around it.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import streamlit as st
 
 from app.dashboard import access, safetext
 
-_AUDITED = "scalinglab-auth-audited"
+# Each sign-in is audited once: a login's ID token has its own issue time (`iat`), which
+# every browser session that login opens shares (this process's memory; a restart of the
+# dashboard may record a login again, once).
+_SEEN: set[tuple[str, str | None, Any]] = set()
+_SEEN_LOCK = threading.Lock()
 
 
 def gate() -> access.User:
@@ -32,11 +39,13 @@ def gate() -> access.User:
 
 
 def _audit_once(action: str, user: access.User) -> None:
-    """One audit row per browser session (a sign-in starts a new session)."""
-    if st.session_state.get(_AUDITED) == (action, user.name):
-        return
-    st.session_state[_AUDITED] = (action, user.name)
-    access.audit(action, user=user)
+    """One audit row per sign-in (not per page load: each opens a session)."""
+    issued = st.user.to_dict().get("iat")
+    with _SEEN_LOCK:
+        if (action, user.name, issued) in _SEEN:
+            return
+        _SEEN.add((action, user.name, issued))
+    access.audit(action, user=user, detail={"issued_at": issued})
 
 
 def signin_page() -> None:

@@ -103,7 +103,7 @@ def test_role_from_claims(claims: dict[str, object], role: str | None) -> None:
 
 
 def test_user_from_claims_names_the_email_and_needs_is_logged_in() -> None:
-    claims = {"is_logged_in": True, "sub": "ada", "email": "ada@example.org"}
+    claims = {"is_logged_in": True, "sub": "ada", "email": "Ada@Example.org"}
     assert access.user_from_claims(claims, roles()) == access.User(
         "ada@example.org", "admin", signed_in=True
     )

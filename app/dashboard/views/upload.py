@@ -1,9 +1,13 @@
-"""Upload: drop CSV files, see the detected format and a preview, map unknown columns,
-and import only when the user confirms. Nothing is written before that.
+"""Upload: drop CSV or Parquet files, or a zip of tracker runs, see the detected format and
+a preview, map unknown columns, and import only when the user confirms. Nothing is
+written before that.
 
 Each file waits in a private folder of the store (`app.dashboard.staging`) and is imported only if
-it still holds the bytes reviewed; every text from a file (its name, cells quoted in an
-error, warnings) is shown through `safetext.md`, never as Markdown.
+it still holds the bytes reviewed; a zip (a folder of TensorBoard event files, W&B offline
+runs, an `mlruns/` store, trackio databases) is unpacked safely there and read by the same
+tracker readers as `scalinglab import`, unpacked again from the checked bytes to import.
+Every text from a file (its name, cells quoted in an error, warnings) is shown through
+`safetext.md`, never as Markdown.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.dashboard import staging, store_access
+from app.dashboard import access, staging, store_access
 from app.dashboard.safetext import md
 from store.errors import ScalinglabError
 from store.importers import FORMATS as IMPORT_FORMATS
@@ -23,6 +27,8 @@ FORMATS = ["auto", *IMPORT_FORMATS]
 IGNORE = "(ignore)"
 CANONICAL = [IGNORE, *ALIASES]  # exactly the columns the importer can map onto
 STAGED_KEY = "upload-staged"  # session state: uploader file id -> staging.Staged
+UNPACKED_KEY = "upload-unpacked"  # session state: staged zip's sha256 -> folder reviewed
+FILE_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "zip"]
 
 Reviewed = tuple[staging.Staged, dict[str, str], bool]
 
@@ -113,12 +119,36 @@ def parse_one(path: Path, fmt: str, bits: bool, mapping: dict[str, str] | None) 
     return parse_file(path, format=fmt, bits=bits, mapping=mapping or None)
 
 
+def unpacked_for_review(staged: staging.Staged) -> Path:
+    """The staged zip's unpacked folder, unpacked once per upload (reruns reuse it)."""
+    folders = st.session_state.setdefault(UNPACKED_KEY, {})
+    found = folders.get(staged.sha256)
+    if found is None or not Path(found).exists():
+        found = folders[staged.sha256] = staging.unpack(staged)
+    return Path(found)
+
+
+def review_zip(staged: staging.Staged, bits: bool) -> Reviewed:
+    """Unpack and read a zip of tracker runs (detected), show what was found."""
+    from store.trackers import parse_runs
+
+    try:
+        parsed = parse_runs(unpacked_for_review(staged), bits=bits)
+    except ScalinglabError as err:
+        st.error(f"Cannot import: {md(err)}")
+        return staged, {}, False
+    show_parsed(parsed)
+    return staged, {}, True
+
+
 def review(uploaded: Any, fmt: str, bits: bool) -> Reviewed:
     """Parse the staged copy of one file, show what was found; (staged, mapping, ok)."""
     staged = stage(uploaded)
     path = staged.path
     key = f"up-{staged.sha256[:16]}"
     st.subheader(md(uploaded.name))
+    if staging.is_zip(path):
+        return review_zip(staged, bits)
     parsed, error = None, None
     try:
         parsed = parse_one(path, fmt, bits, None)
@@ -140,11 +170,13 @@ def review(uploaded: Any, fmt: str, bits: bool) -> Reviewed:
 def main() -> None:
     st.title("Upload")
     st.write(
-        "Drop CSV files: long format (run, step, loss...), a W&B or TensorBoard export, "
-        "or a table with one row per model. Nothing is stored until you confirm."
+        "Drop CSV or Parquet files: long format (run, step, loss...), a W&B or TensorBoard "
+        "export, or a table with one row per model; or a zip of a runs folder (TensorBoard "
+        "event files, W&B offline runs, an MLflow mlruns/ store, trackio databases). "
+        "Nothing is stored until you confirm. The format is detected for zips."
     )
     files = st.file_uploader(
-        "CSV files", type=["csv", "tsv", "txt"], accept_multiple_files=True, key="upload-files"
+        "CSV, Parquet or zip files", type=FILE_TYPES, accept_multiple_files=True, key="upload-files"
     )
     c1, c2, c3 = st.columns([2, 2, 1])
     project = c1.text_input("Project", value="uploads", key="upload-project").strip()
@@ -177,22 +209,34 @@ def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> N
     from store.importers import import_files
 
     store = store_access.get_store()
+    user = access.require("upload")  # server side, right before the write
     total_runs = total_points = 0
     try:
         for staged, _, _ in reviewed:  # every file as reviewed, before any is imported
             staging.verify(staged)
         for staged, mapping, _ in reviewed:
-            report = import_files(
-                store,
-                [staged.path],
-                project=project,
-                format=fmt,
-                bits=bits,
-                mapping=mapping or None,
-            )
+            if staging.is_zip(staged.path):
+                # Unpacked again from the bytes just checked, never from the review's copy.
+                report = import_files(store, [staging.unpack(staged)], project=project, bits=bits)
+            else:
+                report = import_files(
+                    store,
+                    [staged.path],
+                    project=project,
+                    format=fmt,
+                    bits=bits,
+                    mapping=mapping or None,
+                    imported_by=user.name,
+                )
             total_runs += int(report.runs)
             total_points += int(report.points)
             staging.discard(staged)
+            access.audit(
+                "upload",
+                project=project,
+                target=staged.name,
+                detail={"runs": int(report.runs), "points": int(report.points)},
+            )
     except ScalinglabError as err:
         st.error(f"Import failed, nothing from that file was written: {md(err)}")
         return
