@@ -3,7 +3,9 @@
 `<store>/staging/` is mode 0700 and owned by the server's user; each upload gets a folder
 of its own with a random name (`mkdtemp`, 0700) and its file is written once (0600, never
 through a link). The import re-reads that file only after checking it still holds the
-bytes that were reviewed (sha256): a file changed after review is refused. Staged files
+bytes that were reviewed (sha256): a file changed after review is refused. A zip of
+tracker runs is unpacked (`unpack`) into a private folder beside it, safely: no entry
+leaves the folder, sizes are counted as written, zip bombs are refused. Staged files
 are removed after their import and when the user drops them.
 """
 
@@ -18,12 +20,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from store.errors import BadInputError, ScalinglabError
 
 STAGING_DIR = "staging"
 PRIVATE = 0o700
 STALE_S = 24 * 3600.0  # a staged upload nobody confirmed or dropped for a day
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class StagingError(ScalinglabError):
@@ -100,6 +104,122 @@ def verify(staged: Staged) -> None:
             f"{staged.sha256[:12]}...): nothing imported; upload it again",
             file=staged.name,
         )
+
+
+def is_zip(path: Path) -> bool:
+    """Whether the staged file is a zip archive (by its first bytes, not its name)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def unpack(staged: Staged, *, limits: ZipLimits | None = None) -> Path:
+    """Unpack the staged zip into a fresh private folder beside it, after checking its
+    sha256 is the one reviewed; the folder to read (the archive's single top folder, if
+    it has one, as `scalinglab import runs/` names runs below `runs/`).
+
+    Refused with a clear message, leaving nothing unpacked: a name that leaves the
+    folder (absolute, `..`, a drive), a link, an encrypted entry, a name given twice, more
+    than `limits.files` entries or `limits.total_bytes` unpacked, or an entry that
+    expands more than `limits.ratio` times (a zip bomb). Sizes are counted as written,
+    not as the archive claims."""
+    limits = limits or ZipLimits()
+    verify(staged)
+    target = Path(tempfile.mkdtemp(prefix="unpacked-", dir=staged.folder))
+    try:
+        _extract(staged, target, limits)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    children = list(target.iterdir())
+    return children[0] if len(children) == 1 and children[0].is_dir() else target
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """What a zip may unpack to: entries, bytes in all, and expansion per entry."""
+
+    files: int = 100_000
+    total_bytes: int = 4 << 30
+    ratio: float = 200.0
+    ratio_floor: int = 1 << 20  # entries smaller than this may expand more
+
+
+def _extract(staged: Staged, target: Path, limits: ZipLimits) -> None:
+    import zipfile
+
+    def refuse(message: str) -> BadInputError:
+        return BadInputError(f"{message}: nothing imported", file=staged.name)
+
+    try:
+        archive = zipfile.ZipFile(staged.path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise refuse(f"not a readable zip archive ({err})") from None
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > limits.files:
+            raise refuse(f"the zip holds {len(entries):,} entries, more than {limits.files:,}")
+        written = 0
+        for entry in entries:
+            parts = _entry_parts(entry.filename)
+            if parts is None:
+                raise refuse(f"the zip entry {entry.filename!r} leaves its folder")
+            if stat.S_ISLNK(entry.external_attr >> 16):
+                raise refuse(f"the zip entry {entry.filename!r} is a link")
+            if entry.flag_bits & 0x1:
+                raise refuse(f"the zip entry {entry.filename!r} is encrypted")
+            path = target.joinpath(*parts) if parts else target
+            try:
+                if entry.is_dir():
+                    path.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
+                    continue
+                path.parent.mkdir(mode=PRIVATE, parents=True, exist_ok=True)
+                written += _write_entry(archive, entry, path, limits, written, refuse)
+            except (OSError, zipfile.BadZipFile) as err:  # a file where a folder was, a bad CRC
+                raise refuse(f"cannot unpack {entry.filename!r} ({err})") from None
+
+
+def _entry_parts(name: str) -> list[str] | None:
+    """The entry's folders and name below the target, or None when it would leave it."""
+    text = name.replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        return None
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    return None if any(p == ".." for p in parts) else parts
+
+
+def _write_entry(
+    archive: Any, entry: Any, path: Path, limits: ZipLimits, before: int, refuse: Any
+) -> int:
+    """Copy one entry out in blocks, stopping the moment a limit is passed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise refuse(f"the zip names {entry.filename!r} twice") from None
+    size = 0
+    allowed = max(limits.ratio_floor, int(limits.ratio * max(entry.compress_size, 1)))
+    with os.fdopen(fd, "wb") as out, archive.open(entry) as source:
+        while block := source.read(1 << 20):
+            size += len(block)
+            if size > allowed:
+                raise refuse(
+                    f"the zip entry {entry.filename!r} expands more than {limits.ratio:.0f} "
+                    "times (a zip bomb?)"
+                )
+            if before + size > limits.total_bytes:
+                raise refuse(f"the zip unpacks to more than {_size(limits.total_bytes)}")
+            out.write(block)
+    return size
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def discard(staged: Staged) -> None:

@@ -17,6 +17,7 @@ from store.errors import BadInputError
 
 if TYPE_CHECKING:
     from store.core import Store
+    from store.importers.parse import ParsedFile
     from store.importers.write import ImportReport
     from store.trackers.series import TrackerRun
 
@@ -106,6 +107,24 @@ def resolve_format(path: Path, format: str) -> str:
             file=str(path),
         )
     return found
+
+
+def parse_runs(
+    path: str | os.PathLike[str],
+    *,
+    format: str = "auto",
+    tags: dict[str, str | None] | None = None,
+    bits: bool = False,
+) -> ParsedFile:
+    """Read and validate one tracker source into the canonical frames, writing nothing
+    (what the Upload page previews); `BadInputError` naming the place on bad input."""
+    from store.trackers import series, write
+
+    source = source_path(path)
+    fmt = resolve_format(source, format)
+    sha = write.source_hash(source, source_files(source, fmt))
+    runs = read_source(source, fmt, tags)
+    return series.to_parsed(runs, path=source, format=fmt, sha256=sha, tags=tags, bits=bits)
 
 
 def import_runs(
