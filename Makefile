@@ -6,7 +6,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup run test lint browser bench clean triton36
+.PHONY: setup run test lint browser bench clean triton36 oidc
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,11 +34,20 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
 
+# The sign-in test's OpenID provider (npm's oidc-provider, pinned by its package-lock.json);
+# without node the sign-in e2e test is skipped.
+OIDC := tests/e2e/oidc
+$(OIDC)/node_modules/.installed: $(OIDC)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "warning: no npm; the sign-in e2e test will be skipped"; exit 0; }; \
+	  npm ci --prefix $(OIDC) --no-audit --no-fund --loglevel=error && touch $@
+
+oidc: $(OIDC)/node_modules/.installed
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup browser triton36
+test: setup browser triton36 oidc
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout=900
