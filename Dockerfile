@@ -3,6 +3,14 @@
 #   docker build -t scalinglab .
 #   docker run -p 8501:8501 -v scalinglab-store:/data scalinglab
 #
+# Shared, behind sign-in (README "Shared set-up"): mount the sign-in file (Streamlit's
+# [auth] section for your OpenID provider, plus [roles]) read-only and name it in
+# SCALINGLAB_AUTH; it must be readable by the image's user (uid 1000), e.g. chmod 0444:
+#
+#   docker run -p 8501:8501 -v scalinglab-store:/data \
+#       -v "$PWD/auth.toml:/run/secrets/scalinglab-auth.toml:ro" \
+#       -e SCALINGLAB_AUTH=/run/secrets/scalinglab-auth.toml scalinglab
+#
 # GPU trainer image (adds torch + triton; PyPI's Linux torch wheel bundles CUDA, so only
 # the host's NVIDIA driver is needed at run time: `docker run --gpus all ...`):
 #
@@ -27,7 +35,8 @@ COPY fitting/__init__.py fitting/__init__.py
 COPY store/__init__.py store/__init__.py
 COPY trainers/__init__.py trainers/__init__.py
 ARG WITH_TRAIN=0
-RUN if [ "$WITH_TRAIN" = "1" ]; then pip install ".[train]"; else pip install .; fi
+# `auth`: Authlib, for sign-in (off unless SCALINGLAB_AUTH names a file).
+RUN if [ "$WITH_TRAIN" = "1" ]; then pip install ".[train,auth]"; else pip install ".[auth]"; fi
 
 # The code, then a real (non-editable) install of it.
 COPY app ./app
@@ -35,7 +44,7 @@ COPY fitting ./fitting
 COPY store ./store
 COPY trainers ./trainers
 COPY .streamlit ./.streamlit
-RUN if [ "$WITH_TRAIN" = "1" ]; then pip install --no-deps ".[train]"; else pip install --no-deps .; fi \
+RUN if [ "$WITH_TRAIN" = "1" ]; then pip install --no-deps ".[train,auth]"; else pip install --no-deps ".[auth]"; fi \
     && useradd --create-home --uid 1000 scalinglab \
     && mkdir -p /data && chown scalinglab:scalinglab /data
 
@@ -48,5 +57,6 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=40s --retries=3 \
     CMD python -c "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4); sys.exit(0 if r.status == 200 else 1)"
 
-# Dashboard + scheduler. The working directory holds .streamlit/config.toml.
+# Dashboard + scheduler. The working directory holds .streamlit/config.toml; sign-in is on
+# when $SCALINGLAB_AUTH names a sign-in file (serve checks it first and exits 2 if bad).
 CMD ["scalinglab", "serve", "--store", "/data", "--port", "8501", "--address", "0.0.0.0"]
