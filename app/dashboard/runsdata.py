@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from store.core import Store
 
 X_COLUMNS = ("step", "tokens", "flops")
-LR_BUCKETS = 150  # per run; each keeps its first and last LR value (<= 300 points)
+LR_BUCKETS = 100  # per run; each keeps 4 points (M4), so <= 400 points per run
 
 
 def final_points(store: Store, project: str) -> pd.DataFrame:
@@ -43,11 +43,12 @@ def final_points(store: Store, project: str) -> pd.DataFrame:
 
 def lr_curves(store: Store, project: str, runs: Sequence[str], x: str) -> pd.DataFrame:
     """The learning rate of each run against `x` (columns run, x, lr), at most
-    2 * LR_BUCKETS points per run; empty when the runs log no LR.
+    4 * LR_BUCKETS points per run; empty when the runs log no LR.
 
     Buckets are equal in the mean of the log and the linear position of x, so warm-up
     keeps its detail on a log axis and the decay its detail on a linear one; each bucket
-    keeps its first and last point, so a step change survives."""
+    keeps its first and last point and its lowest and highest LR (M4), so a step change
+    and the warm-up's peak survive."""
     if x not in X_COLUMNS:
         raise BadInputError(f"x must be one of {X_COLUMNS}, got {x!r}")
 
@@ -71,7 +72,11 @@ def lr_curves(store: Store, project: str, runs: Sequence[str], x: str) -> pd.Dat
                 picks AS (
                     SELECT run, min({x}) AS x, arg_min(lr, {x}) AS lr FROM b GROUP BY run, bucket
                     UNION ALL
-                    SELECT run, max({x}) AS x, arg_max(lr, {x}) AS lr FROM b GROUP BY run, bucket)
+                    SELECT run, max({x}) AS x, arg_max(lr, {x}) AS lr FROM b GROUP BY run, bucket
+                    UNION ALL
+                    SELECT run, arg_min({x}, lr) AS x, min(lr) AS lr FROM b GROUP BY run, bucket
+                    UNION ALL
+                    SELECT run, arg_max({x}, lr) AS x, max(lr) AS lr FROM b GROUP BY run, bucket)
                 SELECT DISTINCT run, x, lr FROM picks ORDER BY run, x"""
             return con.execute(sql, [*params, project, list(runs)]).df()
 
@@ -84,6 +89,16 @@ def single_point_runs(runs: pd.DataFrame) -> pd.Series:
     points = runs["n_points"].fillna(0).astype(float)
     last = runs["last_step"].astype(float)
     return (points <= 1) | last.isna() | (last <= 0)
+
+
+def view_for(choice: str, runs: pd.DataFrame) -> str:
+    """The view of `choice` (auto, curves, final): `auto` is `final` when at least half
+    the runs are single points (a table of final losses), else `curves`."""
+    if choice != "auto":
+        return choice
+    if len(runs) == 0:
+        return "curves"
+    return "final" if float(single_point_runs(runs).mean()) >= 0.5 else "curves"
 
 
 def splits_by_preference(points: pd.DataFrame) -> list[str]:

@@ -83,16 +83,6 @@ def _filter(runs: pd.DataFrame, search: str, statuses: list[str]) -> pd.DataFram
     return runs
 
 
-def resolve_view(choice: str, runs: pd.DataFrame) -> str:
-    """`auto` becomes `final` when at least half the runs are single points (a table of
-    final losses), else `curves`."""
-    if choice != "auto":
-        return choice
-    if len(runs) == 0:
-        return "curves"
-    return "final" if float(runsdata.single_point_runs(runs).mean()) >= 0.5 else "curves"
-
-
 # --- the URL: what the widgets' binding does not keep -------------------------------
 
 
@@ -375,7 +365,7 @@ def _panel(root: str, project: str, search: str, statuses: list[str]) -> None:
     choice = st.radio(
         "View", list(VIEWS), format_func=VIEWS.get, horizontal=True, key="runs-view", bind=URL
     )
-    view = resolve_view(choice, shown)
+    view = runsdata.view_for(choice, shown)
     if choice == "auto":
         single = int(runsdata.single_point_runs(shown).sum()) if len(shown) else 0
         st.caption(
