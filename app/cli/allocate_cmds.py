@@ -101,6 +101,14 @@ def allocate(
     ] = 0,
     level: Annotated[float, typer.Option("--level", help="Interval level.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    save: Annotated[
+        bool,
+        typer.Option(
+            "--save",
+            help="Keep the report in the store (with --project): a fit named 'allocation' "
+            "that `scalinglab fits` lists and the Predict page shows.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -124,6 +132,8 @@ def allocate(
         raise BadInputError(f"--level must be between 0 and 1, not {level!r}")
     if drop_highest < 0:
         raise BadInputError("--drop-highest must be 0 or more")
+    if save and project is None:
+        raise BadInputError("--save keeps the report with a stored project: give --project")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frame = _drop_highest(_frame(csv, project, store, flops), drop_highest)
@@ -143,10 +153,48 @@ def allocate(
         if issubclass(warning.category, UserWarning):
             typer.echo(f"warning: {warning.message}", err=True)
     report["selection"] = {"file": str(csv)} if csv else {"project": project}
+    if save:
+        options = {
+            "budgets": report["budgets"],
+            "flops": flops,
+            "params": params,
+            "law": law,
+            "grouping": grouping,
+            "bin_width": bin_width,
+            "bootstrap": bootstrap,
+            "fit_bootstrap": fit_bootstrap,
+            "level": level,
+            "seed": seed,
+        }
+        selection = {"reduce": "all", "drop_highest": drop_highest, "source": "allocate"}
+        _save(store, project or "default", frame, report, options, selection)
     if as_json:
         typer.echo(json.dumps(jsonable(report), default=str, allow_nan=False))
         return
     typer.echo(format_report(report))
+
+
+def _save(
+    store: Path | None,
+    project: str,
+    frame: Any,
+    report: dict[str, Any],
+    options: dict[str, Any],
+    selection: dict[str, Any],
+) -> None:
+    """The report as an allocation record (`fitting.analyses.allocation_record`)."""
+    from fitting.analyses import allocation_record
+    from store.core import Store
+
+    report["fit_id"] = allocation_record.save(
+        Store(store),
+        project,
+        {k: v for k, v in report.items() if k != "selection"},
+        selection=selection,
+        options={k: v for k, v in options.items() if v is not None},
+        frame=frame,
+    )
+    typer.echo(f"saved as fit {report['fit_id']} (law {allocation_record.ALLOCATION!r})", err=True)
 
 
 def _reflowed(text: str) -> str:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from fitting.analyses.allocation_record import ALLOCATION, load_report
 from store import Store
+from store.errors import BadInputError
 from tests.published import CHINCHILLA
 
 ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "streamlit_app.py")
@@ -194,3 +195,16 @@ def test_too_little_data_waits(tmp_path: Path) -> None:
     with pytest.raises(NotEnoughDataError, match="no allocation approach can run"):
         run_job(store, job_id)
     assert jobs.get_job(store, job_id)["status"] == "waiting"
+
+
+def test_allocate_save_keeps_the_report(chin: Store) -> None:
+    args = ["allocate", "--project", "chin", "--budget", "1e21", "--bootstrap", "20"]
+    out = _cli(*args, "--fit-bootstrap", "3", "--save", "--json", "--store", str(chin.root))
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.stdout)
+    saved = load_report(chin, printed["fit_id"])
+    assert [a["a"] for a in saved["approaches"]] == [a["a"] for a in printed["approaches"]]
+    no_project = _cli("allocate", "--csv", str(CHINCHILLA), "--save", "--store", str(chin.root))
+    # A BadInputError: the console script's `main` turns it into exit code 2.
+    assert isinstance(no_project.exception, BadInputError), no_project.output
+    assert "give --project" in str(no_project.exception)
