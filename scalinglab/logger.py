@@ -50,7 +50,7 @@ def init(
     mapping) is kept with the run; `facts` are further run facts (`family`, `seed`,
     `schedule`, `params_non_embedding`, ...). `store` is a Store or its folder (default:
     `$SCALINGLAB_STORE`, else `~/.scalinglab`)."""
-    name = run or time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    name = run or new_run_name()
     return Run(
         project,
         name,
@@ -61,6 +61,11 @@ def init(
         flush_seconds=flush_seconds,
         facts=facts,
     )
+
+
+def new_run_name() -> str:
+    """The name `init` gives a run when it is given none: `run-<date>-<time>-<4 hex>`."""
+    return time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 class Run:
@@ -88,8 +93,8 @@ class Run:
         if tokens_per_step is not None:
             settings.setdefault("tokens_per_step", tokens_per_step)
         run_facts: dict[str, Any] = {
+            "source": {"writer": "scalinglab.init"},  # an integration names itself
             **(facts or {}),
-            "source": {"writer": "scalinglab.init"},
         }
         if params is not None:
             run_facts["params"] = params
@@ -149,6 +154,11 @@ class Run:
                 lr = columns.get("lr") if row_split == "train" else None
                 self._writer.log(at, split=row_split, loss=loss, lr=lr, tokens=tokens, flops=flops)
             self._next_step = int(at) + 1
+
+    def set_facts(self, **facts: Any) -> None:
+        """Record run facts now (`params`, `seed`, `config`...: as `init`'s `facts`)."""
+        with self._lock:
+            self._writer.set_facts(**facts)
 
     def flush(self) -> None:
         """Write what is buffered now (it is also written every `flush_seconds`)."""
