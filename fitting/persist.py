@@ -41,9 +41,15 @@ def save_result(
 
 def load_result(store: Store, fit_id: int) -> FitResult:
     """The FitResult saved under ``fit_id`` (BadInputError when there is none)."""
+    from fitting.analyses.allocation_record import is_allocation
     from store.fits import load_fit
 
     row = load_fit(store, int(fit_id))
+    if is_allocation(row.get("law")):
+        raise FitError(
+            f"fit {fit_id} is an allocation report, not a law's fit: `scalinglab fits` lists "
+            "it, the Predict page shows it"
+        )
     text = row.get("result_json")
     if not text:
         raise FitError(f"fit {fit_id} has no stored result")

@@ -256,8 +256,8 @@ def _decoded(obj: Any) -> Any:
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What a list of saved fits shows of a record: a method line and flags (an approach
-    that could not run, and each approach's own flags)."""
+    """What a list of saved fits shows of a record: a method line and short flags (an
+    approach that could not run; how many flags each other approach raised)."""
     flags: list[str] = []
     ran = []
     for answer in report.get("approaches", []):
@@ -266,7 +266,9 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             flags.append(f"{name}: not available")
             continue
         ran.append(name)
-        flags += [f"{name}: {flag}" for flag in answer.get("flags") or []]
+        count = len(answer.get("flags") or [])
+        if count:
+            flags.append(f"{name}: {count} flag{'s' if count > 1 else ''}")
     return {"method": f"allocation report ({', '.join(ran)})", "flags": flags}
 
 

@@ -89,6 +89,11 @@ def test_scheduler_runs_the_job_and_saves_the_report(chin: Store) -> None:
     (row,) = fits.list_fits(chin, job_id=job_id).to_dict("records")
     assert row["law"] == ALLOCATION and row["id"] == job["last_fit_id"]
     saved = load_report(chin, row["id"])
+    from fitting.errors import FitError
+    from fitting.persist import load_result
+
+    with pytest.raises(FitError, match="is an allocation report, not a law's fit"):
+        load_result(chin, row["id"])  # `scalinglab predict`, the Compare page
 
     # The same report as `scalinglab allocate` on the same data and options.
     args = ["allocate", "--project", "chin", *BUDGETS, "--bootstrap", "30"]
@@ -109,7 +114,11 @@ def test_scheduler_runs_the_job_and_saves_the_report(chin: Store) -> None:
     (entry,) = [r for r in json.loads(listed.stdout) if r["id"] == row["id"]]
     assert entry["law"] == ALLOCATION and entry["job_id"] == job_id
     assert entry["method"] == "allocation report (envelope, isoflop, parametric)"
-    assert "unreadable result" not in entry["flags"]
+    assert entry["flags"] == [
+        f"{a['approach']}: {len(a['flags'])} flag{'s' if len(a['flags']) > 1 else ''}"
+        for a in saved["approaches"]
+        if a["flags"]
+    ]
 
 
 def _page(store: Store, page: str, monkeypatch: pytest.MonkeyPatch) -> AppTest:
