@@ -58,6 +58,14 @@ def _loss_text(result: Any, n: float, d: float) -> str:
     return f"{float(result.predict(pd.DataFrame({'params': [n], 'tokens': [d]}))[0]):.4f}"
 
 
+def _cells(table: Any) -> list[list[str]]:
+    """The st.table's body as text, row by row."""
+    return table.evaluate(
+        "t => [...t.querySelectorAll('tbody tr')].map("
+        "r => [...r.querySelectorAll('th, td')].map(c => c.innerText.trim()))"
+    )
+
+
 def _download(pg: Any, button: Any, tmp: Path) -> bytes:
     with pg.expect_download(timeout=60_000) as info:
         button.click()
@@ -86,6 +94,20 @@ def test_compare_overlays_answers_shares_and_downloads(
     chin, kaplan = saved["results"]
     assert _loss_text(chin, 3e9, 2e10) in text and _loss_text(kaplan, 3e9, 2e10) in text
     screenshot(pg, "compare")
+
+    # Hoffmann et al.'s three approaches on the first fit's data join the frontier and the
+    # table; Approach 3 is that fit itself, so its N_opt at C is the fit's row's.
+    pg.get_by_text("Allocation approaches (Hoffmann et al. 2022)").click()
+    pg.get_by_role("button", name="Compute the three approaches").click()
+    pg.get_by_text("Approach 2: IsoFLOP profiles").first.wait_for(timeout=60_000)
+    wait_idle(pg, 60_000)
+    legend = charts.nth(1).locator(".legend .legendtext").all_text_contents()
+    assert sum(t.startswith("Approach ") for t in legend) == 3, legend
+    rows = {row[0]: row for row in _cells(table)}
+    n_opt_fit = rows[f"fit {a}: chinchilla on chin"][3]
+    assert rows["Approach 3: parametric fit"][3] == n_opt_fit
+    assert rows["Approach 1: envelope of training curves"][3].endswith("]")
+    screenshot(pg, "compare-approaches")
 
     # A new N in the page goes into its URL; that URL reopens the same comparison.
     field = pg.get_by_label("N (parameters)")
