@@ -180,3 +180,18 @@ def test_chart_offers_png_and_svg_or_says_why_not(monkeypatch: pytest.MonkeyPatc
     buttons = at.get("download_button")
     assert [b.proto.label for b in buttons] == ["PNG", "SVG"]
     publish.export_problem.cache_clear()
+
+
+def test_a_saved_report_reads_as_the_computed_one(allocation: dict[str, Any]) -> None:
+    """The JSON `scalinglab allocate --json` writes (non-finite numbers as strings)."""
+    import json
+
+    from fitting.result import jsonable
+
+    saved = json.loads(json.dumps(jsonable(allocation), allow_nan=False))
+    fresh, reread = (
+        comparison.approach_rows(allocation, 1e21),
+        comparison.approach_rows(saved, 1e21),
+    )
+    assert [r["N_opt"] for r in reread] == [r["N_opt"] for r in fresh]
+    assert len(comparison.frontier_figure([], saved).data) == 3
