@@ -169,3 +169,18 @@ def test_figures_are_embedded_as_images_the_file_decodes(fit: Any, data: pd.Data
     text = reportview.build(fit, frame, "md")
     pngs = re.findall(r"!\[Figure \d\]\(data:image/png;base64,([^)]+)\)", text)
     assert len(pngs) == 2 and base64.b64decode(pngs[0])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_chromium_the_report_still_downloads_and_says_why(
+    fit: Any, data: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.dashboard import publish, reportview
+
+    publish.export_problem.cache_clear()
+    monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chromium")  # the slim Docker image
+    try:
+        page = reportview.build(fit, data, "html")
+    finally:
+        publish.export_problem.cache_clear()
+    assert "<img" not in page and "<dt>Extrapolation test</dt>" in page
+    assert "Figures not embedded: the server cannot render them" in page
