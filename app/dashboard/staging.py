@@ -120,8 +120,8 @@ def unpack(staged: Staged, *, limits: ZipLimits | None = None) -> Path:
     sha256 is the one reviewed; the folder to read (the archive's single top folder, if
     it has one, as `scalinglab import runs/` names runs below `runs/`).
 
-    Refused with a clear message, leaving nothing unpacked: a name that leaves the
-    folder (absolute, `..`, a drive), a link, an encrypted entry, a name given twice, more
+    Links are not unpacked. Refused with a clear message, leaving nothing unpacked: a
+    name that leaves the folder (absolute, `..`, a drive), an encrypted entry, a name given twice, more
     than `limits.files` entries or `limits.total_bytes` unpacked, or an entry that
     expands more than `limits.ratio` times (a zip bomb). Sizes are counted as written,
     not as the archive claims."""
@@ -167,7 +167,7 @@ def _extract(staged: Staged, target: Path, limits: ZipLimits) -> None:
             if parts is None:
                 raise refuse(f"the zip entry {entry.filename!r} leaves its folder")
             if stat.S_ISLNK(entry.external_attr >> 16):
-                raise refuse(f"the zip entry {entry.filename!r} is a link")
+                continue  # never made: `zip -y` stores W&B's `latest-run` link like this
             if entry.flag_bits & 0x1:
                 raise refuse(f"the zip entry {entry.filename!r} is encrypted")
             path = target.joinpath(*parts) if parts else target

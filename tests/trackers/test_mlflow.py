@@ -195,3 +195,23 @@ def test_another_sqlite_database_is_refused_and_left_as_it_was(store: Store, tmp
     )
     assert other.read_bytes() == data  # the client never opened it: no tables created
     assert contents(store) == before
+
+
+def test_a_zipped_store_unpacked_for_upload_reads_as_the_folder(
+    store: Store, written: dict[str, Path], tmp_path: Path
+) -> None:
+    from app.dashboard import staging
+    from store.trackers import parse_runs
+
+    # As `zip -r` makes it: with the folders (MLflow wants a run's empty artifacts/).
+    mlruns = written["file"]
+    archive = Path(shutil.make_archive(str(tmp_path / "mlruns"), "zip", mlruns.parent, "mlruns"))
+    staged = staging.stage(tmp_path / "store-root", "mlruns.zip", archive.read_bytes())
+    parsed = parse_runs(staging.unpack(staged))
+    assert parsed.format == "mlflow"
+    assert cli(store, "import", str(mlruns), "-p", "m")[0] == 0
+    assert sorted(parsed.points_table.select(["run", "split", "step", "lr", "loss"]).to_pylist(),
+                  key=lambda r: (r["run"], r["split"], r["step"])) == [
+        {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
+        for r, s, st, _, lr, loss in points(store, "m")
+    ]  # fmt: skip
