@@ -115,6 +115,23 @@ def splits_by_preference(points: pd.DataFrame) -> list[str]:
     return sorted({str(s) for s in points["split"].dropna()}, key=rank)
 
 
+def split_labels(splits: Sequence[str], width: int = 48) -> dict[str, str]:
+    """Short, distinct labels for split names: the path folders all of them share are
+    dropped (Gadre et al.'s `training/eval_data/...` sets), then long ones are cut at
+    the front. The full names where that would make two alike."""
+    parts = [name.split("/") for name in splits]
+    common = 0
+    while len(splits) > 1 and all(len(p) > common + 1 for p in parts):
+        if len({p[common] for p in parts}) != 1:
+            break
+        common += 1
+    labels = {}
+    for name, p in zip(splits, parts, strict=True):
+        label = "/".join(p[common:])
+        labels[name] = label if len(label) <= width else f"…{label[-(width - 1) :]}"
+    return labels if len(set(labels.values())) == len(labels) else {n: n for n in splits}
+
+
 def final_table(points: pd.DataFrame, runs: pd.DataFrame, split: str) -> pd.DataFrame:
     """One split's final points with the run's N: columns run, params, tokens, flops,
     loss, step, and `computed` (C = 6ND where no FLOPs were logged, D = C / 6N where no

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.dashboard import runfigures, runsdata
+from app.dashboard.safetext import md
 from tests.published import CHINCHILLA, GADRE_C4, LUO_25M
 
 ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "dashboard" / "streamlit_app.py")
@@ -35,6 +36,10 @@ def test_gadre_final_points_per_validation_set_with_c_from_6nd(store: object) ->
     assert len(points) == 34 * 8 and (points["points"] == 1).all()
     splits = runsdata.splits_by_preference(points)
     assert len(splits) == 8 and "c4_val" in splits[0]
+    labels = runsdata.split_labels(splits)
+    assert labels[splits[0]] == "c4_val/shard-{0000000..0000010}.tar"  # no shared folders
+    assert len(set(labels.values())) == 8 and all(len(v) <= 48 for v in labels.values())
+    assert runsdata.split_labels(["train", "eval"]) == {"train": "train", "eval": "eval"}
     runs = queries.list_runs(store, "gadre")
     assert runsdata.single_point_runs(runs).all()
     table = runsdata.final_table(points, runs, splits[0])
@@ -143,6 +148,12 @@ def test_page_picks_the_view_from_the_data(store: object, monkeypatch: pytest.Mo
     at = _page(store, monkeypatch, **{"runs-project": "luo"})
     assert "auto: curves (0 of 2 runs" in _texts(at)
     assert "the learning rate below" in _texts(at)
+    at = _page(store, monkeypatch, **{"runs-project": "gadre", "runs-fx": "D"})
+    shown = _texts(at)
+    label = md("c4_val/shard-{0000000..0000010}.tar")  # the caption's Markdown, escaped
+    assert f"34 runs' final losses on split {label}" in shown
+    assert "against training tokens (D), coloured by parameters (N)" in shown
+    assert "C = 6ND" in shown
 
 
 def test_page_says_why_a_view_is_empty(store: object, monkeypatch: pytest.MonkeyPatch) -> None:

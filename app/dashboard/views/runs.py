@@ -252,10 +252,6 @@ def _pick_fit(fits: pd.DataFrame, where: Any) -> int | None:
     )
 
 
-def _short_split(name: str) -> str:
-    return name if len(name) <= 48 else f"…{name[-47:]}"
-
-
 def _final(root: str, project: str, shown: pd.DataFrame) -> None:
     points = store_access.final_points(root, project)
     points = points[points["run"].astype(str).isin(set(shown["run"].astype(str)))]
@@ -272,9 +268,9 @@ def _final(root: str, project: str, shown: pd.DataFrame) -> None:
         key="runs-fx",
         bind=URL,
     )
-    split = splits[0]
+    split, labels = splits[0], runsdata.split_labels(splits)
     if len(splits) > 1:
-        split = c2.selectbox("Split", splits, format_func=_short_split, key="runs-split", bind=URL)
+        split = c2.selectbox("Split", splits, format_func=labels.get, key="runs-split", bind=URL)
     table = runsdata.final_table(points, shown, split)
     colour_by = runfigures.COLOUR_BY[x]
     usable = table[np.isfinite(table[x]) & (table[x] > 0) & np.isfinite(table["loss"])]
@@ -283,7 +279,7 @@ def _final(root: str, project: str, shown: pd.DataFrame) -> None:
         hint = f" They carry {', '.join(have)}: pick that axis." if have else ""
         st.info(
             f"None of these {len(table)} runs has {runfigures.SIZE_TITLES[x]} with its "
-            f"final loss on split {md(_short_split(split))}: nothing to plot against it.{hint}"
+            f"final loss on split {md(labels[split])}: nothing to plot against it.{hint}"
         )
         return
     fit_id = _pick_fit(_frontier_fits(root, project), c3)
@@ -296,7 +292,7 @@ def _final(root: str, project: str, shown: pd.DataFrame) -> None:
             line = _frontier(root, fit_id, float(budgets.min()), float(budgets.max()))
     fig = runfigures.final_loss_figure(usable, x=x, colour_by=colour_by, frontier_line=line)
     publish.chart(fig, key=f"final-{project}", name=f"{project}-final-loss-vs-{FINAL_X[x]}")
-    _final_caption(table, usable, x, colour_by, split, line)
+    _final_caption(table, usable, x, colour_by, labels[split], line)
 
 
 def _final_caption(
@@ -308,7 +304,7 @@ def _final_caption(
     line: runfigures.Frontier | None,
 ) -> None:
     parts = [
-        f"{len(usable):,} runs' final losses on split {md(_short_split(split))}, against "
+        f"{len(usable):,} runs' final losses on split {md(split)}, against "
         f"{runfigures.SIZE_TITLES[x]}, coloured by {runfigures.SIZE_TITLES[colour_by]}"
     ]
     if len(usable) < len(table):
