@@ -236,6 +236,33 @@ def _frontier(root: str, fit_id: int, c_lo: float, c_hi: float) -> runfigures.Fr
     return runfigures.frontier(result, budgets, f"compute-optimal frontier (fit {fit_id})")
 
 
+def _frontier_line(root: str, fit_id: int, usable: pd.DataFrame) -> runfigures.Frontier | None:
+    """The frontier over the plotted runs' FLOP budgets (else the fit's own), or None
+    with a note saying why it cannot be drawn."""
+    from fitting.errors import FitError
+    from store.errors import BadInputError
+
+    budgets = usable["flops"][usable["flops"] > 0].to_numpy(float)
+    try:
+        if budgets.size == 0:
+            budgets = np.asarray(_fit_flops_range(root, fit_id), dtype=float)
+        if budgets.size == 0:
+            st.caption(f"No FLOP budgets to draw fit {fit_id}'s frontier over.")
+            return None
+        return _frontier(root, fit_id, float(budgets.min()), float(budgets.max()))
+    except (FitError, BadInputError, ValueError, KeyError) as err:
+        st.caption(f"The frontier of fit {fit_id} could not be drawn: {md(err)}")
+        return None
+
+
+@st.cache_data(ttl=store_access.STABLE_TTL_S, max_entries=32, show_spinner=False)
+def _fit_flops_range(root: str, fit_id: int) -> list[float]:
+    from fitting.persist import load_result
+    from store import Store
+
+    return list(load_result(Store(root), fit_id).data_range.get("flops") or [])
+
+
 def _pick_fit(fits: pd.DataFrame, where: Any) -> int | None:
     if fits.empty:
         return None
@@ -283,13 +310,7 @@ def _final(root: str, project: str, shown: pd.DataFrame) -> None:
         )
         return
     fit_id = _pick_fit(_frontier_fits(root, project), c3)
-    line = None
-    if fit_id is not None:
-        budgets = usable["flops"][usable["flops"] > 0]
-        if budgets.empty:
-            budgets = table["flops"][table["flops"] > 0]
-        if not budgets.empty:
-            line = _frontier(root, fit_id, float(budgets.min()), float(budgets.max()))
+    line = None if fit_id is None else _frontier_line(root, fit_id, usable)
     fig = runfigures.final_loss_figure(usable, x=x, colour_by=colour_by, frontier_line=line)
     publish.chart(fig, key=f"final-{project}", name=f"{project}-final-loss-vs-{FINAL_X[x]}")
     _final_caption(table, usable, x, colour_by, labels[split], line)
