@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 import time
 from typing import Any
 
@@ -48,7 +47,7 @@ from fitting.checks import holdout_refit, refuse_flat_design
 from fitting.errors import FitError
 from fitting.laws.base import Law, Prepared
 from fitting.objective import Problem, build_problem
-from fitting.progress import FirstResult, Monitor, Progress, resolve
+from fitting.progress import CancelFlag, FirstResult, Monitor, Progress, resolve
 from fitting.result import ENGINE_KEYS, FitResult
 from fitting.starts import start_grid
 
@@ -148,7 +147,7 @@ def fit(
     data: pd.DataFrame,
     *,
     progress: Progress | None = None,
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | None = None,
     first_result: FirstResult | None = None,
     **options: Any,
 ) -> FitResult:

@@ -3,7 +3,7 @@
 A `Monitor` travels with one fit: ``progress(stage, done, total)`` is called as the
 multi-start and the bootstrap advance (stages ``"starts"`` and ``"bootstrap"``), ``cancel``
 is a `threading.Event` checked between resamples and between optimiser iterations (a set
-event raises `Cancelled` there), and ``first_result(result, data)`` receives the point
+event raises `Cancelled` there; bootstrap workers in other processes get a copy of it), and ``first_result(result, data)`` receives the point
 estimate with quick (sandwich) intervals before a slow method (bootstrap, profile) runs.
 
 `fitting.fit(..., progress=, cancel=, first_result=)` takes them directly; a caller that
@@ -13,12 +13,11 @@ fits through another function (`fitting.jobs.fit_selection`) wraps the call in
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from store.errors import ScalinglabError
 
@@ -27,11 +26,19 @@ if TYPE_CHECKING:
 
     from fitting.result import FitResult
 
+
+class CancelFlag(Protocol):
+    """A `threading.Event`, or a `multiprocessing` one in a bootstrap worker."""
+
+    def is_set(self) -> bool: ...
+
+
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 FirstResult = Callable[["FitResult", "pd.DataFrame"], None]  # (quick result, fitted rows)
 # With a progress callback the bootstrap reports at least this many times (its chunks are
 # cut that small), so a bar moves and a cancel lands between two chunks.
 PROGRESS_STEPS = 20
+WATCHED_CHUNK = 50  # and at most this many resamples per report (a long bootstrap)
 
 
 class Cancelled(ScalinglabError):
@@ -43,7 +50,7 @@ class Monitor:
     """What a running fit reports to and listens to; every field optional."""
 
     progress: Progress | None = None
-    cancel: threading.Event | None = None
+    cancel: CancelFlag | None = None
     first_result: FirstResult | None = None
 
     @property
@@ -83,7 +90,7 @@ def watching(monitor: Monitor) -> Iterator[Monitor]:
 
 def resolve(
     progress: Progress | None = None,
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | None = None,
     first_result: FirstResult | None = None,
 ) -> Monitor:
     """The monitor of a fit: the arguments given, else the one of `watching`."""
@@ -94,7 +101,7 @@ def resolve(
 
 def chunk_size(n: int, largest: int, monitor: Monitor) -> int:
     """Resamples per batch: ``largest`` (memory) or, when someone watches, small enough
-    for `PROGRESS_STEPS` reports."""
+    for `PROGRESS_STEPS` reports and at most `WATCHED_CHUNK`."""
     if not monitor.active:
         return max(1, largest)
-    return max(1, min(largest, -(-n // PROGRESS_STEPS)))
+    return max(1, min(largest, WATCHED_CHUNK, -(-n // PROGRESS_STEPS)))

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -255,21 +255,43 @@ def bootstrap(
 def _pooled(
     jobs: list[tuple[Problem, NDArray, NDArray, int]], workers: int, n: int, monitor: Monitor
 ) -> list[NDArray]:
-    """The chunks on a process pool, in order; a cancel drops the chunks not started (the
-    running ones finish in their workers)."""
+    """The chunks on a process pool, in order. A watched pool polls for a cancel and hands
+    it to the workers (a process-shared event they check every iteration), so a cancel
+    ends the running chunks too instead of waiting for them."""
+    ctx = get_context("forkserver")
+    shared = ctx.Event() if monitor.cancel is not None else None
     parts: list[NDArray | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-        futures = {pool.submit(_refit_chunk, job): i for i, job in enumerate(jobs)}
-        done = 0
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,)
+    ) as pool:
+        futures = {pool.submit(_worker_chunk, job): i for i, job in enumerate(jobs)}
+        pending, done = set(futures), 0
         try:
-            for future in as_completed(futures):
-                parts[futures[future]] = future.result()
-                done += len(jobs[futures[future]][2])
-                monitor.report("bootstrap", done, n)
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    parts[futures[future]] = future.result()
+                    done += len(jobs[futures[future]][2])
+                    monitor.report("bootstrap", done, n)
+                monitor.check()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            if shared is not None:
+                shared.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
     return [p for p in parts if p is not None]
+
+
+_WORKER_CANCEL: Any = None  # in a bootstrap worker: the pool's shared cancel event
+
+
+def _init_worker(cancel: Any) -> None:
+    global _WORKER_CANCEL
+    _WORKER_CANCEL = cancel
+
+
+def _worker_chunk(job: tuple[Problem, NDArray, NDArray, int]) -> NDArray:
+    return _refit_chunk(job, Monitor(cancel=_WORKER_CANCEL))
 
 
 def _workers(n_jobs: int | None, work: int) -> int:

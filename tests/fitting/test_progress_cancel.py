@@ -169,3 +169,26 @@ def test_the_first_result_comes_with_quick_intervals_before_the_bootstrap() -> N
     firsts.clear()
     fit("power_law", data, intervals="sandwich", first_result=first_result)
     assert not firsts
+
+
+def test_a_cancel_reaches_the_bootstrap_workers_of_a_pool() -> None:
+    """With worker processes (n_jobs=2) the running chunks stop too: the cancel comes
+    after the first report and no chunk is reported done after it."""
+    cancel = threading.Event()
+    rec = Recorder()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        rec(stage, done, total)
+        if stage == "bootstrap":
+            cancel.set()  # before any chunk is done
+
+    with pytest.raises(Cancelled):
+        fit(
+            "power_law",
+            power_law_points(),
+            bootstrap=20_000,
+            n_jobs=2,
+            progress=progress,
+            cancel=cancel,
+        )
+    assert rec.of("bootstrap") == [(0, 20_000)]
