@@ -1,7 +1,8 @@
-"""Tracker readers, timed: TensorBoard event files and W&B offline runs into the store.
+"""Tracker readers, timed: TensorBoard, W&B offline, MLflow and trackio runs into the store.
 
     .venv/bin/python bench/tracker_bench.py [--runs 100] [--steps 10000] [--wandb-runs 10]
-        [--wandb-steps 2000]
+        [--wandb-steps 2000] [--mlflow-backends file,sqlite] [--only tensorboard,wandb,
+        mlflow,trackio]
 
 TensorBoard: `--runs` runs of `--steps` steps, each step a train loss and an LR (an eval
 loss every 100 steps), written with TensorBoard's own `EventFileWriter`. Timed:
@@ -13,12 +14,23 @@ W&B: `--wandb-runs` offline runs of `--wandb-steps` steps written by `wandb.init
 "offline")`. wandb >= 0.20 has no Python reader of its run files (its Go core reads them
 for `wandb sync`), so the import is timed against reading the records alone (framing +
 wandb's protobuf decoding), the part of the import that is the tracker's format.
+
+MLflow: `--runs` runs of `--steps` steps (the same metrics as TensorBoard's: `train_loss`
+and `lr` every step, `val_loss` every 100) in an `mlruns/` file store and a SQLite
+store, written with `MlflowClient.log_batch` (1,000 metrics a call: one `log_metric` per
+point costs about a millisecond, so 2 M points would take over half an hour). Timed:
+the import against `MlflowClient.get_metric_history` alone for the same metrics of the
+same runs (what the import itself calls). trackio: `--runs` x `--steps` written by
+`trackio.init/log/finish` (offline, `TRACKIO_DIR` in the bench's folder), the import
+against trackio's own read path alone (`SQLiteStorage.get_logs` of every run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -80,6 +92,78 @@ def wandb_records_alone(root: Path) -> int:
     return rows
 
 
+MLFLOW_BATCH = 1_000
+
+
+def mlflow_uri(root: Path, backend: str) -> str:
+    return (root / "mlruns").as_uri() if backend == "file" else f"sqlite:///{root / 'mlflow.db'}"
+
+
+def mlflow_path(root: Path, backend: str) -> Path:
+    return root / "mlruns" if backend == "file" else root / "mlflow.db"
+
+
+def write_mlflow(root: Path, backend: str, runs: int, steps: int) -> int:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    root.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(mlflow_uri(root, backend))
+    experiment = client.create_experiment("bench")
+    n = 0
+    for r in range(runs):
+        run_id = client.create_run(experiment, run_name=f"n{r}").info.run_id
+        client.log_batch(run_id, params=[Param("n_params", str(1000 * (r + 1)))])
+        metrics = []
+        for step in range(steps):
+            time_ms = 1_700_000_000_000 + step
+            metrics.append(Metric("train_loss", 4.0 - step / steps, time_ms, step))
+            metrics.append(Metric("lr", 3e-4, time_ms, step))
+            if step % 100 == 0:
+                metrics.append(Metric("val_loss", 4.2, time_ms, step))
+        for start in range(0, len(metrics), MLFLOW_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + MLFLOW_BATCH])
+        client.set_terminated(run_id)
+        n += len(metrics)
+    return n
+
+
+def mlflow_history_alone(root: Path, backend: str) -> int:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_uri(root, backend))
+    n = 0
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+            for key in run.data.metrics:
+                n += len(client.get_metric_history(run.info.run_id, key))
+    return n
+
+
+def write_trackio(runs: int, steps: int) -> int:
+    import trackio
+
+    for r in range(runs):
+        trackio.init(project="bench", name=f"n{r}", config={"n_params": 1000 * (r + 1)})
+        for step in range(steps):
+            metrics = {"train/loss": 4.0 - step / steps, "train/lr": 3e-4}
+            if step % 100 == 0:
+                metrics["eval/loss"] = 4.2
+            trackio.log(metrics, step=step)
+        trackio.finish()
+    return runs * (2 * steps + len(range(0, steps, 100)))
+
+
+def trackio_reader_alone() -> int:
+    from trackio.sqlite_storage import SQLiteStorage
+
+    n = 0
+    for name in SQLiteStorage.get_runs("bench"):
+        for log in SQLiteStorage.get_logs("bench", name):
+            n += sum(1 for key in log if key not in ("step", "timestamp"))
+    return n
+
+
 def timed(fn: object, *args: object) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn(*args)  # type: ignore[operator]
@@ -110,45 +194,111 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--wandb-runs", type=int, default=10)
     parser.add_argument("--wandb-steps", type=int, default=2_000)
+    parser.add_argument("--mlflow-backends", default="file,sqlite")
+    parser.add_argument("--only", default="tensorboard,wandb,mlflow,trackio")
     args = parser.parse_args()
-    results = {}
+    only = set(args.only.split(","))
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tb = work / "tb"
-        write_s, scalars = timed(write_tensorboard, tb, args.runs, args.steps)
-        size = sum(f.stat().st_size for f in tb.rglob("*") if f.is_file())
-        reader_s, read = warm(tensorboard_reader_alone, tb)
-        import_into_fresh_store(tb, work)
-        import_s, points = import_into_fresh_store(tb, work)
-        results["tensorboard"] = {
-            "runs": args.runs,
-            "steps": args.steps,
-            "scalars": scalars,
-            "mb": round(size / 1e6, 1),
-            "write_s": round(write_s, 2),
-            "reader_alone_s": round(reader_s, 2),
-            "reader_alone_scalars": read,
-            "import_s": round(import_s, 2),
-            "points": points,
-            "import_scalars_per_s": round(scalars / import_s),
-        }
-        if args.wandb_runs:
-            wb = work / "wb"
-            write_s, _ = timed(write_wandb, wb, args.wandb_runs, args.wandb_steps)
-            records_s, rows = warm(wandb_records_alone, wb)
-            import_into_fresh_store(wb, work)
-            import_s, points = import_into_fresh_store(wb, work)
-            results["wandb"] = {
-                "runs": args.wandb_runs,
-                "steps": args.wandb_steps,
-                "write_s": round(write_s, 2),
-                "records_alone_s": round(records_s, 2),
-                "rows": rows,
-                "import_s": round(import_s, 2),
-                "points": points,
-                "import_rows_per_s": round(rows / import_s),
-            }
+        if "tensorboard" in only:
+            bench_tensorboard(work, args, results)
+        if args.wandb_runs and "wandb" in only:
+            bench_wandb(work, args, results)
+        if "mlflow" in only:
+            for backend in args.mlflow_backends.split(","):
+                bench_mlflow(work, backend, args, results)
+        if "trackio" in only:
+            bench_trackio(work, args, results)
     print(json.dumps(results, indent=2))
+
+
+def bench_mlflow(work: Path, backend: str, args: argparse.Namespace, results: dict) -> None:
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 writes a file store only if asked
+    root = work / f"mlflow-{backend}"
+    write_s, metrics = timed(write_mlflow, root, backend, args.runs, args.steps)
+    path = mlflow_path(root, backend)
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    size = sum(f.stat().st_size for f in files)
+    reader_s, read = warm(mlflow_history_alone, root, backend)
+    import_into_fresh_store(path, work)
+    import_s, points = import_into_fresh_store(path, work)
+    results[f"mlflow-{backend}"] = {
+        "runs": args.runs,
+        "steps": args.steps,
+        "metrics": metrics,
+        "mb": round(size / 1e6, 1),
+        "write_s": round(write_s, 2),
+        "get_metric_history_alone_s": round(reader_s, 2),
+        "history_points": read,
+        "import_s": round(import_s, 2),
+        "points": points,
+        "import_metrics_per_s": round(metrics / import_s),  # type: ignore[operator]
+    }
+
+
+def bench_trackio(work: Path, args: argparse.Namespace, results: dict) -> None:
+    # trackio fixes its folder when imported: set it first, and stay offline.
+    folder = work / "trackio"
+    os.environ["TRACKIO_DIR"] = str(folder)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    with contextlib.redirect_stdout(sys.stderr):  # trackio prints its progress
+        write_s, values = timed(write_trackio, args.runs, args.steps)
+    db = folder / "bench.db"
+    reader_s, read = warm(trackio_reader_alone)
+    import_into_fresh_store(db, work)
+    import_s, points = import_into_fresh_store(db, work)
+    results["trackio"] = {
+        "runs": args.runs,
+        "steps": args.steps,
+        "values": values,
+        "mb": round(db.stat().st_size / 1e6, 1),
+        "write_s": round(write_s, 2),
+        "get_logs_alone_s": round(reader_s, 2),
+        "values_read": read,
+        "import_s": round(import_s, 2),
+        "points": points,
+        "import_values_per_s": round(values / import_s),  # type: ignore[operator]
+    }
+
+
+def bench_tensorboard(work: Path, args: argparse.Namespace, results: dict) -> None:
+    tb = work / "tb"
+    write_s, scalars = timed(write_tensorboard, tb, args.runs, args.steps)
+    size = sum(f.stat().st_size for f in tb.rglob("*") if f.is_file())
+    reader_s, read = warm(tensorboard_reader_alone, tb)
+    import_into_fresh_store(tb, work)
+    import_s, points = import_into_fresh_store(tb, work)
+    results["tensorboard"] = {
+        "runs": args.runs,
+        "steps": args.steps,
+        "scalars": scalars,
+        "mb": round(size / 1e6, 1),
+        "write_s": round(write_s, 2),
+        "reader_alone_s": round(reader_s, 2),
+        "reader_alone_scalars": read,
+        "import_s": round(import_s, 2),
+        "points": points,
+        "import_scalars_per_s": round(scalars / import_s),
+    }
+
+
+def bench_wandb(work: Path, args: argparse.Namespace, results: dict) -> None:
+    wb = work / "wb"
+    write_s, _ = timed(write_wandb, wb, args.wandb_runs, args.wandb_steps)
+    records_s, rows = warm(wandb_records_alone, wb)
+    import_into_fresh_store(wb, work)
+    import_s, points = import_into_fresh_store(wb, work)
+    results["wandb"] = {
+        "runs": args.wandb_runs,
+        "steps": args.wandb_steps,
+        "write_s": round(write_s, 2),
+        "records_alone_s": round(records_s, 2),
+        "rows": rows,
+        "import_s": round(import_s, 2),
+        "points": points,
+        "import_rows_per_s": round(rows / import_s),
+    }
 
 
 if __name__ == "__main__":
