@@ -60,6 +60,7 @@ def import_files(
             tags=tags,
             bits=bool(options.get("bits", False)),
             schedule=options.get("schedule"),
+            imported_by=options.get("imported_by"),
         )
     if any(tracker):
         raise BadInputError("import CSV files and tracker run folders in separate calls")

@@ -136,8 +136,10 @@ def import_runs(
     tags: dict[str, str | None] | None = None,
     bits: bool = False,
     schedule: str | None = None,
+    imported_by: str | None = None,
 ) -> ImportReport:
-    """Import tracker run folders into `project`: every source, or (on bad input) none."""
+    """Import tracker run folders into `project`: every source, or (on bad input) none;
+    `imported_by` (the signed-in user, if any) goes with every upload row."""
     from store.trackers import series, write
 
     if not paths:
@@ -165,5 +167,5 @@ def import_runs(
         todo.append(parsed)
         report.files.append(write.file_report(path, parsed))
     if todo:
-        write.write_parsed(store, project, options, todo)
+        write.write_parsed(store, project, options, todo, imported_by)
     return report

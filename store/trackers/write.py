@@ -52,14 +52,20 @@ def already_imported(store: Store, project: str, options: str, hashes: list[str]
     return {row[0] for row in rows}
 
 
-def write_parsed(store: Store, project: str, options: str, parsed: list[ParsedFile]) -> None:
+def write_parsed(
+    store: Store,
+    project: str,
+    options: str,
+    parsed: list[ParsedFile],
+    imported_by: str | None = None,
+) -> None:
     """All sources' runs and points in one transaction, each source noted in `uploads`."""
     with store.transaction() as con:
         for item in parsed:
             _write_one(con, project, item)
             con.execute(
                 "INSERT INTO uploads (sha256, project, options, original_name, format, "
-                "path, n_runs, n_points) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "path, n_runs, n_points, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 [
                     item.sha256,
@@ -70,6 +76,7 @@ def write_parsed(store: Store, project: str, options: str, parsed: list[ParsedFi
                     str(item.path.resolve()),
                     len(item.run_names),
                     item.n_points,
+                    imported_by,
                 ],
             )
 

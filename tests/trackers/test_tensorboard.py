@@ -210,3 +210,12 @@ def test_store_and_app_do_not_import_the_trackers_or_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_an_upload_of_tracker_runs_records_who_imported_it(store: Store, runs: Path) -> None:
+    from store.importers import import_files
+
+    import_files(store, [runs], project="tb", imported_by="eddie@example.org")
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT format, imported_by FROM uploads").fetchall()
+    assert rows == [("tensorboard-events", "eddie@example.org")]

@@ -66,7 +66,7 @@ def create_form() -> None:
         approach_law = c10.selectbox(
             "Approach 3's law", [AUTO_LAW, *laws_supporting("compute_optimal")], key="job-alaw"
         )
-        submitted = st.form_submit_button("Create job")
+        submitted = st.form_submit_button("Create job", disabled=not access.allowed("create_job"))
     if not submitted:
         return
     try:
@@ -142,18 +142,22 @@ def actions(job: dict[str, Any]) -> None:
 
     c1, c2, c3 = st.columns(3)
     jid = int(job["id"])
-    if c1.button("Run now", key=f"job-run-{jid}"):
+    if c1.button("Run now", key=f"job-run-{jid}", disabled=not access.allowed("run_job")):
         access.require("run_job")
         st.toast(f"Job {jid}: {run_now(job)}")
         access.audit("run_job", project=job["project"], target=jid)
     paused = bool(job.get("paused"))
-    if c2.button("Resume" if paused else "Pause", key=f"job-pause-{jid}"):
+    if c2.button(
+        "Resume" if paused else "Pause",
+        key=f"job-pause-{jid}",
+        disabled=not access.allowed("edit_job"),
+    ):
         access.require("edit_job")
         jobs.update_job(store_access.get_store(), jid, paused=not paused)
         access.audit("edit_job", project=job["project"], target=jid, detail={"paused": not paused})
         store_access.invalidate()
         st.rerun()
-    if c3.button("Delete", key=f"job-delete-{jid}"):
+    if c3.button("Delete", key=f"job-delete-{jid}", disabled=not access.allowed("delete")):
         access.require("delete")
         jobs.delete_job(store_access.get_store(), jid)
         access.audit("delete", project=job["project"], target=jid, detail={"what": "job"})

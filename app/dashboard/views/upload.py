@@ -217,7 +217,13 @@ def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> N
         for staged, mapping, _ in reviewed:
             if staging.is_zip(staged.path):
                 # Unpacked again from the bytes just checked, never from the review's copy.
-                report = import_files(store, [staging.unpack(staged)], project=project, bits=bits)
+                report = import_files(
+                    store,
+                    [staging.unpack(staged)],
+                    project=project,
+                    bits=bits,
+                    imported_by=user.name,
+                )
             else:
                 report = import_files(
                     store,
