@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.dashboard.fitview import law_of
+from app.dashboard.fitview import law_of, view_kind
 from store.errors import ScalinglabError
 
 BIN_DECADES = 0.1  # budgets that are not exact are binned this wide in log10 C
@@ -185,8 +185,6 @@ def predicted_observed(
 def residual_inputs(result: Any, data: pd.DataFrame) -> list[str]:
     """The inputs residuals are drawn against: the law's numeric inputs (its ``x``
     choice for a one-size law), and C = 6ND for a law of N and D."""
-    from app.dashboard.fitview import view_kind
-
     law = law_of(result)
     if law is None:
         return [c for c in ("params", "tokens", "step") if c in data.columns][:1]
@@ -208,9 +206,10 @@ def residual_frame(result: Any, data: pd.DataFrame) -> pd.DataFrame:
     rows = data.dropna(subset=["loss"]).reset_index(drop=True)
     res = np.asarray(result.residuals, dtype=float)
     rows = rows.iloc[: len(res)].copy()
+    law = law_of(result)
+    if view_kind(law) == "isoflop" and {"params", "tokens"} <= set(rows.columns):
+        rows["flops"] = compute(rows)  # C = 6ND, whatever FLOPs the file logged
     inputs = residual_inputs(result, rows)
-    if "flops" in inputs and {"params", "tokens"} <= set(rows.columns):
-        rows["flops"] = compute(rows)
     out = rows[[c for c in ("run", *inputs) if c in rows.columns]].copy()
     out["residual"] = res[: len(out)]
     return out
