@@ -16,7 +16,9 @@ import pandas as pd
 from app.dashboard.fitview import law_of, view_kind
 from store.errors import ScalinglabError
 
-BIN_DECADES = 0.1  # budgets that are not exact are binned this wide in log10 C
+# Budgets that are not exact are binned this wide in log10 C; the wider bins only when the
+# narrow ones leave fewer than two slices (a design of sizes x token ratios, not IsoFLOPs).
+BIN_DECADES = (0.1, 0.25)
 MIN_SLICE_POINTS = 4  # a budget drawn as a slice: enough points to show its U
 MAX_SLICES = 8
 FRONTIER_GRID = 24  # budgets on the frontier (a law without a closed form searches each)
@@ -30,16 +32,18 @@ def compute(data: pd.DataFrame) -> np.ndarray:
     return 6.0 * n * d
 
 
-def budget_labels(flops: np.ndarray) -> tuple[np.ndarray, str]:
+def budget_labels(flops: np.ndarray, decades: float = BIN_DECADES[0]) -> tuple[np.ndarray, str]:
     """A budget label per point and how they were made: ``exact`` when the compute values
     repeat (at most one distinct value, to 3 digits, per three points), else bins of
-    `BIN_DECADES` in log C (placed so clustered budgets are not split)."""
+    ``decades`` in log C (placed so clustered budgets are not split)."""
     from fitting.analyses.loglines import log_bins
 
     rounded = np.array([float(f"{v:.3g}") for v in flops])
     if np.unique(rounded).size * 3 <= flops.size:
         return rounded, "exact"
-    return log_bins(np.log(flops), BIN_DECADES * np.log(10.0)).astype(float), "bins"
+    return log_bins(np.log(flops), decades * np.log(10.0)).astype(
+        float
+    ), f"bins of {decades:g} decade"
 
 
 @dataclass
@@ -81,10 +85,13 @@ def isoflop_slices(
     rows = data.dropna(subset=["loss"]).copy()
     rows["C"] = compute(rows)
     rows = rows[np.isfinite(rows["C"]) & (rows["C"] > 0)]
-    labels, grouping = budget_labels(rows["C"].to_numpy(float))
     keys = [*(k for k in law.point_keys if k in rows.columns), "budget"]
-    rows["budget"] = labels
-    groups = [g for _, g in rows.groupby(keys, sort=False) if len(g) >= min_points]
+    for decades in BIN_DECADES:
+        labels, grouping = budget_labels(rows["C"].to_numpy(float), decades)
+        rows["budget"] = labels
+        groups = [g for _, g in rows.groupby(keys, sort=False) if len(g) >= min_points]
+        if len(groups) >= 2 or grouping == "exact":
+            break
     groups.sort(key=lambda g: float(np.exp(np.log(g["C"]).mean())))
     if len(groups) > max_slices:
         pick = np.unique(np.round(np.linspace(0, len(groups) - 1, max_slices)).astype(int))

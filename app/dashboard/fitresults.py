@@ -207,7 +207,7 @@ def isoflop_view(fit: dict[str, Any]) -> None:
             selection_mode="points",
         )
         held = f"; {', '.join(notes['held'])} held at each budget's median" if notes["held"] else ""
-        grouping = "exact values" if notes["grouping"] == "exact" else "bins of 0.1 decade"
+        grouping = "exact values" if notes["grouping"] == "exact" else notes["grouping"]
         st.caption(
             md(
                 f"Points grouped by compute C = 6ND ({grouping}; {len(slices)} of "
