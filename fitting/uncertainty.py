@@ -232,7 +232,9 @@ def bootstrap(
     # Chunks small enough for memory, and several per worker so the pool balances.
     largest = max(1, min(250, 4_000_000 // max(1, problem.prep.n_rows * (1 + per))))
     per_chunk = chunk_size(n, largest, monitor)
-    workers = _workers(n_jobs, n * problem.n_points)
+    # A watched bootstrap (the dashboard) stays in this process unless asked otherwise:
+    # its progress then moves per chunk and a cancel lands within one iteration.
+    workers = 1 if monitor.active and n_jobs is None else _workers(n_jobs, n * problem.n_points)
     if workers > 1:
         per_chunk = max(1, min(per_chunk, -(-n // (4 * workers))))
     jobs = []
