@@ -346,7 +346,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="points per second per writer")
     parser.add_argument("--flush-seconds", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--startup", type=float, default=20.0, help="seconds to start writers")
+    parser.add_argument("--startup", type=float, default=30.0, help="seconds to start writers")
     parser.add_argument("--read-every", type=float, default=0.25)
     parser.add_argument("--reload-every", type=float, default=5.0)
     parser.add_argument("--base-runs", type=int, default=200)
