@@ -283,17 +283,24 @@ def grouped(result: Any) -> None:
 
 def save(fit: dict[str, Any]) -> None:
     final = fit.get("final", True)
-    if st.button("Save fit", key="fit-save", disabled=not final):
+    may_save = access.allowed("save_fit")
+    if st.button("Save fit", key="fit-save", disabled=not (final and may_save)):
         from fitting.persist import save_result
 
-        access.require("save_fit")
+        user = access.require("save_fit")
         fit_id = save_result(
-            store_access.get_store(), fit["result"], fit["project"], fit["selection"]
+            store_access.get_store(),
+            fit["result"],
+            fit["project"],
+            fit["selection"],
+            created_by=user.name,
         )
         access.audit("save_fit", project=fit["project"], target=str(fit_id))
         store_access.invalidate()
         st.success(f"Saved as fit {fit_id}: use it on the Predict page.")
-    if not final:
+    if not may_save:
+        st.caption("Your role may fit but not save fits.")
+    elif not final:
         st.caption("Saving waits for the full intervals.")
 
 
