@@ -81,7 +81,7 @@ w.flush()
 # whole shards only (point counts in multiples of a shard), no point twice, and the
 # values the writers wrote; what it saw goes to stdout as JSON at the end.
 READER = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 from store import Store, queries
 rows, stop, progress = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -106,20 +106,29 @@ while not stop.exists() or reads < 3:
     tmp = progress.with_suffix(".tmp")
     tmp.write_text(str(reads))
     tmp.replace(progress)
+    time.sleep(0.05)  # a page's reads come apart, and the ingest needs the lock between
 print(json.dumps({"reads": reads, "problems": problems[:20], "most_points": most}))
 """
 
 
 def _wait_for(
-    condition: Callable[[], bool], what: str, while_waiting: Callable[[], object]
+    condition: Callable[[], bool],
+    what: str,
+    while_waiting: Callable[[], object],
+    needed: tuple[subprocess.Popen[str], ...] = (),
 ) -> None:
-    """Poll `condition` (doing `while_waiting` between polls) until true or TIMEOUT_S."""
+    """Poll `condition` (doing `while_waiting` between polls) until true or TIMEOUT_S;
+    fail at once, with its error output, when one of the `needed` processes ended."""
     deadline = time.monotonic() + TIMEOUT_S
     while not condition():
+        for proc in needed:
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                raise AssertionError(f"{what}: a process ended ({proc.returncode}): {err}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         while_waiting()
-        time.sleep(0.2)  # an ingest per poll: the readers get their turns
+        time.sleep(0.5)  # an ingest per poll, not back to back: the reader gets its turns
 
 
 def _start(script: str, args: list[object], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -168,14 +177,15 @@ def test_many_writers_one_shared_inbox(tmp_path: Path) -> None:
             lambda: all((flags / f"half-{i}").exists() for i in range(WRITERS)),
             "every writer to write half its points",
             ingest,
+            (*writers, reader),
         )
         ingest()  # the first halves (or what of them is left) go into the tables
         first = reads_done()
-        _wait_for(lambda: reads_done() > first, "a read of half-ingested runs", ingest)
+        _wait_for(lambda: reads_done() > first, "a read of half-ingested runs", ingest, (reader,))
         go_on.touch()
         _wait_for(lambda: all(w.poll() is not None for w in writers), "the writers", ingest)
         later = reads_done()
-        _wait_for(lambda: reads_done() > later, "a read after the writers ended", ingest)
+        _wait_for(lambda: reads_done() > later, "a read after the writers ended", ingest, (reader,))
         stop.touch()
         out, err = reader.communicate(timeout=TIMEOUT_S)
     finally:
