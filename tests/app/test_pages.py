@@ -37,7 +37,8 @@ def press_fit(at: AppTest, timeout_s: float = 120.0) -> AppTest:
     """Press Fit and rerun once the background fit has ended (the page polls it in a
     fragment, which AppTest does not run on its own), so the result is drawn."""
     at.button(key="fit-go").click().run()
-    run = at.session_state["fit-run"] if "fit-run" in at.session_state else None
+    # AppTest's session state has no get().
+    run = at.session_state["fit-run"] if "fit-run" in at.session_state else None  # noqa: SIM401
     if run is not None:
         assert run.join(timeout_s), "the fit did not end"
     return at.run()
