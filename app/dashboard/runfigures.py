@@ -83,13 +83,14 @@ def curves_with_lr(
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04
     )
-    for trace in base.data:
-        fig.add_trace(trace, row=1, col=1)
+    # One add_traces per panel: plotly checks each call's traces once, not per trace.
+    fig.add_traces(list(base.data), rows=1, cols=1)
     colours = run_colours(frame, x, log_x)
+    lr_traces = []
     for i, (run, part) in enumerate(lr.groupby("run", sort=False)):
         name = plain(run)
         colour = colours.get(str(run), figures.color(len(colours) + i))
-        fig.add_trace(
+        lr_traces.append(
             go.Scatter(
                 x=part["x"].to_numpy(),
                 y=part["lr"].to_numpy(dtype=float),
@@ -100,10 +101,9 @@ def curves_with_lr(
                 line={"color": colour, "width": 1.5},
                 marker={"color": colour},
                 hovertemplate=f"{name}<br>{x}=%{{x:.4g}}<br>lr=%{{y:.3g}}<extra></extra>",
-            ),
-            row=2,
-            col=1,
+            )
         )
+    fig.add_traces(lr_traces, rows=2, cols=1)
     fig.update_layout(
         hovermode="closest",
         legend={"title": "run / split"},
