@@ -42,10 +42,17 @@ def pages_for(user: access.User) -> list[st.Page]:
     return shown + ([AUDIT_PAGE] if access.permits(user, "view_audit") else [])
 
 
-st.set_page_config(page_title="scalinglab", page_icon=":material/trending_down:", layout="wide")
-user = auth.gate()  # sign-in on: nothing below runs for a visitor without a role
-page = st.navigation(pages_for(user))
-st.sidebar.caption(f"store: {safetext.code(store_access.store_root())}")
-auth.sidebar(user)
-# No traceback reaches the browser: a short message and an id the server log carries.
-pageerrors.guard(page.run)
+def main() -> None:
+    st.set_page_config(page_title="scalinglab", page_icon=":material/trending_down:", layout="wide")
+    user = auth.gate()  # sign-in on: nothing below runs for a visitor without a role
+    page = st.navigation(pages_for(user))
+    st.sidebar.caption(f"store: {safetext.code(store_access.store_root())}")
+    auth.sidebar(user)
+    # No traceback reaches the browser: a short message and an id the server log carries.
+    pageerrors.guard(page.run)
+
+
+# Streamlit runs this file as `__main__`; a process pool started from a page (the
+# bootstrap's forkserver workers) re-imports it as `__mp_main__`, where no page may run.
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,7 @@ CHART = '[data-testid="stPlotlyChart"]'
 # What the page's first chart drew: its traces and its axes, from Plotly's graph div.
 DRAWN = """() => {
   const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  if (!gd || !gd._fullLayout || !gd._fullData) return {xaxis: null};
   const fl = gd._fullLayout;
   const axis = (a) => a && {type: a.type, range: a.range, title: a.title && a.title.text,
                             matches: a.matches || null};
@@ -66,12 +67,20 @@ def server(store_with_fit: tuple[Path, int]) -> Iterator[Server]:
     srv.stop()
 
 
-def open_runs(page: Any, url: str) -> dict[str, Any]:
+def open_runs(page: Any, url: str, ready: Any = None) -> dict[str, Any]:
+    """Open `url` and read the chart once it is drawn (and `ready(drawn)` holds): a busy
+    server may show the chart before its last panel arrives."""
     page.goto(url)
     wait_idle(page)
     page.locator(f"{CHART} .main-svg").first.wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")
-    return page.evaluate(DRAWN)
+    for _ in range(150):
+        drawn = page.evaluate(DRAWN)
+        if drawn["xaxis"] is not None and (ready is None or ready(drawn)):
+            return drawn
+        page.wait_for_timeout(200)
+        wait_idle(page)
+    raise AssertionError(f"the chart was not drawn as expected: {drawn}")
 
 
 def redrawn(page: Any, action: Any, changed: Any) -> dict[str, Any]:
@@ -92,7 +101,9 @@ def wait_url(page: Any, pattern: str) -> str:
 
 
 def test_curves_have_an_lr_panel_sharing_the_log_x_axis(server: Server, page: Any) -> None:
-    drawn = open_runs(page, f"{server.url}/?runs-project=luo")
+    drawn = open_runs(
+        page, f"{server.url}/?runs-project=luo", ready=lambda d: d["xaxis2"] is not None
+    )
     assert drawn["xaxis"]["type"] == drawn["xaxis2"]["type"] == "log"
     assert drawn["yaxis"]["type"] == "log" and drawn["xaxis"]["matches"] == "x2"  # shared x
     assert drawn["yaxis2"]["title"] == "learning rate"
