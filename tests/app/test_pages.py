@@ -252,3 +252,21 @@ def test_runs_page_shows_new_data_within_a_second(store: object, tmp_path: Path)
     at.run()
     table = at.dataframe[0].value
     assert len(table) == 6 and "running" in set(table["status"])
+
+
+def test_worker_processes_start_after_a_page_has_run(store: object) -> None:
+    """A page run leaves the dashboard as `__main__`; a forkserver child re-imports it
+    as `__mp_main__` (the Fit page's pooled bootstrap, the scheduler's fits): no page
+    may run there, or every worker dies before its first task."""
+    import numpy as np
+    import pandas as pd
+
+    import fitting
+
+    open_page()
+    n = np.geomspace(1e6, 1e9, 12)
+    frame = pd.DataFrame({"run": [f"r{i}" for i in range(12)], "params": n})
+    frame["loss"] = 1.7 + 400 * n**-0.3
+    pooled = fitting.fit("power_law", frame, bootstrap=8, seed=1, n_jobs=2)
+    serial = fitting.fit("power_law", frame, bootstrap=8, seed=1, n_jobs=1)
+    np.testing.assert_allclose(pooled.bootstrap_samples, serial.bootstrap_samples, rtol=1e-12)
