@@ -209,26 +209,15 @@ def curve_bands_figure(
         part = part.sort_values("step")
         col = color(i)
         first = i == 0  # one legend entry per band kind
-        if {"plo", "phi"} <= set(part.columns) and np.isfinite(part["plo"]).any():
-            add_band(
-                fig,
-                part["step"].to_numpy(),
-                part["plo"].to_numpy(),
-                part["phi"].to_numpy(),
-                name=f"{pct} prediction band (a new run)",
-                fill=PREDICTION_FILL,
-            )
-            fig.data[-1].showlegend = first
-        if {"lo", "hi"} <= set(part.columns) and np.isfinite(part["lo"]).any():
-            add_band(
-                fig,
-                part["step"].to_numpy(),
-                part["lo"].to_numpy(),
-                part["hi"].to_numpy(),
-                name=f"{pct} confidence band (the law)",
-                fill=BAND_FILL,
-            )
-            fig.data[-1].showlegend = first
+        bands = (
+            ("plo", "phi", f"{pct} prediction band (a new run)", PREDICTION_FILL),
+            ("lo", "hi", f"{pct} confidence band (the law)", BAND_FILL),
+        )
+        for low, high, label, fill in bands:  # the wider band first, beneath
+            if {low, high} <= set(part.columns) and np.isfinite(part[low]).any():
+                x = part["step"].to_numpy()
+                add_band(fig, x, part[low].to_numpy(), part[high].to_numpy(), name=label, fill=fill)
+                fig.data[-1].showlegend = first
         seen = part.dropna(subset=["loss"])
         held = (
             np.zeros(len(seen), bool)
