@@ -76,7 +76,9 @@ def styled(fig: go.Figure) -> go.Figure:
         }
     )
     for axis, letter, ref in _axes(out):
-        _style_axis(axis, _axis_values(out, letter, ref))
+        _style_axis(axis)
+        if axis.type == "log":  # only a log axis needs the data's span
+            axis.update(**log_ticks(_axis_values(out, letter, ref)))
     return out
 
 
@@ -87,7 +89,7 @@ def _axes(fig: go.Figure) -> Iterable[tuple[Any, str, str]]:
             yield fig.layout[name], name[0], name[0] + name[5:]
 
 
-def _style_axis(axis: Any, values: np.ndarray) -> None:
+def _style_axis(axis: Any) -> None:
     axis.update(
         showline=True,
         linecolor="black",
@@ -101,8 +103,6 @@ def _style_axis(axis: Any, values: np.ndarray) -> None:
         title={"font": {"size": TITLE_PX}},
         automargin=True,
     )
-    if axis.type == "log":
-        axis.update(**log_ticks(values))
 
 
 def log_ticks(values: np.ndarray) -> dict[str, Any]:
@@ -143,8 +143,11 @@ def _axis_values(fig: go.Figure, letter: str, ref: str) -> np.ndarray:
         data = getattr(trace, letter, None)
         if data is None:
             continue
-        arr = np.asarray(data, dtype=object).ravel()
-        chunks.append(np.asarray(_numbers(arr), dtype=float))
+        try:  # numbers, as nearly every trace holds: one conversion
+            chunks.append(np.asarray(data, dtype=float).ravel())
+        except (TypeError, ValueError):
+            arr = np.asarray(data, dtype=object).ravel()
+            chunks.append(np.asarray(_numbers(arr), dtype=float))
     return np.concatenate(chunks) if chunks else np.array([], dtype=float)
 
 
