@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from store.errors import BadInputError
+from store.sql import where_equal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,12 +55,7 @@ def list_audit(
 ) -> pd.DataFrame:
     """Audit rows, newest first (at most `limit`), optionally one actor's, action's or
     project's."""
-    clauses, params = [], []
-    for name, value in (("actor", actor), ("action", action), ("project", project)):
-        if value is not None:
-            clauses.append(f"{name} = ?")
-            params.append(value)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = where_equal((("actor", actor), ("action", action), ("project", project)))
     with store.connect(read_only=True) as con:
         return con.execute(
             f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit {where} ORDER BY id DESC LIMIT ?",

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from store.errors import BadInputError
+from store.sql import where_equal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,12 +93,7 @@ def list_fits(
     job_id: int | None = None,
 ) -> pd.DataFrame:
     """Fits, newest first, optionally only one project's, one law's or one job's."""
-    clauses, params = [], []
-    for name, value in (("project", project), ("law", law), ("job_id", job_id)):
-        if value is not None:
-            clauses.append(f"{name} = ?")
-            params.append(value)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = where_equal((("project", project), ("law", law), ("job_id", job_id)))
     with store.connect(read_only=True) as con:
         return con.execute(
             f"SELECT {', '.join(FIT_COLUMNS)} FROM fits {where} ORDER BY id DESC", params
