@@ -70,3 +70,17 @@ def luo_metrics(frame: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
             }
         )
     return {k: float(v) for k, v in pd.DataFrame(rows).mean().items()}
+
+
+# The items of Li et al.'s (Mis)Fitting checklist (2025) a fit report must answer, in order.
+MISFITTING_CHECKLIST = (
+    "Functional form",
+    "How N and C were counted",
+    "Points used",
+    "Points excluded",
+    "Objective",
+    "Optimiser",
+    "Starts",
+    "Interval method",
+    "Extrapolation test",
+)

@@ -15,20 +15,10 @@ import pytest
 
 from app.dashboard import report
 from tests.fitting.conftest import chinchilla_frame
+from tests.published import MISFITTING_CHECKLIST as ITEMS
 
 EVIL_RUN = "<img src=x onerror=alert(1)>![t](http://tracker.example/p.png)"
 EVIL_PROJECT = "<script>alert('p')</script> [home](javascript:alert(1))"
-ITEMS = (
-    "Functional form",
-    "How N and C were counted",
-    "Points used",
-    "Points excluded",
-    "Objective",
-    "Optimiser",
-    "Starts",
-    "Interval method",
-    "Extrapolation test",
-)
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,9 @@ import pytest
 
 from tests.e2e.conftest import screenshot, wait_idle
 from tests.e2e.harness import Server
+from tests.published import MISFITTING_CHECKLIST as CHECKLIST
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-CHECKLIST = (
-    "Functional form",
-    "How N and C were counted",
-    "Points used",
-    "Points excluded",
-    "Objective",
-    "Optimiser",
-    "Starts",
-    "Interval method",
-    "Extrapolation test",
-)
 
 
 @pytest.fixture(scope="module")
