@@ -18,12 +18,13 @@ Two routes to the files, because one alone fails somewhere:
 from __future__ import annotations
 
 import atexit
+import copy
 import functools
 import math
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,64 +46,86 @@ NO_EXPORT_NOTE = (
 # --- styling ------------------------------------------------------------------------------
 
 
+AXIS_STYLE: dict[str, Any] = {
+    "showline": True,
+    "linecolor": "black",
+    "linewidth": 1,
+    "mirror": True,
+    "ticks": "outside",
+    "showgrid": True,
+    "gridcolor": GRID,
+    "zeroline": False,
+    "tickfont": {"size": TICK_PX},
+    "title": {"font": {"size": TITLE_PX}},
+    "automargin": True,
+}
+LEGEND_STYLE: dict[str, Any] = {
+    "orientation": "h",
+    "traceorder": "normal",  # a filled band would otherwise reverse the order
+    "yanchor": "top",
+    "y": -0.2,
+    "xanchor": "left",
+    "x": 0.0,
+    "font": {"size": LEGEND_PX},
+    "bgcolor": "rgba(255,255,255,0)",
+    "title": {"text": ""},
+}
+
+
 def styled(fig: go.Figure) -> go.Figure:
-    """A copy of `fig` in publication style (the original is left as it is)."""
-    out = go.Figure(fig)
-    out.update_layout(
-        template="simple_white",
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-        font={"family": FONT_FAMILY, "size": TICK_PX, "color": "black"},
-        legend={
-            "orientation": "h",
-            "traceorder": "normal",  # a filled band would otherwise reverse the order
-            "yanchor": "top",
-            "y": -0.2,
-            "xanchor": "left",
-            "x": 0.0,
-            "font": {"size": LEGEND_PX},
-            "bgcolor": "rgba(255,255,255,0)",
-            "title": {"text": ""},
+    """A copy of `fig` in publication style (the original is left as it is).
+
+    The styling is merged into the figure's plain dict and validated once when the copy
+    is built: Plotly's per-property updates cost ~10 ms an axis on a figure of 80 traces."""
+    spec = fig.to_dict()
+    layout = spec.setdefault("layout", {})
+    margin = layout.get("margin", {})
+    layout["template"] = _template()  # replaced, not merged into the default one
+    _merge(
+        layout,
+        {
+            "paper_bgcolor": "white",
+            "plot_bgcolor": "white",
+            "font": {"family": FONT_FAMILY, "size": TICK_PX, "color": "black"},
+            "legend": LEGEND_STYLE,
+            # The legend sits under the x title: room for it, and the top free of a
+            # title's margin.
+            "margin": {
+                "l": margin.get("l", 70),
+                "r": margin.get("r", 20),
+                "t": margin.get("t", 30),
+                "b": max(margin.get("b") or 0, 110),
+            },
         },
     )
-    # The legend sits under the x title: room for it, and the top free of a title's margin.
-    margin = out.layout.margin
-    out.update_layout(
-        margin={
-            "l": margin.l if margin.l is not None else 70,
-            "r": margin.r if margin.r is not None else 20,
-            "t": margin.t if margin.t is not None else 30,
-            "b": max(margin.b or 0, 110),
-        }
-    )
-    for axis, letter, ref in _axes(out):
-        _style_axis(axis)
-        if axis.type == "log":  # only a log axis needs the data's span
-            axis.update(**log_ticks(_axis_values(out, letter, ref)))
-    return out
+    for name in [key for key in layout if key.startswith(("xaxis", "yaxis"))]:
+        settings = dict(AXIS_STYLE)
+        if layout[name].get("type") == "log":  # only a log axis needs the data's span
+            settings.update(log_ticks(_axis_values(fig, name[0], name[0] + name[5:])))
+        _merge(layout[name], settings)
+    return go.Figure(spec)
 
 
-def _axes(fig: go.Figure) -> Iterable[tuple[Any, str, str]]:
-    """Each axis of the layout with its letter and the name traces use for it ("x2")."""
-    for name in list(fig.layout):
-        if name.startswith(("xaxis", "yaxis")):
-            yield fig.layout[name], name[0], name[0] + name[5:]
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    """`update` merged into `into` as Plotly's update does: nested dicts merged, the rest
+    replaced (copies, so the shared style dicts stay as they are)."""
+    for key, value in update.items():
+        if isinstance(value, dict):
+            if not isinstance(into.get(key), dict):
+                into[key] = {}
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
-def _style_axis(axis: Any) -> None:
-    axis.update(
-        showline=True,
-        linecolor="black",
-        linewidth=1,
-        mirror=True,
-        ticks="outside",
-        showgrid=True,
-        gridcolor=GRID,
-        zeroline=False,
-        tickfont={"size": TICK_PX},
-        title={"font": {"size": TITLE_PX}},
-        automargin=True,
-    )
+@functools.lru_cache(maxsize=1)
+def _template_spec() -> dict[str, Any]:
+    # As Plotly resolves the name when a figure's layout is given it.
+    return go.Figure(layout={"template": "simple_white"}).to_dict()["layout"]["template"]
+
+
+def _template() -> dict[str, Any]:
+    return copy.deepcopy(_template_spec())
 
 
 def log_ticks(values: np.ndarray) -> dict[str, Any]:
@@ -135,7 +158,8 @@ def nice_ticks(low: float, high: float, target: int = 6) -> list[float]:
 
 
 def _axis_values(fig: go.Figure, letter: str, ref: str) -> np.ndarray:
-    """Every number the traces put on axis `ref` (x or y, by the trace's axis reference)."""
+    """Every number the traces put on axis `ref` (x or y, by the trace's axis reference);
+    read from the figure's traces, since its dict holds arrays base64-encoded."""
     chunks = []
     for trace in fig.data:
         if (getattr(trace, f"{letter}axis", None) or letter) != ref:

@@ -73,6 +73,27 @@ def test_styled_reaches_every_subplot_axis() -> None:
     assert out.layout.xaxis2.showline and out.layout.yaxis2.tickfont.size == 14
 
 
+def test_styled_replaces_the_template_and_keeps_the_figures_own_settings() -> None:
+    import plotly.io as pio
+
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="a"))
+    fig.update_layout(template="plotly_dark", margin={"l": 5, "b": 40}, legend={"x": 0.3})
+    fig.update_xaxes(title={"text": "step"}, range=[0, 3])
+    out = publish.styled(fig)
+    simple = go.Figure(layout={"template": "simple_white"}).layout.template
+    # The figure's template is swapped for simple_white, nothing of the dark one merged in.
+    assert out.layout.template.to_plotly_json() == simple.to_plotly_json()
+    assert (
+        out.layout.template.layout.paper_bgcolor
+        != pio.templates["plotly_dark"].layout.paper_bgcolor
+    )
+    assert out.layout.margin.l == 5 and out.layout.margin.b == 110  # room for the legend
+    assert out.layout.legend.x == 0.0 and out.layout.legend.orientation == "h"
+    assert out.layout.xaxis.title.text == "step" and out.layout.xaxis.title.font.size == 16
+    assert tuple(out.layout.xaxis.range) == (0, 3)
+    assert fig.layout.margin.b == 40 and fig.layout.xaxis.title.font.size is None
+
+
 def test_file_stem_keeps_names_safe() -> None:
     assert publish.file_stem("fit 3: chinchilla/../x") == "fit-3-chinchilla-..-x"
     assert publish.file_stem("../") == "figure"
