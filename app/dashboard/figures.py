@@ -5,6 +5,7 @@ Kept free of Streamlit so they can be tested directly and reused by the bench.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,6 +30,11 @@ PREDICTION_FILL = "rgba(99, 110, 250, 0.08)"  # lighter: the wider band behind t
 def color(i: int) -> str:
     """A stable colour for the i-th series."""
     return PALETTE[i % len(PALETTE)]
+
+
+def plain(text: object) -> str:
+    """User text (a run name) for Plotly, which renders a few HTML tags in labels."""
+    return html.escape(str(text), quote=False)
 
 
 def faded(hex_color: str, alpha: float = 0.25) -> str:
@@ -84,16 +90,7 @@ def curves_figure(
     `frame` needs `run`, `split`, `loss` and the x column. With smoothing > 0 the raw
     curve is drawn faded behind its debiased EMA.
     """
-    fig = go.Figure()
-    data = frame.dropna(subset=["loss", x]) if len(frame) else frame
-    if log_x and len(data):
-        data = data[data[x] > 0]
-    runs = {run: i for i, run in enumerate(dict.fromkeys(data["run"]))} if len(data) else {}
-    if len(data):
-        # One sort and one groupby for all series (not a filter per run).
-        data = data.sort_values(["run", "split", x], kind="stable")
-        for (run, split), series in data.groupby(["run", "split"], sort=False):
-            _add_curve(fig, series, str(run), str(split), x, color(runs[run]), smoothing)
+    fig = go.Figure(data=curve_traces(frame, x=x, log_x=log_x, smoothing=smoothing))
     fig.update_layout(
         title=title,
         hovermode="closest",
@@ -106,45 +103,65 @@ def curves_figure(
     return fig
 
 
-def _add_curve(
-    fig: go.Figure,
+def curve_traces(
+    frame: pd.DataFrame, *, x: str, log_x: bool, smoothing: float
+) -> list[dict[str, object]]:
+    """`curves_figure`'s traces as plain dicts: Plotly validates each trace once, when a
+    figure takes them (a Scatter object is validated again on every copy into a figure)."""
+    data = frame.dropna(subset=["loss", x]) if len(frame) else frame
+    if log_x and len(data):
+        data = data[data[x] > 0]
+    if not len(data):
+        return []
+    runs = {run: i for i, run in enumerate(dict.fromkeys(data["run"]))}
+    # One sort and one groupby for all series (not a filter per run).
+    data = data.sort_values(["run", "split", x], kind="stable")
+    traces: list[dict[str, object]] = []
+    for (run, split), series in data.groupby(["run", "split"], sort=False):
+        traces += _curve(series, plain(run), plain(split), x, color(runs[run]), smoothing)
+    return traces
+
+
+def _curve(
     series: pd.DataFrame,
     run: str,
     split: str,
     x: str,
     base: str,
     smoothing: float,
-) -> None:
+) -> list[dict[str, object]]:
     name = f"{run} · {split}"
     dash = None if split == "train" else "dash"
     xs, ys = series[x].to_numpy(), series["loss"].to_numpy(dtype=float)
     hover = f"{run} ({split})<br>{x}=%{{x:.4g}}<br>loss=%{{y:.4f}}<extra></extra>"
     smooth = smoothing > 0 and len(ys) > 2
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines" if len(ys) > 1 else "markers",
-            name=name if not smooth else f"{name} (raw)",
-            legendgroup=name,
-            showlegend=not smooth,
-            line={"color": faded(base) if smooth else base, "width": 1, "dash": dash},
-            marker={"color": base},
-            hovertemplate=hover,
-        )
-    )
-    if smooth:
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ema_debiased(ys, smoothing),
-                mode="lines",
-                name=name,
-                legendgroup=name,
-                line={"color": base, "width": 2, "dash": dash},
-                hovertemplate=hover.replace("loss=", "smoothed="),
-            )
-        )
+    raw = {
+        "type": "scatter",
+        "x": xs,
+        "y": ys,
+        "mode": "lines" if len(ys) > 1 else "markers",
+        "name": name if not smooth else f"{name} (raw)",
+        "legendgroup": name,
+        "showlegend": not smooth,
+        "line": {"color": faded(base) if smooth else base, "width": 1, "dash": dash},
+        "marker": {"color": base},
+        "hovertemplate": hover,
+    }
+    if not smooth:
+        return [raw]
+    return [
+        raw,
+        {
+            "type": "scatter",
+            "x": xs,
+            "y": ema_debiased(ys, smoothing),
+            "mode": "lines",
+            "name": name,
+            "legendgroup": name,
+            "line": {"color": base, "width": 2, "dash": dash},
+            "hovertemplate": hover.replace("loss=", "smoothed="),
+        },
+    ]
 
 
 def add_band(

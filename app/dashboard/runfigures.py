@@ -7,7 +7,6 @@ tests and the bench call them directly. `figures` keeps the shared building bloc
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +31,6 @@ SIZE_SHORT = {"params": "N", "tokens": "D", "flops": "C"}
 COLOUR_BY = {"params": "flops", "tokens": "params", "flops": "params"}
 FRONTIER_COLOUR = "#EF553B"
 LR_TITLE = "learning rate"
-
-
-def plain(text: object) -> str:
-    """User text (a run name) for Plotly, which renders a few HTML tags in labels."""
-    return html.escape(str(text), quote=False)
 
 
 def padded_log_range(values: np.ndarray, pad: float = 0.05) -> list[float] | None:
@@ -74,34 +68,37 @@ def curves_with_lr(
     """Loss curves (`figures.curves_figure`) and, when `lr` (run, x, lr) has rows, the
     runs' learning rate in a panel below sharing the x axis (linear in LR: schedules
     decay to zero and are read that way)."""
-    base = figures.curves_figure(frame, x=x, log_x=log_x, log_y=log_y, smoothing=smoothing)
+    if lr is not None and not lr.empty:
+        lr = lr.dropna(subset=["x", "lr"])
+        if log_x:
+            lr = lr[lr["x"] > 0]
     if lr is None or lr.empty:
-        return base
-    lr = lr.dropna(subset=["x", "lr"])
-    if log_x:
-        lr = lr[lr["x"] > 0]
+        return figures.curves_figure(frame, x=x, log_x=log_x, log_y=log_y, smoothing=smoothing)
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04
     )
-    # One add_traces per panel: plotly checks each call's traces once, not per trace.
-    fig.add_traces(list(base.data), rows=1, cols=1)
+    # Traces as dicts, one add_traces per panel: each validated once.
+    fig.add_traces(
+        figures.curve_traces(frame, x=x, log_x=log_x, smoothing=smoothing), rows=1, cols=1
+    )
     colours = run_colours(frame, x, log_x)
     lr_traces = []
     for i, (run, part) in enumerate(lr.groupby("run", sort=False)):
-        name = plain(run)
+        name = figures.plain(run)
         colour = colours.get(str(run), figures.color(len(colours) + i))
         lr_traces.append(
-            go.Scatter(
-                x=part["x"].to_numpy(),
-                y=part["lr"].to_numpy(dtype=float),
-                mode="lines" if len(part) > 1 else "markers",
-                name=f"{name} · lr",
-                legendgroup=f"{name} · lr",
-                showlegend=False,
-                line={"color": colour, "width": 1.5},
-                marker={"color": colour},
-                hovertemplate=f"{name}<br>{x}=%{{x:.4g}}<br>lr=%{{y:.3g}}<extra></extra>",
-            )
+            {
+                "type": "scatter",
+                "x": part["x"].to_numpy(),
+                "y": part["lr"].to_numpy(dtype=float),
+                "mode": "lines" if len(part) > 1 else "markers",
+                "name": f"{name} · lr",
+                "legendgroup": f"{name} · lr",
+                "showlegend": False,
+                "line": {"color": colour, "width": 1.5},
+                "marker": {"color": colour},
+                "hovertemplate": f"{name}<br>{x}=%{{x:.4g}}<br>lr=%{{y:.3g}}<extra></extra>",
+            }
         )
     fig.add_traces(lr_traces, rows=2, cols=1)
     fig.update_layout(
@@ -231,7 +228,7 @@ def final_loss_figure(
         "<br>C=%{customdata[2]:.3g}<br>loss=%{y:.4f}<extra></extra>"
     )
     custom = data[["params", "tokens", "flops"]].astype(float).to_numpy()
-    names = np.array([plain(r) for r in data["run"]], dtype=object)
+    names = np.array([figures.plain(r) for r in data["run"]], dtype=object)
     if has_colour.any():
         fig.add_trace(
             go.Scatter(

@@ -74,6 +74,19 @@ def test_curves_figure_drops_nonpositive_x_on_log_axis_and_handles_empty() -> No
     assert len(empty.data) == 0
 
 
+def test_run_names_reach_plotly_as_text_in_both_panels() -> None:
+    from app.dashboard import runfigures
+
+    frame = _curves()
+    hostile = '<a href="https://evil.example">x</a>'
+    frame["run"] = frame["run"].replace("small", hostile)
+    lr = pd.DataFrame({"run": [hostile, hostile], "x": [1.0, 2.0], "lr": [1e-3, 5e-4]})
+    fig = runfigures.curves_with_lr(frame, lr, x="step", smoothing=0.6)
+    labels = [t.name for t in fig.data] + [t.hovertemplate for t in fig.data]
+    assert not any("<a " in label for label in labels)
+    assert sum("&lt;a href" in t.name for t in fig.data) == 2 + 2 + 1  # raw, smoothed, lr
+
+
 def test_fit_figure_has_band_fit_and_reference_lines() -> None:
     x = np.array([1e6, 3e6, 1e7, 3e7])
     y = 2.0 + (1e5 / x) ** 0.3
