@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fitting import threads
 from fitting.errors import FitError
 from fitting.objective import Problem, psi
 from fitting.optimize import batched_lm
@@ -290,6 +291,7 @@ _WORKER_CANCEL: Any = None  # in a bootstrap worker: the pool's shared cancel ev
 def _init_worker(cancel: Any) -> None:
     global _WORKER_CANCEL
     _WORKER_CANCEL = cancel
+    threads.single()  # the pool's processes fill the cores already
 
 
 def _worker_chunk(job: tuple[Problem, NDArray, NDArray, int]) -> NDArray:

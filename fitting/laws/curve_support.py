@@ -29,6 +29,7 @@ The sums (dense arrays, one entry per step from the run's first step):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +187,14 @@ class LossDropTerms:
     # The engine asks for predict then gradient at the same parameters: keep the last
     # elementwise arrays (x, log u, w u^-beta) so the gradient skips the transcendentals.
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _parts: dict[int, list[LossDropTerms]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to bootstrap workers without the caches (tens of MB of work arrays).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_memo", "_parts")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _memo={}, _parts={})
 
     def _core(self, c: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> tuple[np.ndarray, ...]:
         key = b"".join(v.tobytes() for v in (c, beta, gamma))
@@ -229,6 +238,33 @@ class LossDropTerms:
         wdx *= self.log_eta[None, :]
         d_gamma = np.add.reduceat(wdx, self.offsets, axis=1)
         return b * unit, np.stack([unit, b * d_c, b * d_beta, -b * c * d_gamma], axis=-1)
+
+    def split(self, n: int) -> list[LossDropTerms]:
+        """At most ``n`` parts over consecutive evaluation points with about equal numbers
+        of terms (for threads: each part's LD is its points' columns)."""
+        points = self.offsets.size
+        n = max(1, min(int(n), points))
+        if n == 1:
+            return [self]
+        if n in self._parts:
+            return self._parts[n]
+        # The first point of each part: where the term count crosses k/n of the total.
+        cuts = np.searchsorted(self.offsets, np.arange(1, n) * self.weight.size / n)
+        bounds = np.unique(np.r_[0, np.clip(cuts, 1, points - 1), points])
+        out = []
+        for a, b in itertools.pairwise(bounds):
+            t0 = int(self.offsets[a])
+            t1 = int(self.offsets[b]) if b < points else self.weight.size
+            out.append(
+                LossDropTerms(
+                    self.weight[t0:t1],
+                    self.log_eta[t0:t1],
+                    self.log_span[t0:t1],
+                    self.offsets[a:b] - t0,
+                )
+            )
+        self._parts[n] = out
+        return out
 
     @classmethod
     def concat(cls, parts: list[LossDropTerms]) -> LossDropTerms:

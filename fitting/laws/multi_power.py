@@ -17,11 +17,13 @@ on an even grid of steps, and linearly interpolated in between.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from fitting import threads
 from fitting.errors import FitError
 from fitting.laws.base import Law, Parameter, Prepared, grid
 from fitting.laws.curve_support import (
@@ -36,6 +38,7 @@ from fitting.laws.curve_support import (
 from fitting.laws.lr_annealing import linear_start, resolve_curve_options
 
 _CHUNK_ELEMENTS = 4_000_000
+_THREADED_TERMS = 50_000  # terms (all points) from which LD is computed on threads
 
 
 class MultiPower(Law):
@@ -109,12 +112,21 @@ class MultiPower(Law):
         """LD at every row (K, M), and its gradient (K, M, 4) when asked."""
         ex = prep.extra
         terms: LossDropTerms = ex["terms"]
-        # Chunks of parameter sets keep the (K, terms) work arrays near 32 MB each.
+        # Chunks of parameter sets keep the (K, terms) work arrays near 32 MB in all.
         per = max(1, _CHUNK_ELEMENTS // max(terms.weight.size, 1))
-        parts = [
-            terms.drop(*(theta[i : i + per, j] for j in range(3, 7)), grad=grad)
-            for i in range(0, theta.shape[0], per)
-        ]
+        pieces = _pieces(ex)
+        parts = []
+        for i in range(0, theta.shape[0], per):
+            args = [theta[i : i + per, j] for j in range(3, 7)]
+            done = threads.map_parts(functools.partial(_drop, args=args, grad=grad), pieces)
+            parts.append(
+                done[0]
+                if len(done) == 1
+                else (
+                    np.concatenate([d[0] for d in done], axis=1),
+                    np.concatenate([d[1] for d in done], axis=1) if grad else None,
+                )
+            )
         ld = np.concatenate([p[0] for p in parts])
         d = np.concatenate([p[1] for p in parts]) if grad else None
         w = ex["w_hi"]
@@ -184,6 +196,19 @@ class MultiPower(Law):
 def _decays(run: RunLR) -> bool:
     """Whether the LR goes down anywhere after the warmup."""
     return bool(np.any(np.diff(run.lr[run.warmup_steps :]) < 0))
+
+
+def _drop(
+    piece: LossDropTerms, *, args: list[np.ndarray], grad: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    return piece.drop(*args, grad=grad)
+
+
+def _pieces(extra: dict[str, Any]) -> list[LossDropTerms]:
+    """The loss-drop terms in parts over the evaluation points, one per thread (a small
+    fit keeps one: the threads' overhead would outweigh its work)."""
+    terms: LossDropTerms = extra["terms"]
+    return terms.split(threads.count() if terms.weight.size >= _THREADED_TERMS else 1)
 
 
 def _ld_layout(
