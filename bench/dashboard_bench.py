@@ -233,7 +233,8 @@ def write(results: dict, args: argparse.Namespace, built_s: float | None) -> Non
         f"{platform.python_version()}; Debian Chromium headless via Playwright against "
         "`scalinglab serve` (dashboard + scheduler). Load average during the run: "
         f"{results['load'][0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
-        f"(other work shared the {os.cpu_count()} cores).",
+        f"(the 1-minute average, the bench's own server, browser and store build "
+        "included).",
         "",
         f"Command: `.venv/bin/python bench/dashboard_bench.py --runs {args.runs} "
         f"--points {args.points}`",
