@@ -166,8 +166,12 @@ def run_from_rows(
     return run
 
 
+_COUNTS = ("params", "unique_tokens")  # whole numbers, stored as BIGINT
+
+
 def config_facts(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Run facts from a W&B config: params, tokens, lr, batch_size, and the config."""
+    """Run facts from a W&B config: params, tokens, unique_tokens, lr, batch_size, and the
+    config."""
     flat = dict(_flatten(config))
     facts: dict[str, Any] = {}
     for key, value in flat.items():
@@ -177,9 +181,10 @@ def config_facts(config: Mapping[str, Any]) -> dict[str, Any]:
             continue
         fact = _fact_of(key.rsplit(".", 1)[-1])
         if fact is not None and fact not in facts:
-            facts[fact] = int(value) if fact == "params" and value == int(value) else value
-    if "params" in facts and not isinstance(facts["params"], int):
-        del facts["params"]  # a count that is not whole is not a parameter count
+            facts[fact] = int(value) if fact in _COUNTS and value == int(value) else value
+    for count in _COUNTS:
+        if count in facts and not isinstance(facts[count], int):
+            del facts[count]  # a count that is not whole is not a parameter or token count
     if flat:
         facts["config"] = json.dumps(flat, sort_keys=True, default=str)
     return facts
@@ -196,7 +201,7 @@ def _fact_of(key: str) -> str | None:
     target = canonical(key)
     if target == "lr":
         return "peak_lr"
-    return target if target in ("params", "tokens") else None
+    return target if target in ("params", "tokens", "unique_tokens") else None
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -45,7 +45,7 @@ def write_store(
             with mlflow.start_run(run_name=name):
                 mlflow.log_params(
                     {"n_params": params, "lr": 3e-4, "batch_size": 8, "max_tokens": 2e9,
-                     "optimizer": "adamw", "warmup_steps": 100}
+                     "optimizer": "adamw", "warmup_steps": 100, "U_D": 500_000_000}
                 )  # fmt: skip
                 for step in range(20):
                     mlflow.log_metric("train_loss", train_loss(step, shift), step=step)
@@ -124,6 +124,9 @@ def test_runs_become_curves_with_params_as_facts(store: Store, backend_store: Pa
     # Params no canonical name claims are run facts of their own (MLflow keeps text).
     assert facts.loc["scaling/n1e6", "optimizer"] == "adamw"
     assert facts.loc["scaling/n1e6", "warmup_steps"] == 100
+    # Muennighoff et al.'s U_D under one of its names: the run's unique_tokens column.
+    assert runs.loc["scaling/n1e6", "unique_tokens"] == 500_000_000
+    assert "U_D" not in facts.columns
 
 
 def test_importing_again_adds_nothing(store: Store, backend_store: Path) -> None:

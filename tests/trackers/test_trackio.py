@@ -71,6 +71,7 @@ def test_a_project_database_becomes_runs_with_config_facts(store: Store, folder:
     assert facts.loc["n1e6", "optimizer"] == "adamw"
     assert facts.loc["n1e6", "warmup_steps"] == 100
     assert "_Created" not in facts.columns  # trackio's own keys are not facts
+    assert runs.loc["n1e6", "unique_tokens"] == 500_000_000
 
 
 def test_a_folder_is_every_project_in_it(store: Store, folder: Path) -> None:

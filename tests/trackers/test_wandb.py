@@ -55,6 +55,7 @@ def test_offline_runs_become_runs_with_their_config_as_facts(store: Store, proje
     assert facts.loc["n1e6", "tokens"] == 2e9
     assert facts.loc["n1e6", "peak_lr"] == 3e-4
     assert facts.loc["n1e6", "batch_size"] == 8
+    assert runs.loc["n1e6", "unique_tokens"] == 500_000_000  # config's data.unique_data
 
 
 def test_importing_again_adds_nothing(store: Store, project: Path) -> None:

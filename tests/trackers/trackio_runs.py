@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
         trackio.init(
             project=project, name=name,
             config={"n_params": params, "lr": 3e-4, "batch_size": 8, "max_tokens": 2e9,
-                    "optimizer": "adamw", "warmup_steps": 100},
+                    "optimizer": "adamw", "warmup_steps": 100, "unique_tokens": 5e8},
         )
         for step in range(steps):
             metrics = {"train/loss": 4.0 - step / 100 + shift, "train/lr": 3e-4,

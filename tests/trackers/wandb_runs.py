@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
         run = wandb.init(
             mode="offline", dir=root, project="sweep", name=name, settings=settings,
             config={"model": {"n_params": params}, "lr": 3e-4, "batch_size": 8,
-                    "max_tokens": 2e9, "optimizer": "adamw"},
+                    "max_tokens": 2e9, "optimizer": "adamw", "data": {"unique_data": 5e8}},
         )
         for step in range(steps):
             metrics = {"train/loss": max(4.0 - step / 100 + shift, 1.0), "train/lr": 3e-4,
