@@ -167,7 +167,11 @@ def test_jobs_page_creates_an_allocation_job(chin: Store, monkeypatch: pytest.Mo
     from store import jobs
 
     at = _page(chin, "views/jobs.py", monkeypatch)
-    at.radio(key="job-kind").set_value("allocation report (three approaches)")
+    keys = {w.key for w in (*at.text_input, *at.selectbox)}
+    assert "job-law" in keys and "job-budgets" not in keys  # a fit's inputs only
+    at.radio(key="job-kind").set_value("allocation report (three approaches)").run()
+    keys = {w.key for w in (*at.text_input, *at.selectbox)}
+    assert {"job-budgets", "job-alaw"} <= keys and not {"job-law", "job-x"} & keys
     at.text_input(key="job-name").input("chinchilla allocation")
     at.text_input(key="job-budgets").input("1e20, 1e22")
     at.selectbox(key="job-alaw").set_value("chinchilla")

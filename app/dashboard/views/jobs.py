@@ -41,31 +41,41 @@ def create_form() -> None:
     from fitting.laws import DEFAULT_LAW, laws_supporting
 
     projects = store_access.projects(store_access.store_root())
+    st.markdown("**New job**")
+    # Outside the form: choosing the kind reruns the page, so the form shows its inputs only.
+    kind = KINDS[st.radio("Kind", list(KINDS), horizontal=True, key="job-kind")]
+    laws = sorted(fitting.LAWS)
+    law, x, reduce = DEFAULT_LAW, None, "final"
+    budgets, approach_law = "", AUTO_LAW
     with st.form("job-create", clear_on_submit=False):
-        st.markdown("**New job**")
-        kind = KINDS[st.radio("Kind", list(KINDS), horizontal=True, key="job-kind")]
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("Name", key="job-name")
         project = c2.selectbox("Project", projects, key="job-project")
-        laws = sorted(fitting.LAWS)
-        law = c3.selectbox("Law", laws, index=laws.index(DEFAULT_LAW), key="job-law")
+        if kind == "fit":
+            law = c3.selectbox("Law", laws, index=laws.index(DEFAULT_LAW), key="job-law")
         c4, c5, c6 = st.columns(3)
         when = c4.selectbox("Schedule", list(SCHEDULES), key="job-when")
         cron = c5.text_input("Cron (custom)", placeholder="*/10 * * * *", key="job-cron")
-        with_x = [n for n in laws if fitting.LAWS[n].x_columns]  # laws with an `x` option
-        x_choices = list(dict.fromkeys(c for n in with_x for c in fitting.LAWS[n].x_columns))
-        x = c6.selectbox(f"x ({', '.join(with_x)})", x_choices, key="job-x")
-        c7, c8 = st.columns(2)
-        reduce = c7.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
-        boot = int(c8.number_input("Bootstrap resamples", 0, 2000, 100, 50, key="job-boot"))
-        st.caption("Allocation report: every point of the runs (their curves), at these budgets.")
-        c9, c10 = st.columns(2)
-        budgets = c9.text_input(
-            "FLOP budgets (comma-separated)", "1e21, 5.76e23", key="job-budgets"
-        )
-        approach_law = c10.selectbox(
-            "Approach 3's law", [AUTO_LAW, *laws_supporting("compute_optimal")], key="job-alaw"
-        )
+        boot = int(c6.number_input("Bootstrap resamples", 0, 2000, 100, 50, key="job-boot"))
+        if kind == "fit":
+            with_x = [n for n in laws if fitting.LAWS[n].x_columns]  # laws with an `x` option
+            x_choices = list(dict.fromkeys(c for n in with_x for c in fitting.LAWS[n].x_columns))
+            c7, c8 = st.columns(2)
+            x = c7.selectbox(f"x ({', '.join(with_x)})", x_choices, key="job-x")
+            reduce = c8.radio("Points", ["final", "all"], horizontal=True, key="job-reduce")
+        else:
+            st.caption(
+                "Allocation report: every point of the runs (their curves), at these budgets."
+            )
+            c9, c10 = st.columns(2)
+            budgets = c9.text_input(
+                "FLOP budgets (comma-separated)", "1e21, 5.76e23", key="job-budgets"
+            )
+            approach_law = c10.selectbox(
+                "Approach 3's law",
+                [AUTO_LAW, *laws_supporting("compute_optimal")],
+                key="job-alaw",
+            )
         submitted = st.form_submit_button("Create job", disabled=not access.allowed("create_job"))
     if not submitted:
         return
