@@ -69,9 +69,14 @@ def absorb() -> fitrunner.Snapshot | None:
             }
     if snap.state == "cancelled":
         quick = snap.result is not None
+        why = (
+            f" (no page followed it for {fitrunner.ABANDON_S / 60:.0f} minutes)"
+            if snap.abandoned
+            else ""
+        )
         st.session_state["fit-message"] = (
             "info",
-            "Fit cancelled"
+            f"Fit cancelled{why}"
             + (
                 f" during {fitrunner.STAGE_TEXT.get(snap.stage, snap.stage)} ({snap.done} of "
                 f"{snap.total}): shown is the point estimate with its quick intervals."

@@ -3,6 +3,11 @@ polls (progress, the quick first result, the full result) and can cancel.
 
 No Streamlit here: the thread never touches the page; it writes its state under a lock
 and the page reads a `Snapshot`. A new fit cancels the one before it (it never queues).
+
+Streamlit says nothing when a tab closes, so a fit watches its page instead: every
+`snapshot()` (the page polls about once a second while a fit runs) counts as a look, and a
+fit no page has looked at for `ABANDON_S` cancels itself (state "cancelled", `abandoned`),
+so a closed tab's fit does not hold the cores for its whole bootstrap.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fitting.progress import Cancelled, Monitor, watching
 from store.errors import ScalinglabError
 
 _IDS = itertools.count(1)
+ABANDON_S = 300.0  # long enough to visit another page and come back
 STAGE_TEXT = {"starts": "starts done", "bootstrap": "bootstrap resamples"}
 
 
@@ -38,6 +44,7 @@ class Snapshot:
     error: str | None = None
     elapsed_s: float = 0.0
     first_s: float | None = None  # when the first result came, from the start
+    abandoned: bool = False  # cancelled because no page looked at it for ABANDON_S
 
     @property
     def running(self) -> bool:
@@ -67,7 +74,9 @@ class FitRun:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _state: Snapshot | None = None
+    abandon_after_s: float = ABANDON_S
     _t0: float = field(default_factory=time.perf_counter)
+    _seen: float = field(default_factory=time.monotonic)
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
@@ -88,6 +97,22 @@ class FitRun:
         return self._thread is None or not self._thread.is_alive()
 
     def snapshot(self) -> Snapshot:
+        """The fit as it stands; a look from the page (see `ABANDON_S`)."""
+        self._seen = time.monotonic()
+        return self._peek()
+
+    def is_set(self) -> bool:
+        """The fit's cancel flag (`fitting.progress.CancelFlag`): cancelled, or abandoned
+        by its page."""
+        if self.cancel_event.is_set():
+            return True
+        if time.monotonic() - self._seen <= self.abandon_after_s:
+            return False
+        self._update(abandoned=True)
+        self.cancel_event.set()
+        return True
+
+    def _peek(self) -> Snapshot:
         with self._lock:
             assert self._state is not None
             return replace(self._state, elapsed_s=time.perf_counter() - self._t0)
@@ -108,7 +133,7 @@ class FitRun:
     def _work(self) -> None:
         from fitting.jobs import fit_selection
 
-        monitor = Monitor(self._progress, self.cancel_event, self._first)
+        monitor = Monitor(self._progress, self, self._first)
         try:
             with watching(monitor):
                 result, frame = fit_selection(
@@ -121,7 +146,7 @@ class FitRun:
         except Exception as err:  # the page shows it; the thread must not die silently
             self._update(state="failed", error=f"{type(err).__name__}: {err}")
         else:
-            first = self.snapshot().first_s
+            first = self._peek().first_s
             self._update(
                 state="done",
                 result=result,
@@ -139,8 +164,11 @@ def start(
     options: dict[str, Any],
     data: pd.DataFrame,
     previous: FitRun | None = None,
+    *,
+    abandon_after_s: float = ABANDON_S,
 ) -> FitRun:
     """Cancel ``previous`` (if still running) and start a new fit at once."""
     if previous is not None:
         previous.cancel()
-    return FitRun(project, law, selection, options, data, store).start()
+    run = FitRun(project, law, selection, options, data, store, abandon_after_s=abandon_after_s)
+    return run.start()

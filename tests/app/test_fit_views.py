@@ -109,3 +109,39 @@ def test_a_new_fit_cancels_the_running_one() -> None:
     done = quick.snapshot()
     assert done.state == "done" and done.final and done.result.method == "bootstrap"
     assert done.first_s is not None and done.first_s <= done.elapsed_s
+
+
+def _power_law_points() -> pd.DataFrame:
+    n = np.geomspace(1e5, 1e8, 7)
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "run": [f"m{i}" for i in range(7)],
+            "split": "train",
+            "step": 1,
+            "params": n,
+            "loss": (2 + (1e4 / n) ** 0.3) * np.exp(rng.normal(0, 0.005, 7)),
+        }
+    )
+
+
+def test_a_fit_no_page_looks_at_cancels_itself() -> None:
+    """A closed tab stops polling: its fit ends instead of running its whole bootstrap."""
+    selection = {"runs": None, "reduce": "final"}
+    options = {"bootstrap": 1_000_000}  # hours of refits, were it left to finish
+    run = fitrunner.start(None, "p", "power_law", selection, options, _power_law_points(),
+                          abandon_after_s=0.0)  # fmt: skip
+    assert run.join(120)
+    snap = run.snapshot()
+    assert snap.state == "cancelled" and snap.abandoned and run.cancel_event.is_set()
+
+
+def test_each_look_from_the_page_keeps_a_fit_alive() -> None:
+    run = fitrunner.FitRun(
+        "p", "power_law", {}, {}, _power_law_points(), None, abandon_after_s=60.0
+    )  # fmt: skip (never started: the flag alone)
+    run._seen -= 61.0  # a minute and more without a look
+    run.snapshot()  # the page looks
+    assert not run.is_set() and not run.snapshot().abandoned
+    run._seen -= 61.0
+    assert run.is_set() and run.snapshot().abandoned
