@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import BadInputError
+from store.trackers.mlflow_view import complete_view
 from store.trackers.optional import require
 from store.trackers.params import param_facts
 from store.trackers.series import TrackerRun
@@ -86,14 +87,21 @@ def read_runs(path: Path, tags: dict[str, str | None] | None = None) -> list[Tra
                 "not an MLflow SQLite store (no experiments, runs, metrics and params tables)",
                 file=str(path),
             )
-        uri, label = f"sqlite:///{path.resolve()}", str(path)
-    else:
-        root = file_store_root(path)
-        if root is None:
-            raise BadInputError(
-                "no MLflow file store here (mlruns/<experiment>/meta.yaml)", file=str(path)
-            )
-        uri, label = root.resolve().as_uri(), str(root)
+        return _read_all(f"sqlite:///{path.resolve()}", str(path), path, tags)
+    root = file_store_root(path)
+    if root is None:
+        raise BadInputError(
+            "no MLflow file store here (mlruns/<experiment>/meta.yaml)", file=str(path)
+        )
+    experiments = [c for c in root.iterdir() if c.is_dir() and _is_experiment(c)]
+    # A zip without folder entries lost the empty folders MLflow needs: read a mirror.
+    with complete_view(root, experiments) as view:
+        return _read_all(view.resolve().as_uri(), str(root), path, tags)
+
+
+def _read_all(
+    uri: str, label: str, path: Path, tags: dict[str, str | None] | None
+) -> list[TrackerRun]:
     with _client(uri, label) as client:
         found = _search(client, label)
         names = _run_names([(exp.name, run) for exp, run in found])

@@ -218,3 +218,33 @@ def test_a_zipped_store_unpacked_for_upload_reads_as_the_folder(
         {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
         for r, s, st, _, lr, loss in points(store, "m")
     ]  # fmt: skip
+
+
+def test_a_zip_without_folder_entries_reads_the_same(
+    store: Store, written: dict[str, Path], tmp_path: Path
+) -> None:
+    """Archivers that store files only lose MLflow's empty `.trash/` and `artifacts/`:
+    the reader adds them in a mirror, never in the user's folder."""
+    import zipfile
+
+    from app.dashboard import staging
+    from store.trackers import parse_runs
+
+    mlruns = written["file"]
+    archive = tmp_path / "files-only.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for file in sorted(p for p in mlruns.rglob("*") if p.is_file()):
+            out.write(file, str(file.relative_to(mlruns.parent)))
+    assert not any(name.endswith("/") for name in zipfile.ZipFile(archive).namelist())
+    staged = staging.stage(tmp_path / "store-root", archive.name, archive.read_bytes())
+    unpacked = staging.unpack(staged)
+    assert not (unpacked / ".trash").exists()
+    parsed = parse_runs(unpacked)
+    assert parsed.format == "mlflow"
+    assert not (unpacked / ".trash").exists() and not list(unpacked.rglob("artifacts"))
+    assert cli(store, "import", str(mlruns), "-p", "m")[0] == 0
+    assert sorted(parsed.points_table.select(["run", "split", "step", "lr", "loss"]).to_pylist(),
+                  key=lambda r: (r["run"], r["split"], r["step"])) == [
+        {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
+        for r, s, st, _, lr, loss in points(store, "m")
+    ]  # fmt: skip
