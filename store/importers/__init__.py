@@ -61,6 +61,7 @@ def import_files(
             bits=bool(options.get("bits", False)),
             schedule=options.get("schedule"),
             imported_by=options.get("imported_by"),
+            archive=options.get("archive"),
         )
     if any(tracker):
         raise BadInputError("import CSV files and tracker run folders in separate calls")

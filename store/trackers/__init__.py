@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from store.importers.parse import ParsedFile
     from store.importers.write import ImportReport
     from store.trackers.series import TrackerRun
+    from store.trackers.write import Archive
 
 TENSORBOARD = "tensorboard-events"
 WANDB = "wandb-offline"
@@ -137,9 +138,11 @@ def import_runs(
     bits: bool = False,
     schedule: str | None = None,
     imported_by: str | None = None,
+    archive: Archive | None = None,
 ) -> ImportReport:
     """Import tracker run folders into `project`: every source, or (on bad input) none;
-    `imported_by` (the signed-in user, if any) goes with every upload row."""
+    `imported_by` (the signed-in user, if any) goes with every upload row; `archive`: the
+    uploaded zip the folders were unpacked from, kept in the store."""
     from store.trackers import series, write
 
     if not paths:
@@ -167,5 +170,5 @@ def import_runs(
         todo.append(parsed)
         report.files.append(write.file_report(path, parsed))
     if todo:
-        write.write_parsed(store, project, options, todo, imported_by)
+        write.write_parsed(store, project, options, todo, imported_by, archive)
     return report

@@ -4,23 +4,43 @@ A source (a folder of runs, one run's folder, one file) is identified by a SHA-2
 its files' relative names and bytes, with the project and the options: importing it
 again adds nothing, and a folder that has grown since is read again (its points
 upserted, so only the new steps are new). The raw files are not copied (they can be
-large); `uploads.path` names where they were read from.
+large); `uploads.path` names where they were read from, or, for sources unpacked from an
+uploaded zip (an `Archive`, whose folder goes once imported), the zip kept as
+`uploads/<its sha256>.zip`, named only once the rows are committed, as CSV copies are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from store.importers.parse import ParsedFile
-from store.importers.write import FileReport, ImportReport, _write_one
+from store.importers.write import (
+    FileReport,
+    ImportReport,
+    _staging_name,
+    _write_one,
+    sweep_stale_uploads,
+)
 
 if TYPE_CHECKING:
     from store.core import Store
 
 _CHUNK = 16 << 20
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The uploaded zip that the sources being imported were unpacked from."""
+
+    path: Path
+    sha256: str
+    name: str  # as uploaded
 
 
 def source_hash(root: Path, files: list[Path]) -> str:
@@ -58,27 +78,43 @@ def write_parsed(
     options: str,
     parsed: list[ParsedFile],
     imported_by: str | None = None,
+    archive: Archive | None = None,
 ) -> None:
-    """All sources' runs and points in one transaction, each source noted in `uploads`."""
-    with store.transaction() as con:
-        for item in parsed:
-            _write_one(con, project, item)
-            con.execute(
-                "INSERT INTO uploads (sha256, project, options, original_name, format, "
-                "path, n_runs, n_points, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                [
-                    item.sha256,
-                    project,
-                    options,
-                    item.path.name,
-                    item.format,
-                    str(item.path.resolve()),
-                    len(item.run_names),
-                    item.n_points,
-                    imported_by,
-                ],
-            )
+    """All sources' runs and points in one transaction, each source noted in `uploads`;
+    `archive` (the zip they came from) is kept under `uploads/` and named in their rows."""
+    kept: tuple[Path, Path] | None = None
+    if archive is not None:
+        sweep_stale_uploads(store.uploads_dir)
+        target = store.uploads_dir / f"{archive.sha256}.zip"
+        if not target.exists():
+            kept = (target, _staging_name(target))
+            shutil.copyfile(archive.path, kept[1])
+    try:
+        with store.transaction() as con:
+            for item in parsed:
+                _write_one(con, project, item)
+                con.execute(
+                    "INSERT INTO uploads (sha256, project, options, original_name, format, "
+                    "path, n_runs, n_points, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [
+                        item.sha256,
+                        project,
+                        options,
+                        archive.name if archive else item.path.name,
+                        item.format,
+                        f"{archive.sha256}.zip" if archive else str(item.path.resolve()),
+                        len(item.run_names),
+                        item.n_points,
+                        imported_by,
+                    ],
+                )
+    except BaseException:
+        if kept is not None:
+            kept[1].unlink(missing_ok=True)
+        raise
+    if kept is not None:
+        os.replace(kept[1], kept[0])
 
 
 def report_for(project: str) -> ImportReport:

@@ -248,3 +248,59 @@ def test_a_zip_without_folder_entries_reads_the_same(
         {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
         for r, s, st, _, lr, loss in points(store, "m")
     ]  # fmt: skip
+
+
+def test_an_uploaded_zip_is_kept_in_the_store_and_named_by_its_rows(
+    store: Store, written: dict[str, Path], tmp_path: Path
+) -> None:
+    """The unpacked folder goes after the import; the zip stays, so the upload row names
+    a file that exists and can be imported again."""
+    import hashlib
+
+    from app.dashboard import staging
+    from store.importers import import_files
+    from store.trackers.write import Archive
+
+    mlruns = written["file"]
+    archive = Path(shutil.make_archive(str(tmp_path / "mlruns"), "zip", mlruns.parent, "mlruns"))
+    payload = archive.read_bytes()
+    staged = staging.stage(tmp_path / "store-root", "my runs.zip", payload)
+    kept = Archive(staged.path, staged.sha256, staged.name)
+    report = import_files(store, [staging.unpack(staged)], project="m", archive=kept)
+    assert report.runs == 2
+    staging.discard(staged)
+    with store.connect(read_only=True) as con:
+        rows = con.execute("SELECT original_name, path FROM uploads WHERE project = 'm'").fetchall()
+    sha = hashlib.sha256(payload).hexdigest()
+    assert rows == [("my runs.zip", f"{sha}.zip")]
+    assert (store.uploads_dir / f"{sha}.zip").read_bytes() == payload
+    assert not list(store.uploads_dir.glob(".partial*"))
+    # The kept zip imports again, and adds nothing.
+    again = staging.stage(tmp_path / "store-root", "again.zip", payload)
+    before = contents(store)
+    report = import_files(store, [staging.unpack(again)], project="m",
+                          archive=Archive(again.path, again.sha256, again.name))  # fmt: skip
+    assert report.runs == 0 and contents(store) == before
+
+
+def test_a_failed_zip_import_keeps_nothing(
+    store: Store, written: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.dashboard import staging
+    from store.importers import import_files
+    from store.trackers.write import Archive
+
+    mlruns = written["file"]
+    archive = Path(shutil.make_archive(str(tmp_path / "mlruns"), "zip", mlruns.parent, "mlruns"))
+    staged = staging.stage(tmp_path / "store-root", "runs.zip", archive.read_bytes())
+    before = contents(store)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")  # the write fails after the copy was made
+
+    monkeypatch.setattr("store.trackers.write._write_one", broken)
+    with pytest.raises(OSError, match="disk full"):
+        import_files(store, [staging.unpack(staged)], project="m",
+                     archive=Archive(staged.path, staged.sha256, staged.name))  # fmt: skip
+    assert contents(store) == before
+    assert not any(store.uploads_dir.iterdir())

@@ -207,6 +207,7 @@ def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> N
     """Import each reviewed file from its staged copy, after checking it still holds the
     bytes reviewed; a staged copy is removed once imported."""
     from store.importers import import_files
+    from store.trackers.write import Archive
 
     store = store_access.get_store()
     user = access.require("upload")  # server side, right before the write
@@ -223,6 +224,8 @@ def do_import(project: str, fmt: str, bits: bool, reviewed: list[Reviewed]) -> N
                     project=project,
                     bits=bits,
                     imported_by=user.name,
+                    # The unpacked folder goes after the import: the zip stays in the store.
+                    archive=Archive(staged.path, staged.sha256, staged.name),
                 )
             else:
                 report = import_files(
