@@ -49,6 +49,14 @@ def map_parts(fn: Callable[[_T], _R], parts: Sequence[_T]) -> list[_R]:
     return list(_pool().map(fn, parts))
 
 
+def _forget_pool() -> None:
+    # A forked child has the pool object but none of its threads: it makes its own.
+    _STATE["pool"] = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool() -> ThreadPoolExecutor:
     with _LOCK:
         pool = _STATE["pool"]

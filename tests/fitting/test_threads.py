@@ -79,3 +79,20 @@ def test_thread_count_from_the_environment_and_single_in_a_worker(
     finally:
         threads._STATE["limit"] = None
     assert threads.map_parts(lambda v: v * 2, [1, 2, 3]) == [2, 4, 6]
+
+
+def _in_child() -> tuple[bool, list[int]]:
+    return threads._STATE["pool"] is None, threads.map_parts(abs, [-3, -4])
+
+
+def test_a_forked_child_gets_a_pool_of_its_own() -> None:
+    """A child forked after a fit used the pool has the pool object but none of its
+    threads (work there would wait on them forever, once they had gone idle): it starts
+    without one and makes its own."""
+    import multiprocessing
+
+    assert threads.map_parts(abs, [-1, -2]) == [1, 2]
+    assert threads._STATE["pool"] is not None
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        fresh, out = pool.apply(_in_child)
+    assert fresh and out == [3, 4]
