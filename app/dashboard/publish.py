@@ -217,8 +217,9 @@ def image_bytes(fig: go.Figure, fmt: str) -> bytes:
     """`fig` rendered as PNG or SVG by kaleido at the export size (PNG at 2x).
 
     One headless Chromium serves every render of the process (the first takes seconds,
-    later ones a fraction of one); a render that fails (a browser gone, a page not yet
-    loaded under load) is tried once more on a fresh browser."""
+    later ones a fraction of one) and is closed after `BROWSER_IDLE_S` without a render;
+    a render that fails (a browser gone, a page not yet loaded under load) is tried once
+    more on a fresh browser."""
     if fmt not in MIME:
         raise ValueError(f"image format must be png or svg, not {fmt!r}")
     opts = {
@@ -231,15 +232,47 @@ def image_bytes(fig: go.Figure, fmt: str) -> bytes:
 
     with _RENDER_LOCK:
         try:
-            _ensure_server()
-            return bytes(kaleido.calc_fig_sync(fig, opts=opts))
-        except Exception:  # kaleido raises its own types from the browser: one retry
-            _ensure_server(restart=True)
-            return bytes(kaleido.calc_fig_sync(fig, opts=opts))
+            try:
+                _ensure_server()
+                return bytes(kaleido.calc_fig_sync(fig, opts=opts))
+            except Exception:  # kaleido raises its own types from the browser: one retry
+                _ensure_server(restart=True)
+                return bytes(kaleido.calc_fig_sync(fig, opts=opts))
+        finally:
+            _close_when_idle()
 
 
+BROWSER_IDLE_S = 600.0  # a dashboard's Chromium (~0.2 GB) goes after 10 minutes unused
 _RENDER_LOCK = threading.Lock()
 _SERVER: dict[str, bool] = {"open": False}
+_IDLE: dict[str, Any] = {"generation": 0, "timer": None}
+
+
+def _close_when_idle() -> None:
+    """(Re)arm the timer that closes the browser when no render came for BROWSER_IDLE_S;
+    called with the render lock held."""
+    _IDLE["generation"] += 1
+    if _IDLE["timer"] is not None:
+        _IDLE["timer"].cancel()
+    timer = threading.Timer(BROWSER_IDLE_S, _close_idle, args=(_IDLE["generation"],))
+    timer.daemon = True
+    _IDLE["timer"] = timer
+    timer.start()
+
+
+def _close_idle(generation: int) -> None:
+    import kaleido
+
+    with _RENDER_LOCK:
+        # A render since this timer was armed re-armed another: this one is stale.
+        if generation == _IDLE["generation"] and _SERVER["open"]:
+            kaleido.stop_sync_server(silence_warnings=True)
+            _SERVER["open"] = False
+
+
+def browser_open() -> bool:
+    """Whether this process holds a headless Chromium for figure files."""
+    return _SERVER["open"]
 
 
 def _ensure_server(*, restart: bool = False) -> None:

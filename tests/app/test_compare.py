@@ -94,6 +94,27 @@ def test_styled_replaces_the_template_and_keeps_the_figures_own_settings() -> No
     assert fig.layout.margin.b == 40 and fig.layout.xaxis.title.font.size is None
 
 
+def test_the_figure_browser_closes_when_idle_and_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if publish.export_problem():
+        pytest.skip(f"no figure export here: {publish.export_problem()}")
+    monkeypatch.setattr(publish, "BROWSER_IDLE_S", 120.0)
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    try:
+        assert publish.image_bytes(fig, "png").startswith(b"\x89PNG")
+        assert publish.browser_open() and publish._IDLE["timer"].interval == 120.0
+        publish._close_idle(publish._IDLE["generation"] - 1)  # armed before the last render
+        assert publish.browser_open()
+        publish._close_idle(publish._IDLE["generation"])  # what the timer does when it fires
+        assert not publish.browser_open()
+        assert publish.image_bytes(fig, "svg").lstrip().startswith(b"<svg")
+        assert publish.browser_open()
+    finally:
+        publish._IDLE["timer"].cancel()
+        publish._close_idle(publish._IDLE["generation"])
+
+
 def test_file_stem_keeps_names_safe() -> None:
     assert publish.file_stem("fit 3: chinchilla/../x") == "fit-3-chinchilla-..-x"
     assert publish.file_stem("../") == "figure"
