@@ -50,11 +50,7 @@ lint: setup
 test: setup browser triton36 oidc
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q --timeout=900 --ignore=tests/trainers
-	# The trainers' and kernel tests in a process of their own: after the rest of the suite
-	# ran in the same process, Triton's interpreter could no longer run a kernel there
-	# (every interpreter test skipped); the cause is not found yet.
-	$(BIN)/python -m pytest -q --timeout=900 tests/trainers
+	$(BIN)/python -m pytest -q --timeout=900
 
 # CPU benchmarks (each writes bench/results/*.md); the CCE and GPU trainer benches need a GPU:
 #   python bench/cce_bench.py ; python bench/trainer_bench.py --gpu

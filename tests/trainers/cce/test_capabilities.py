@@ -55,7 +55,7 @@ def _version(text: str) -> tuple[int, int]:
 
 @pytest.mark.skipif(
     not (capabilities.HAS_TRITON and capabilities.triton_interpret()),
-    reason="needs triton and TRITON_INTERPRET=1 (set by conftest.py on CPU machines)",
+    reason="needs triton and TRITON_INTERPRET=1 (set by tests/conftest.py on CPU machines)",
 )
 def test_interpreter_probe_knows_the_broken_combination() -> None:
     """Triton < 3.9 with numpy >= 2.4 cannot interpret a runtime loop bound (the GPU

@@ -1,6 +1,6 @@
 """The Triton kernels against the reference: on a GPU when present, else interpreted.
 
-On CPU the kernels run under TRITON_INTERPRET=1 (set in conftest.py) in fp32 only, on
+On CPU the kernels run under TRITON_INTERPRET=1 (set in tests/conftest.py) in fp32 only, on
 small shapes whose sizes divide no block size; on a GPU the same tests also run in
 fp16 and bf16 and with the default (large) blocks.
 """
