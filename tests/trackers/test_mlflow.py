@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,6 +201,16 @@ def test_another_sqlite_database_is_refused_and_left_as_it_was(store: Store, tmp
     assert contents(store) == before
 
 
+def assert_reads_as_the_folder(store: Store, parsed: Any, mlruns: Path) -> None:
+    """`parsed` (read from an unpacked zip) holds the points of `mlruns` imported as is."""
+    assert cli(store, "import", str(mlruns), "-p", "m")[0] == 0
+    assert sorted(parsed.points_table.select(["run", "split", "step", "lr", "loss"]).to_pylist(),
+                  key=lambda r: (r["run"], r["split"], r["step"])) == [
+        {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
+        for r, s, st, _, lr, loss in points(store, "m")
+    ]  # fmt: skip
+
+
 def test_a_zipped_store_unpacked_for_upload_reads_as_the_folder(
     store: Store, written: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -212,12 +223,7 @@ def test_a_zipped_store_unpacked_for_upload_reads_as_the_folder(
     staged = staging.stage(tmp_path / "store-root", "mlruns.zip", archive.read_bytes())
     parsed = parse_runs(staging.unpack(staged))
     assert parsed.format == "mlflow"
-    assert cli(store, "import", str(mlruns), "-p", "m")[0] == 0
-    assert sorted(parsed.points_table.select(["run", "split", "step", "lr", "loss"]).to_pylist(),
-                  key=lambda r: (r["run"], r["split"], r["step"])) == [
-        {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
-        for r, s, st, _, lr, loss in points(store, "m")
-    ]  # fmt: skip
+    assert_reads_as_the_folder(store, parsed, mlruns)
 
 
 def test_a_zip_without_folder_entries_reads_the_same(
@@ -242,12 +248,7 @@ def test_a_zip_without_folder_entries_reads_the_same(
     parsed = parse_runs(unpacked)
     assert parsed.format == "mlflow"
     assert not (unpacked / ".trash").exists() and not list(unpacked.rglob("artifacts"))
-    assert cli(store, "import", str(mlruns), "-p", "m")[0] == 0
-    assert sorted(parsed.points_table.select(["run", "split", "step", "lr", "loss"]).to_pylist(),
-                  key=lambda r: (r["run"], r["split"], r["step"])) == [
-        {"run": r, "split": s, "step": st, "lr": lr, "loss": loss}
-        for r, s, st, _, lr, loss in points(store, "m")
-    ]  # fmt: skip
+    assert_reads_as_the_folder(store, parsed, mlruns)
 
 
 def test_an_uploaded_zip_is_kept_in_the_store_and_named_by_its_rows(
